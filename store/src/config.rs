@@ -1,0 +1,200 @@
+//! Configuration: every limit and its default, read once from the environment.
+//!
+//! Names follow Activepieces where the meaning is the same (`AP_FLOW_TIMEOUT_SECONDS`, ...).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub config_path: PathBuf,
+    pub port: u16,
+    pub frontend_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub shards: u16,
+    pub flow_timeout: Duration,
+    pub webhook_timeout: Duration,
+    pub max_file_size_mb: u64,
+    pub paused_flow_timeout_days: u64,
+    pub execution_data_retention_days: u64,
+    pub trigger_default_poll_interval_minutes: u64,
+    pub max_concurrent_jobs_per_project: usize,
+    pub sandbox_memory_limit_mb: u64,
+    pub api_key: Option<String>,
+    pub encryption_key: Option<String>,
+    pub container_type: ContainerType,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest webhook body accepted (5 MB, as Activepieces).
+    pub webhook_body_limit: usize,
+    /// Largest API request body accepted.
+    pub api_body_limit: usize,
+    /// Store keys up to this many characters.
+    pub store_key_max_chars: usize,
+    /// Store values up to this many bytes of JSON.
+    pub store_value_max_bytes: usize,
+    /// JetStream webhook stream size cap.
+    pub webhook_stream_max_bytes: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerType {
+    /// Gateway, scheduler and workers in one process: the embedded default.
+    WorkerAndApp,
+    App,
+    Worker,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can pass their own values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        fn num<T: std::str::FromStr>(
+            name: &'static str,
+            raw: Option<String>,
+            default: T,
+        ) -> Result<T, ConfigError> {
+            match raw {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                    name,
+                    value: v.clone(),
+                    reason: "expected a non-negative whole number".into(),
+                }),
+            }
+        }
+        let config_path = match get("AP_CONFIG_PATH") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+                home.join(".troupe")
+            }
+        };
+        let container_type = match get("AP_CONTAINER_TYPE").as_deref() {
+            None | Some("WORKER_AND_APP") => ContainerType::WorkerAndApp,
+            Some("APP") => ContainerType::App,
+            Some("WORKER") => ContainerType::Worker,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "AP_CONTAINER_TYPE",
+                    value: other.into(),
+                    reason: "expected APP, WORKER or WORKER_AND_APP".into(),
+                })
+            }
+        };
+        let shards: u16 = num("AP_SHARDS", get("AP_SHARDS"), 16)?;
+        if shards == 0 {
+            return Err(ConfigError {
+                name: "AP_SHARDS",
+                value: "0".into(),
+                reason: "at least one shard is needed".into(),
+            });
+        }
+        Ok(Config {
+            config_path,
+            port: num("AP_PORT", get("AP_PORT"), 8080)?,
+            frontend_url: get("AP_FRONTEND_URL"),
+            nats_url: get("AP_NATS_URL"),
+            shards,
+            flow_timeout: Duration::from_secs(num(
+                "AP_FLOW_TIMEOUT_SECONDS",
+                get("AP_FLOW_TIMEOUT_SECONDS"),
+                600,
+            )?),
+            webhook_timeout: Duration::from_secs(num(
+                "AP_WEBHOOK_TIMEOUT_SECONDS",
+                get("AP_WEBHOOK_TIMEOUT_SECONDS"),
+                30,
+            )?),
+            max_file_size_mb: num("AP_MAX_FILE_SIZE_MB", get("AP_MAX_FILE_SIZE_MB"), 10)?,
+            paused_flow_timeout_days: num(
+                "AP_PAUSED_FLOW_TIMEOUT_DAYS",
+                get("AP_PAUSED_FLOW_TIMEOUT_DAYS"),
+                30,
+            )?,
+            execution_data_retention_days: num(
+                "AP_EXECUTION_DATA_RETENTION_DAYS",
+                get("AP_EXECUTION_DATA_RETENTION_DAYS"),
+                30,
+            )?,
+            trigger_default_poll_interval_minutes: num(
+                "AP_TRIGGER_DEFAULT_POLL_INTERVAL",
+                get("AP_TRIGGER_DEFAULT_POLL_INTERVAL"),
+                5,
+            )?,
+            max_concurrent_jobs_per_project: num(
+                "AP_MAX_CONCURRENT_JOBS_PER_PROJECT",
+                get("AP_MAX_CONCURRENT_JOBS_PER_PROJECT"),
+                100,
+            )?,
+            sandbox_memory_limit_mb: num(
+                "AP_SANDBOX_MEMORY_LIMIT_MB",
+                get("AP_SANDBOX_MEMORY_LIMIT_MB"),
+                128,
+            )?,
+            api_key: get("AP_API_KEY"),
+            encryption_key: get("AP_ENCRYPTION_KEY"),
+            container_type,
+            tls_cert: get("AP_TLS_CERT").map(PathBuf::from),
+            tls_key: get("AP_TLS_KEY").map(PathBuf::from),
+            webhook_body_limit: 5 * 1024 * 1024,
+            api_body_limit: 10 * 1024 * 1024,
+            store_key_max_chars: 128,
+            store_value_max_bytes: 512 * 1024,
+            webhook_stream_max_bytes: num(
+                "AP_WEBHOOK_STREAM_MAX_BYTES",
+                get("AP_WEBHOOK_STREAM_MAX_BYTES"),
+                1024 * 1024 * 1024,
+            )?,
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config_path.join("data")
+    }
+
+    pub fn nats_store_dir(&self) -> PathBuf {
+        self.config_path.join("nats")
+    }
+
+    pub fn api_key_file(&self) -> PathBuf {
+        self.config_path.join("api-key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.shards, 16);
+        assert_eq!(c.flow_timeout, Duration::from_secs(600));
+        assert_eq!(c.webhook_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_concurrent_jobs_per_project, 100);
+        assert_eq!(c.container_type, ContainerType::WorkerAndApp);
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable() {
+        let err = Config::from_lookup(|k| (k == "AP_PORT").then(|| "eighty".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AP_PORT"), "{err}");
+    }
+}

@@ -1,0 +1,509 @@
+//! The sled-backed store. One [`Store`] per process; cheap to clone.
+//!
+//! Records are JSON. Writes are applied at once and made durable by [`Store::flush`], which
+//! callers await before they acknowledge a message or answer a client (sled groups
+//! concurrent flushes into one fsync).
+
+use crate::flow::{Flow, FlowStatus, FlowVersion};
+use crate::names::{meta, trees};
+use crate::run::{FlowRun, RunStatus, StepRecord};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("invalid pagination cursor {0:?}")]
+    BadCursor(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    projects: sled::Tree,
+    flows: sled::Tree,
+    flow_order: sled::Tree,
+    deleted_flows: sled::Tree,
+    versions: sled::Tree,
+    runs: sled::Tree,
+    run_order: sled::Tree,
+    journal: sled::Tree,
+    webhook_runs: sled::Tree,
+    active_runs: sled::Tree,
+    entries: sled::Tree,
+    api_keys: sled::Tree,
+}
+
+/// A page of a list, as Activepieces answers: `{data, next, previous}`.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    pub id: String,
+    pub created: String,
+    pub display_name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub created: String,
+    pub display_name: String,
+}
+
+/// What happened when a webhook asked for a run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunCreation {
+    Created,
+    /// This webhook already made a run (a redelivery): its id.
+    Existing(String),
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct FlowFilter {
+    pub project_id: Option<String>,
+    pub folder_id: Option<String>,
+    pub status: Option<FlowStatus>,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct RunFilter {
+    pub project_id: Option<String>,
+    pub flow_ids: Vec<String>,
+    pub statuses: Vec<RunStatus>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+fn from_json<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(b)?)
+}
+
+fn order_key(micros: u64, id: &str) -> Vec<u8> {
+    let mut k = micros.to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn shard_run_key(shard: u16, run_id: &str) -> Vec<u8> {
+    let mut k = shard.to_be_bytes().to_vec();
+    k.extend_from_slice(run_id.as_bytes());
+    k
+}
+
+/// Hashes an API key for storage; the key itself is never stored.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = sled::Config::new().path(path).flush_every_ms(Some(200)).open()?;
+        let t = |name: &str| db.open_tree(name);
+        Ok(Store {
+            meta: t(trees::META)?,
+            projects: t(trees::PROJECTS)?,
+            flows: t(trees::FLOWS)?,
+            flow_order: t(trees::FLOW_ORDER)?,
+            deleted_flows: t(trees::DELETED_FLOWS)?,
+            versions: t(trees::FLOW_VERSIONS)?,
+            runs: t(trees::RUNS)?,
+            run_order: t(trees::RUN_ORDER)?,
+            journal: t(trees::RUN_JOURNAL)?,
+            webhook_runs: t(trees::WEBHOOK_RUNS)?,
+            active_runs: t(trees::ACTIVE_RUNS)?,
+            entries: t(trees::STORE_ENTRIES)?,
+            api_keys: t(trees::API_KEYS)?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. Concurrent callers share one fsync.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    // ---- projects -------------------------------------------------------------------
+
+    /// The default project, created on first start.
+    pub fn ensure_default_project(&self) -> Result<String> {
+        if let Some(id) = self.meta.get(meta::DEFAULT_PROJECT)? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let project = Project {
+            id: crate::ids::new_id(),
+            created: crate::ids::now_iso(),
+            display_name: "Default Project".into(),
+        };
+        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        self.meta.insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
+        Ok(project.id)
+    }
+
+    pub fn project_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.projects.contains_key(id.as_bytes())?)
+    }
+
+    // ---- API keys -------------------------------------------------------------------
+
+    pub fn add_api_key(&self, key: &str, display_name: &str) -> Result<()> {
+        let rec = ApiKeyRecord {
+            id: crate::ids::new_id(),
+            created: crate::ids::now_iso(),
+            display_name: display_name.into(),
+        };
+        self.api_keys.insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
+        Ok(())
+    }
+
+    pub fn api_key_is_valid(&self, key: &str) -> Result<bool> {
+        Ok(self.api_keys.contains_key(hash_api_key(key).as_bytes())?)
+    }
+
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    // ---- flows and versions ---------------------------------------------------------
+
+    pub fn insert_new_flow(&self, flow: &Flow, version: &FlowVersion, micros: u64) -> Result<()> {
+        self.versions.insert(version.id.as_bytes(), to_json(version))?;
+        self.flows.insert(flow.id.as_bytes(), to_json(flow))?;
+        self.flow_order.insert(order_key(micros, &flow.id), &[])?;
+        Ok(())
+    }
+
+    pub fn put_flow(&self, flow: &Flow) -> Result<()> {
+        self.flows.insert(flow.id.as_bytes(), to_json(flow))?;
+        Ok(())
+    }
+
+    pub fn get_flow(&self, id: &str) -> Result<Option<Flow>> {
+        self.flows.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+    }
+
+    pub fn flow_was_deleted(&self, id: &str) -> Result<bool> {
+        Ok(self.deleted_flows.contains_key(id.as_bytes())?)
+    }
+
+    /// Deletes a flow and its versions; its id is remembered so its webhooks answer 410.
+    pub fn delete_flow(&self, id: &str) -> Result<Option<Flow>> {
+        let Some(flow) = self.get_flow(id)? else {
+            return Ok(None);
+        };
+        for item in self.flow_order.iter() {
+            let (k, _) = item?;
+            if &k[8..] == id.as_bytes() {
+                self.flow_order.remove(k)?;
+                break;
+            }
+        }
+        for item in self.versions.iter() {
+            let (k, v) = item?;
+            let version: FlowVersion = from_json(&v)?;
+            if version.flow_id == id {
+                self.versions.remove(k)?;
+            }
+        }
+        self.flows.remove(id.as_bytes())?;
+        self.deleted_flows.insert(id.as_bytes(), crate::ids::now_iso().as_bytes())?;
+        Ok(Some(flow))
+    }
+
+    pub fn put_version(&self, version: &FlowVersion) -> Result<()> {
+        self.versions.insert(version.id.as_bytes(), to_json(version))?;
+        Ok(())
+    }
+
+    pub fn get_version(&self, id: &str) -> Result<Option<FlowVersion>> {
+        self.versions.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+    }
+
+    pub fn list_flows(
+        &self,
+        filter: &FlowFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Flow>> {
+        paginate(&self.flow_order, limit, cursor, |id| {
+            let Some(flow) = self.get_flow(id)? else {
+                return Ok(None);
+            };
+            let keep = filter.project_id.as_ref().is_none_or(|p| *p == flow.project_id)
+                && filter.folder_id.as_ref().is_none_or(|f| Some(f) == flow.folder_id.as_ref())
+                && filter.status.is_none_or(|s| s == flow.status);
+            Ok(keep.then_some(flow))
+        })
+    }
+
+    // ---- runs -----------------------------------------------------------------------
+
+    /// Records a new run made by a webhook, unless that webhook already made one.
+    pub fn create_run(&self, run: &FlowRun) -> Result<RunCreation> {
+        if let Some(webhook_id) = &run.webhook_id {
+            let prev = self.webhook_runs.compare_and_swap(
+                webhook_id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(run.id.as_bytes()),
+            )?;
+            if let Err(existing) = prev {
+                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned());
+                return Ok(RunCreation::Existing(id.unwrap_or_default()));
+            }
+        }
+        self.runs.insert(run.id.as_bytes(), to_json(run))?;
+        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
+        if !run.status.is_terminal() {
+            self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+        }
+        Ok(RunCreation::Created)
+    }
+
+    pub fn run_for_webhook(&self, webhook_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .webhook_runs
+            .get(webhook_id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Writes the run header; a terminal run leaves the set of active runs.
+    pub fn put_run(&self, run: &FlowRun) -> Result<()> {
+        self.runs.insert(run.id.as_bytes(), to_json(run))?;
+        if run.status.is_terminal() {
+            self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+        }
+        Ok(())
+    }
+
+    pub fn get_run(&self, id: &str) -> Result<Option<FlowRun>> {
+        self.runs.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+    }
+
+    /// Ids of the runs of `shard` that have not reached a terminal status, oldest first.
+    pub fn active_runs(&self, shard: u16) -> Result<Vec<FlowRun>> {
+        let mut out = Vec::new();
+        for item in self.active_runs.scan_prefix(shard.to_be_bytes()) {
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[2..]).into_owned();
+            if let Some(run) = self.get_run(&id)? {
+                out.push(run);
+            }
+        }
+        out.sort_by_key(|r| r.created_micros);
+        Ok(out)
+    }
+
+    pub fn list_runs(
+        &self,
+        filter: &RunFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FlowRun>> {
+        paginate(&self.run_order, limit, cursor, |id| {
+            let Some(run) = self.get_run(id)? else {
+                return Ok(None);
+            };
+            let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
+                && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
+                && (filter.statuses.is_empty() || filter.statuses.contains(&run.status))
+                && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
+                && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
+            Ok(keep.then_some(run))
+        })
+    }
+
+    /// Appends one step record to a run's journal.
+    pub fn journal_step(&self, shard: u16, run_id: &str, record: &StepRecord) -> Result<()> {
+        let mut key = shard_run_key(shard, run_id);
+        key.extend_from_slice(&record.seq.to_be_bytes());
+        self.journal.insert(key, to_json(record))?;
+        Ok(())
+    }
+
+    /// The journal of a run, in order.
+    pub fn run_steps(&self, shard: u16, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.journal
+            .scan_prefix(shard_run_key(shard, run_id))
+            .map(|item| from_json(&item?.1))
+            .collect()
+    }
+
+    // ---- key/value store entries ------------------------------------------------------
+
+    pub fn entry_get(&self, key: &str) -> Result<Option<Value>> {
+        self.entries.get(key.as_bytes())?.map(|b| from_json(&b)).transpose()
+    }
+
+    pub fn entry_put(&self, key: &str, value: &Value) -> Result<()> {
+        self.entries.insert(key.as_bytes(), to_json(value))?;
+        Ok(())
+    }
+
+    pub fn entry_delete(&self, key: &str) -> Result<()> {
+        self.entries.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// Atomically replaces the value under `key` with `f(old)`.
+    pub fn entry_update(
+        &self,
+        key: &str,
+        mut f: impl FnMut(Option<Value>) -> std::result::Result<Value, String>,
+    ) -> Result<Value> {
+        loop {
+            let old = self.entries.get(key.as_bytes())?;
+            let old_value = old.as_ref().map(|b| from_json::<Value>(b)).transpose()?;
+            let new = f(old_value).map_err(StoreError::Conflict)?;
+            let swapped =
+                self.entries.compare_and_swap(key.as_bytes(), old, Some(to_json(&new)))?;
+            if swapped.is_ok() {
+                return Ok(new);
+            }
+        }
+    }
+}
+
+/// Seek pagination over an order tree keyed `created (u64 be) ‖ id`, newest first.
+/// `next` continues to older records, `previous` back to newer ones; a cursor is a
+/// position, so records inserted meanwhile never shift a page.
+fn paginate<T>(
+    order: &sled::Tree,
+    limit: usize,
+    cursor: Option<&str>,
+    mut load: impl FnMut(&str) -> Result<Option<T>>,
+) -> Result<Page<T>> {
+    let limit = limit.clamp(1, 1000);
+    let (backwards, pos) = match cursor {
+        None => (false, None),
+        Some(c) => {
+            let (dir, hexpos) = c.split_once(':').ok_or_else(|| StoreError::BadCursor(c.into()))?;
+            let pos = hex::decode(hexpos).map_err(|_| StoreError::BadCursor(c.into()))?;
+            match dir {
+                "n" => (false, Some(pos)),
+                "p" => (true, Some(pos)),
+                _ => return Err(StoreError::BadCursor(c.into())),
+            }
+        }
+    };
+    let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+        match (&pos, backwards) {
+            (None, _) => Box::new(order.iter().rev()),
+            (Some(p), false) => Box::new(order.range(..p.clone()).rev()),
+            (Some(p), true) => {
+                let mut start = p.clone();
+                start.push(0);
+                Box::new(order.range(start..))
+            }
+        };
+    let mut keys = Vec::new();
+    let mut data = Vec::new();
+    let mut more = false;
+    for item in iter {
+        let (k, _) = item?;
+        let id = String::from_utf8_lossy(&k[8..]).into_owned();
+        if let Some(v) = load(&id)? {
+            if data.len() == limit {
+                more = true;
+                break;
+            }
+            keys.push(k.to_vec());
+            data.push(v);
+        }
+    }
+    if backwards {
+        keys.reverse();
+        data.reverse();
+    }
+    let first = keys.first().map(|k| format!("p:{}", hex::encode(k)));
+    let last = keys.last().map(|k| format!("n:{}", hex::encode(k)));
+    let (next, previous) = if backwards {
+        (last, if more { first } else { None })
+    } else {
+        (if more { last } else { None }, if pos.is_some() { first } else { None })
+    };
+    Ok(Page {
+        data,
+        next,
+        previous,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn pages_walk_forward_and_back_and_ignore_new_inserts() {
+        let (_d, store) = temp_store();
+        let tree = &store.flow_order;
+        for i in 0..25u64 {
+            tree.insert(order_key(i, &format!("id{i:02}")), &[]).unwrap();
+        }
+        let load = |id: &str| Ok(Some(id.to_string()));
+        let p1 = paginate(tree, 10, None, load).unwrap();
+        assert_eq!(p1.data.first().unwrap(), "id24");
+        assert!(p1.previous.is_none());
+        // a newer record arrives between pages: page 2 does not shift
+        tree.insert(order_key(100, "id99"), &[]).unwrap();
+        let p2 = paginate(tree, 10, p1.next.as_deref(), load).unwrap();
+        assert_eq!(p2.data.first().unwrap(), "id14");
+        let p3 = paginate(tree, 10, p2.next.as_deref(), load).unwrap();
+        assert_eq!(p3.data.len(), 5);
+        assert!(p3.next.is_none());
+        let back = paginate(tree, 10, p3.previous.as_deref(), load).unwrap();
+        assert_eq!(back.data, p2.data);
+    }
+
+    #[test]
+    fn a_webhook_makes_at_most_one_run() {
+        let (_d, store) = temp_store();
+        let mut run: FlowRun = serde_json::from_value(serde_json::json!({
+            "id": "r1", "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
+            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
+            "environment": "PRODUCTION", "webhookId": "w1", "shard": 3, "createdMicros": 1
+        }))
+        .unwrap();
+        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Created);
+        run.id = "r2".into();
+        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.active_runs(3).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn api_keys_are_stored_hashed() {
+        let (_d, store) = temp_store();
+        store.add_api_key("sk-secret", "admin").unwrap();
+        assert!(store.api_key_is_valid("sk-secret").unwrap());
+        assert!(!store.api_key_is_valid("sk-other").unwrap());
+        assert!(store.api_keys.get("sk-secret").unwrap().is_none());
+    }
+}

@@ -1,0 +1,54 @@
+//! Every name that crosses a process boundary: sled trees, NATS subjects, streams, consumers.
+
+/// sled trees.
+pub mod trees {
+    pub const META: &str = "meta";
+    pub const PROJECTS: &str = "projects";
+    pub const FLOWS: &str = "flows";
+    /// `created (u64 be) ‖ flow id` → `()`: the seek-pagination order of flows.
+    pub const FLOW_ORDER: &str = "flow_order";
+    /// Ids of deleted flows, so that their webhooks answer 410.
+    pub const DELETED_FLOWS: &str = "deleted_flows";
+    pub const FLOW_VERSIONS: &str = "flow_versions";
+    pub const RUNS: &str = "runs";
+    /// `created (u64 be) ‖ run id` → `()`: the seek-pagination order of runs.
+    pub const RUN_ORDER: &str = "run_order";
+    /// `shard (u16 be) ‖ run id ‖ seq (u32 be)` → one self-contained step record.
+    pub const RUN_JOURNAL: &str = "run_journal";
+    /// webhook id (the JetStream message id) → run id: a redelivery finds its run.
+    pub const WEBHOOK_RUNS: &str = "webhook_runs";
+    /// `shard (u16 be) ‖ run id` for runs that are not terminal yet; recovery scans it.
+    pub const ACTIVE_RUNS: &str = "active_runs";
+    pub const STORE_ENTRIES: &str = "store_entries";
+    /// sha-256 of the key (hex) → API key record.
+    pub const API_KEYS: &str = "api_keys";
+}
+
+/// JetStream streams and subjects.
+pub mod subjects {
+    pub const WEBHOOK_STREAM: &str = "AP_WEBHOOKS";
+    pub const EVENT_STREAM: &str = "AP_EVENTS";
+    pub const WEBHOOK_WILDCARD: &str = "ap.webhook.*";
+    pub const EVENT_WILDCARD: &str = "ap.event.*";
+
+    pub fn webhook(shard: u16) -> String {
+        format!("ap.webhook.{shard}")
+    }
+
+    pub fn event(shard: u16) -> String {
+        format!("ap.event.{shard}")
+    }
+
+    /// The durable pull consumer of one shard.
+    pub fn shard_consumer(shard: u16) -> String {
+        format!("shard-{shard}")
+    }
+
+    /// Header carrying the core-NATS subject a sync webhook waits on.
+    pub const REPLY_HEADER: &str = "Troupe-Reply-To";
+}
+
+/// Keys inside the `meta` tree.
+pub mod meta {
+    pub const DEFAULT_PROJECT: &str = "default_project_id";
+}

@@ -1,0 +1,193 @@
+//! Runs: a header that moves through [`RunStatus`] by one checked function, and a journal of
+//! self-contained step records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Timeout,
+    Canceled,
+    QuotaExceeded,
+    MemoryLimitExceeded,
+    InternalError,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Paused)
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Failed
+                | RunStatus::Timeout
+                | RunStatus::QuotaExceeded
+                | RunStatus::MemoryLimitExceeded
+                | RunStatus::InternalError
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Running => "RUNNING",
+            RunStatus::Paused => "PAUSED",
+            RunStatus::Succeeded => "SUCCEEDED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Timeout => "TIMEOUT",
+            RunStatus::Canceled => "CANCELED",
+            RunStatus::QuotaExceeded => "QUOTA_EXCEEDED",
+            RunStatus::MemoryLimitExceeded => "MEMORY_LIMIT_EXCEEDED",
+            RunStatus::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+
+    /// The only way a run's status changes. Terminal statuses are final; a run starts
+    /// queued or running, may pause and resume, and may be canceled until it ends.
+    pub fn transition(self, to: RunStatus) -> Result<RunStatus, InvalidTransition> {
+        use RunStatus::*;
+        let ok = match (self, to) {
+            (from, _) if from.is_terminal() => false,
+            (Queued, Running) | (Running, Paused) | (Paused, Running) | (Paused, Queued) => true,
+            (Queued | Running | Paused, t) if t.is_terminal() => true,
+            _ => false,
+        };
+        if ok {
+            Ok(to)
+        } else {
+            Err(InvalidTransition { from: self, to })
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a run cannot go from {} to {}", from.as_str(), to.as_str())]
+pub struct InvalidTransition {
+    pub from: RunStatus,
+    pub to: RunStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunEnvironment {
+    Production,
+    Testing,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedStep {
+    pub name: String,
+    pub display_name: String,
+    pub message: String,
+}
+
+/// The run header, in the shape of Activepieces' `FlowRun` (without `steps`, which come from
+/// the journal).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRun {
+    pub id: String,
+    pub created: String,
+    pub updated: String,
+    pub project_id: String,
+    pub flow_id: String,
+    pub flow_version_id: String,
+    pub flow_display_name: String,
+    pub status: RunStatus,
+    pub environment: RunEnvironment,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub finish_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<FailedStep>,
+    /// The webhook (JetStream message id) that made this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    /// The trigger output the run started from.
+    #[serde(default)]
+    pub trigger_output: Value,
+    /// Core-NATS subject of a sync webhook waiting for this run's response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The response a `return_response` step set, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    pub shard: u16,
+    /// Microseconds since the epoch at creation: orders runs and pages.
+    pub created_micros: u64,
+    #[serde(default)]
+    pub steps_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Paused,
+    Running,
+    Stopped,
+}
+
+/// One journal record: what one execution of one step took and gave. Self-contained, so a
+/// run is rebuilt by reading its records in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub seq: u32,
+    pub step_name: String,
+    /// `"PIECE"`, `"CODE"`, `"LOOP_ON_ITEMS"`, `"ROUTER"`, or the trigger's type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Enclosing loop iterations, outermost first: `[["loop_1", 0]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loop_path: Vec<(String, usize)>,
+    pub status: StepStatus,
+    pub input: Value,
+    #[serde(default)]
+    pub output: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Milliseconds.
+    pub duration: u64,
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus::*;
+
+    #[test]
+    fn terminal_statuses_are_final() {
+        assert!(Succeeded.transition(Running).is_err());
+        assert!(Canceled.transition(Running).is_err());
+        assert!(Failed.transition(Succeeded).is_err());
+    }
+
+    #[test]
+    fn a_run_can_queue_run_pause_and_finish() {
+        assert!(Queued.transition(Running).is_ok());
+        assert!(Running.transition(Paused).is_ok());
+        assert!(Paused.transition(Running).is_ok());
+        assert!(Running.transition(Succeeded).is_ok());
+        assert!(Paused.transition(Canceled).is_ok());
+        assert!(Running.transition(Queued).is_err());
+    }
+}
