@@ -1,1 +1,9 @@
-//! placeholder
+//! The engine: shard, flow and run actors (actix, supervised), template resolution, step
+//! executors and the native core pieces.
+//!
+//! It reads and writes through `troupe-store` and never speaks HTTP to clients; the gateway
+//! hands it webhooks through JetStream and reads results from the store.
+
+pub mod pieces;
+pub mod template;
+pub mod validate;

@@ -1,0 +1,96 @@
+//! The pieces Troupe runs natively: names, actions, triggers and their required inputs, as
+//! published by Activepieces. Validation reads this table; a flow that names anything else
+//! cannot be published.
+
+pub struct ActionDef {
+    pub name: &'static str,
+    /// Inputs that must be present (they may be templates).
+    pub required: &'static [&'static str],
+}
+
+pub struct PieceDef {
+    pub name: &'static str,
+    pub actions: &'static [ActionDef],
+    pub triggers: &'static [&'static str],
+}
+
+const fn action(name: &'static str, required: &'static [&'static str]) -> ActionDef {
+    ActionDef { name, required }
+}
+
+pub const WEBHOOK: &str = "@activepieces/piece-webhook";
+pub const HTTP: &str = "@activepieces/piece-http";
+pub const STORE: &str = "@activepieces/piece-store";
+pub const DATA_MAPPER: &str = "@activepieces/piece-data-mapper";
+pub const TEXT_HELPER: &str = "@activepieces/piece-text-helper";
+pub const MATH_HELPER: &str = "@activepieces/piece-math-helper";
+pub const DATE_HELPER: &str = "@activepieces/piece-date-helper";
+
+pub static PIECES: &[PieceDef] = &[
+    PieceDef {
+        name: WEBHOOK,
+        actions: &[action("return_response", &[])],
+        triggers: &["catch_webhook"],
+    },
+    PieceDef {
+        name: HTTP,
+        actions: &[
+            action("send_request", &["method", "url"]),
+            action("return_response", &[]),
+        ],
+        triggers: &[],
+    },
+    PieceDef {
+        name: STORE,
+        actions: &[
+            action("put", &["key", "value"]),
+            action("get", &["key"]),
+            action("remove_value", &["key"]),
+            action("append", &["key", "value"]),
+            action("add_to_list", &["key", "value"]),
+            action("remove_from_list", &["key", "value"]),
+        ],
+        triggers: &[],
+    },
+    PieceDef {
+        name: DATA_MAPPER,
+        actions: &[action("advanced_mapping", &["mapping"])],
+        triggers: &[],
+    },
+    PieceDef {
+        name: TEXT_HELPER,
+        actions: &[
+            action("concat", &["texts"]),
+            action("replace", &["text", "searchValue"]),
+            action("split", &["text", "delimiter"]),
+        ],
+        triggers: &[],
+    },
+    PieceDef {
+        name: MATH_HELPER,
+        actions: &[
+            action("addition_math", &["first_number", "second_number"]),
+            action("subtraction_math", &["first_number", "second_number"]),
+            action("multiplication_math", &["first_number", "second_number"]),
+            action("division_math", &["first_number", "second_number"]),
+            action("modulo_math", &["first_number", "second_number"]),
+        ],
+        triggers: &[],
+    },
+    PieceDef {
+        name: DATE_HELPER,
+        actions: &[
+            action("get_current_date", &[]),
+            action("date_difference", &["startDate", "endDate"]),
+        ],
+        triggers: &[],
+    },
+];
+
+pub fn piece(name: &str) -> Option<&'static PieceDef> {
+    PIECES.iter().find(|p| p.name == name)
+}
+
+pub fn action_def(piece_name: &str, action: &str) -> Option<&'static ActionDef> {
+    piece(piece_name)?.actions.iter().find(|a| a.name == action)
+}

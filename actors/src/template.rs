@@ -1,0 +1,227 @@
+//! Templates, resolved as the Activepieces engine resolves them.
+//!
+//! A string may hold `{{ ... }}` tokens. A token that is a plain path
+//! (`trigger.body.x`, `step_1['body']['items'][0]`) is resolved natively against the run's
+//! outputs. Anything else is a JavaScript expression, which needs the sandbox; until it lands
+//! such templates are refused at validation. A string that is exactly one token keeps the
+//! value's type; tokens inside text are interpolated, non-strings JSON-encoded.
+
+use serde_json::{Map, Value};
+
+/// One step of a path: `.name` / `['name']`, or `[3]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A parsed plain path: a root name (the trigger or a step) and what follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub root: String,
+    pub segments: Vec<Segment>,
+}
+
+/// A piece of a template string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part<'a> {
+    Text(&'a str),
+    /// The text between `{{` and `}}`, trimmed.
+    Token(&'a str),
+}
+
+/// Splits a string into literal text and `{{ }}` tokens. An unclosed `{{` is literal text.
+pub fn split(s: &str) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        if start > 0 {
+            parts.push(Part::Text(&rest[..start]));
+        }
+        parts.push(Part::Token(rest[start + 2..start + 2 + len].trim()));
+        rest = &rest[start + 2 + len + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest));
+    }
+    parts
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == '$'
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '$'
+}
+
+/// Parses a token as a plain path, or `None` when it is an expression.
+pub fn parse_path(token: &str) -> Option<Path> {
+    let s = token.trim();
+    let mut chars = s.char_indices().peekable();
+    let (_, first) = chars.next()?;
+    if !is_ident_start(first) {
+        return None;
+    }
+    let mut end = first.len_utf8();
+    while let Some(&(i, c)) = chars.peek() {
+        if !is_ident(c) {
+            break;
+        }
+        end = i + c.len_utf8();
+        chars.next();
+    }
+    let root = s[..end].to_string();
+    let mut segments = Vec::new();
+    let mut rest = &s[end..];
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let len = after.find(|c: char| !is_ident(c)).unwrap_or(after.len());
+            if len == 0 || !after.starts_with(is_ident_start) && !after.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            segments.push(Segment::Key(after[..len].to_string()));
+            rest = &after[len..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let close = after.find(']')?;
+            let inner = after[..close].trim();
+            let seg = if let Some(q) = inner
+                .strip_prefix('\'')
+                .and_then(|x| x.strip_suffix('\''))
+                .or_else(|| inner.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
+            {
+                if q.contains(['\'', '"', '\\']) {
+                    return None;
+                }
+                Segment::Key(q.to_string())
+            } else {
+                Segment::Index(inner.parse().ok()?)
+            };
+            segments.push(seg);
+            rest = &after[close + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(Path { root, segments })
+}
+
+/// Looks a path up in the run's outputs; `None` when any part is missing.
+pub fn lookup<'a>(outputs: &'a Map<String, Value>, path: &Path) -> Option<&'a Value> {
+    let mut cur = outputs.get(&path.root)?;
+    for seg in &path.segments {
+        cur = match (seg, cur) {
+            (Segment::Key(k), Value::Object(m)) => m.get(k)?,
+            (Segment::Key(k), Value::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
+            (Segment::Index(i), Value::Array(a)) => a.get(*i)?,
+            (Segment::Index(i), Value::Object(m)) => m.get(&i.to_string())?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("template {{{{{0}}}}} is a JavaScript expression; expressions run in the code sandbox, which this build does not have yet; use a plain path such as {{{{step_1.body.field}}}}")]
+pub struct ExpressionNotSupported(pub String);
+
+/// Resolves every template in `value` (strings, recursively through arrays and objects).
+pub fn resolve(value: &Value, outputs: &Map<String, Value>) -> Result<Value, ExpressionNotSupported> {
+    Ok(match value {
+        Value::String(s) => resolve_str(s, outputs)?,
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, outputs)).collect::<Result<_, _>>()?),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, outputs)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+pub fn resolve_str(s: &str, outputs: &Map<String, Value>) -> Result<Value, ExpressionNotSupported> {
+    if !s.contains("{{") {
+        return Ok(Value::String(s.to_string()));
+    }
+    let parts = split(s);
+    let eval = |token: &str| -> Result<Value, ExpressionNotSupported> {
+        let path = parse_path(token).ok_or_else(|| ExpressionNotSupported(token.to_string()))?;
+        Ok(lookup(outputs, &path).cloned().unwrap_or(Value::Null))
+    };
+    if let [Part::Token(t)] = parts.as_slice() {
+        return eval(t);
+    }
+    let mut out = String::with_capacity(s.len());
+    for part in parts {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Token(t) => match eval(t)? {
+                Value::Null => {}
+                Value::String(v) => out.push_str(&v),
+                other => out.push_str(&other.to_string()),
+            },
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// Every token found in the strings of `value`, for validation.
+pub fn tokens(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains("{{") => {
+            for p in split(s) {
+                if let Part::Token(t) = p {
+                    out.push(t.to_string());
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| tokens(v, out)),
+        Value::Object(m) => m.values().for_each(|v| tokens(v, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn outputs() -> Map<String, Value> {
+        json!({
+            "trigger": {"body": {"x": 5, "name": "Ada", "items": [{"id": 1}, {"id": 2}]}},
+            "step_1": {"body": {"items": ["a", "b"]}}
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    #[test]
+    fn a_lone_template_keeps_its_type() {
+        let o = outputs();
+        assert_eq!(resolve_str("{{trigger.body.x}}", &o).unwrap(), json!(5));
+        assert_eq!(resolve_str("{{ step_1['body']['items'][0] }}", &o).unwrap(), json!("a"));
+        assert_eq!(resolve_str("{{trigger.body.items}}", &o).unwrap()[1]["id"], json!(2));
+        assert_eq!(resolve_str("{{trigger.body.missing}}", &o).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn templates_inside_text_are_interpolated() {
+        let o = outputs();
+        assert_eq!(
+            resolve_str("Hi {{trigger.body.name}}, x={{trigger.body.x}} {{step_1.body.items}}", &o).unwrap(),
+            json!("Hi Ada, x=5 [\"a\",\"b\"]")
+        );
+    }
+
+    #[test]
+    fn expressions_are_recognised_and_refused() {
+        assert!(parse_path("step_1.items.length + 1").is_none());
+        assert!(parse_path("trigger.body.name.toUpperCase()").is_none());
+        assert!(resolve_str("{{ a + b }}", &outputs()).is_err());
+        assert_eq!(parse_path("trigger[\"body\"].x").unwrap().segments.len(), 2);
+    }
+}

@@ -1,0 +1,315 @@
+//! Validation of a flow version against what Troupe can run. Every problem names the step
+//! and the field, so the user knows what to fix. A draft may be invalid; publishing needs
+//! none of these problems.
+
+use crate::pieces::catalog;
+use crate::template;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashSet;
+use troupe_store::flow::{Action, ActionType, BranchType, FlowVersion, TriggerType};
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub step: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "step {:?} field {:?}: {}", self.step, self.field, self.message)
+    }
+}
+
+/// The router operators Activepieces defines.
+pub const OPERATORS: &[&str] = &[
+    "TEXT_CONTAINS",
+    "TEXT_DOES_NOT_CONTAIN",
+    "TEXT_EXACTLY_MATCHES",
+    "TEXT_DOES_NOT_EXACTLY_MATCH",
+    "TEXT_START_WITH",
+    "TEXT_DOES_NOT_START_WITH",
+    "TEXT_ENDS_WITH",
+    "TEXT_DOES_NOT_END_WITH",
+    "NUMBER_IS_GREATER_THAN",
+    "NUMBER_IS_LESS_THAN",
+    "NUMBER_IS_EQUAL_TO",
+    "BOOLEAN_IS_TRUE",
+    "BOOLEAN_IS_FALSE",
+    "DATE_IS_BEFORE",
+    "DATE_IS_EQUAL",
+    "DATE_IS_AFTER",
+    "LIST_CONTAINS",
+    "LIST_DOES_NOT_CONTAIN",
+    "LIST_IS_EMPTY",
+    "LIST_IS_NOT_EMPTY",
+    "EXISTS",
+    "DOES_NOT_EXIST",
+];
+
+struct Checker {
+    problems: Vec<Problem>,
+    seen: HashSet<String>,
+}
+
+impl Checker {
+    fn problem(&mut self, step: &str, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            step: step.into(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Checks the templates in `value` against the steps that run before `step`.
+    fn templates(&mut self, step: &str, field: &str, value: &Value, before: &[String]) {
+        let mut tokens = Vec::new();
+        template::tokens(value, &mut tokens);
+        for token in tokens {
+            match template::parse_path(&token) {
+                None => self.problem(
+                    step,
+                    field,
+                    template::ExpressionNotSupported(token).to_string(),
+                ),
+                Some(path) if !before.contains(&path.root) => self.problem(
+                    step,
+                    field,
+                    format!(
+                        "template {{{{{token}}}}} refers to {:?}, which does not run before this step",
+                        path.root
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Checks a chain of steps; `before` holds the names a step of the chain may refer to.
+    fn chain(&mut self, first: Option<&Action>, before: &mut Vec<String>) {
+        let mut cur = first;
+        while let Some(a) = cur {
+            self.action(a, before);
+            before.push(a.name.clone());
+            cur = a.next_action.as_deref();
+        }
+    }
+
+    fn action(&mut self, a: &Action, before: &mut Vec<String>) {
+        if !self.seen.insert(a.name.clone()) {
+            self.problem(&a.name, "name", "another step has the same name; step names must be unique");
+        }
+        let s = &a.settings;
+        match a.kind {
+            ActionType::Piece => {
+                let piece = s.piece_name.as_deref().unwrap_or_default();
+                let action = s.action_name.as_deref().unwrap_or_default();
+                if piece.is_empty() {
+                    self.problem(&a.name, "settings.pieceName", "is required");
+                } else if catalog::piece(piece).is_none() {
+                    self.problem(&a.name, "settings.pieceName", format!("piece {piece:?} is not available in Troupe"));
+                } else if action.is_empty() {
+                    self.problem(&a.name, "settings.actionName", "is required");
+                } else if let Some(def) = catalog::action_def(piece, action) {
+                    let input = s.input.clone().unwrap_or_default();
+                    for req in def.required {
+                        if input.get(*req).is_none_or(Value::is_null) {
+                            self.problem(&a.name, &format!("settings.input.{req}"), "is required");
+                        }
+                    }
+                } else {
+                    self.problem(&a.name, "settings.actionName", format!("piece {piece:?} has no action {action:?} in Troupe"));
+                }
+                if let Some(input) = &s.input {
+                    for (k, v) in input {
+                        self.templates(&a.name, &format!("settings.input.{k}"), v, before);
+                    }
+                }
+            }
+            ActionType::Code => {
+                match &s.source_code {
+                    None => self.problem(&a.name, "settings.sourceCode", "is required"),
+                    Some(src) => {
+                        if src.code.trim().is_empty() {
+                            self.problem(&a.name, "settings.sourceCode.code", "is required");
+                        }
+                        if let Some(deps) = package_dependencies(&src.package_json) {
+                            self.problem(
+                                &a.name,
+                                "settings.sourceCode.packageJson",
+                                format!("npm dependencies are not supported in Troupe code steps ({deps}); remove them from packageJson"),
+                            );
+                        }
+                    }
+                }
+                self.problem(
+                    &a.name,
+                    "type",
+                    "CODE steps run in the code sandbox, which this build does not have yet",
+                );
+            }
+            ActionType::LoopOnItems => {
+                match &s.items {
+                    None => self.problem(&a.name, "settings.items", "is required"),
+                    Some(items) => self.templates(&a.name, "settings.items", items, before),
+                }
+                let mut inner = before.clone();
+                inner.push(a.name.clone());
+                self.chain(a.first_loop_action.as_deref(), &mut inner);
+            }
+            ActionType::Router => {
+                let branches = s.branches.as_deref().unwrap_or_default();
+                if branches.is_empty() {
+                    self.problem(&a.name, "settings.branches", "a router needs at least one branch");
+                }
+                if s.execution_type.is_none() {
+                    self.problem(&a.name, "settings.executionType", "is required (EXECUTE_FIRST_MATCH or EXECUTE_ALL_MATCH)");
+                }
+                for (i, b) in branches.iter().enumerate() {
+                    if b.branch_type == BranchType::Fallback {
+                        continue;
+                    }
+                    let groups = b.conditions.as_deref().unwrap_or_default();
+                    for (g, group) in groups.iter().enumerate() {
+                        for (c, cond) in group.iter().enumerate() {
+                            let field = format!("settings.branches[{i}].conditions[{g}][{c}]");
+                            match cond.operator.as_deref() {
+                                Some(op) if OPERATORS.contains(&op) => {}
+                                Some(op) => self.problem(&a.name, &format!("{field}.operator"), format!("unknown operator {op:?}")),
+                                None => self.problem(&a.name, &format!("{field}.operator"), "is required"),
+                            }
+                            self.templates(&a.name, &format!("{field}.firstValue"), &cond.first_value, before);
+                            if let Some(v) = &cond.second_value {
+                                self.templates(&a.name, &format!("{field}.secondValue"), v, before);
+                            }
+                        }
+                    }
+                }
+                let children = a.children.as_deref().unwrap_or_default();
+                if children.len() != branches.len() {
+                    self.problem(&a.name, "children", format!("has {} entries for {} branches", children.len(), branches.len()));
+                }
+                // Steps of a branch may be referred to after the router (they may not have run).
+                let mut after = Vec::new();
+                for child in children.iter().flatten() {
+                    let mut inner = before.clone();
+                    inner.push(a.name.clone());
+                    let start = inner.len();
+                    self.chain(Some(child), &mut inner);
+                    after.extend(inner.drain(start..));
+                }
+                before.extend(after);
+            }
+        }
+    }
+}
+
+/// Names of the dependencies a code step's packageJson declares, if any.
+fn package_dependencies(package_json: &str) -> Option<String> {
+    if package_json.trim().is_empty() {
+        return None;
+    }
+    let parsed: Value = serde_json::from_str(package_json).ok()?;
+    let deps = parsed.get("dependencies")?.as_object()?;
+    if deps.is_empty() {
+        return None;
+    }
+    Some(deps.keys().cloned().collect::<Vec<_>>().join(", "))
+}
+
+/// Every problem that keeps `version` from being published; empty when it is valid.
+pub fn validate(version: &FlowVersion) -> Vec<Problem> {
+    let mut c = Checker {
+        problems: Vec::new(),
+        seen: HashSet::new(),
+    };
+    let t = &version.trigger;
+    c.seen.insert(t.name.clone());
+    match t.kind {
+        TriggerType::Empty => c.problem(&t.name, "type", "the flow has no trigger; choose one before publishing"),
+        TriggerType::Piece => {
+            let piece = t.settings.piece_name.as_deref().unwrap_or_default();
+            let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
+            match catalog::piece(piece) {
+                None => c.problem(&t.name, "settings.pieceName", format!("trigger piece {piece:?} is not available in Troupe")),
+                Some(p) if !p.triggers.contains(&trigger) => c.problem(
+                    &t.name,
+                    "settings.triggerName",
+                    format!("piece {piece:?} has no trigger {trigger:?} in Troupe"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    let mut before = vec![t.name.clone()];
+    c.chain(t.next_action.as_deref(), &mut before);
+    c.problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn version(next: Value) -> FlowVersion {
+        serde_json::from_value(json!({
+            "id": "v", "created": "t", "updated": "t", "flowId": "f", "displayName": "F", "state": "DRAFT",
+            "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "settings": {
+                "pieceName": "@activepieces/piece-webhook", "triggerName": "catch_webhook", "input": {}},
+                "nextAction": next}
+        }))
+        .unwrap()
+    }
+
+    fn piece(name: &str, piece: &str, action: &str, input: Value) -> Value {
+        json!({"name": name, "type": "PIECE", "settings": {"pieceName": piece, "actionName": action, "input": input}})
+    }
+
+    #[test]
+    fn a_template_to_a_later_step_names_both() {
+        let mut first = piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"a": "{{step_2.x}}"}}));
+        first["nextAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {}}));
+        let problems = validate(&version(first));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].step, "step_1");
+        assert_eq!(problems[0].field, "settings.input.mapping");
+        assert!(problems[0].message.contains("step_2"));
+    }
+
+    #[test]
+    fn unknown_pieces_duplicates_and_missing_inputs_are_listed() {
+        let mut first = piece("step_1", "@activepieces/piece-slack", "send_message", json!({}));
+        let mut second = piece("step_1", catalog::STORE, "put", json!({"key": "k"}));
+        second["nextAction"] = piece("step_3", catalog::STORE, "frobnicate", json!({}));
+        first["nextAction"] = second;
+        let problems = validate(&version(first));
+        let fields: Vec<_> = problems.iter().map(|p| (p.step.as_str(), p.field.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("step_1", "settings.pieceName"),
+                ("step_1", "name"),
+                ("step_1", "settings.input.value"),
+                ("step_3", "settings.actionName")
+            ]
+        );
+    }
+
+    #[test]
+    fn code_dependencies_and_expressions_are_refused() {
+        let code = json!({"name": "step_1", "type": "CODE", "settings": {"input": {},
+            "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"lodash\":\"4\"}}"}}});
+        let problems = validate(&version(code));
+        assert!(problems.iter().any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
+        let expr = piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": "{{ trigger.body.a + 1 }}"}));
+        assert!(validate(&version(expr))[0].message.contains("JavaScript expression"));
+    }
+
+    #[test]
+    fn a_loop_body_may_refer_to_its_loop() {
+        let mut l = json!({"name": "loop_1", "type": "LOOP_ON_ITEMS", "settings": {"items": "{{trigger.body.items}}"}});
+        l["firstLoopAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"i": "{{loop_1.item}}"}}));
+        assert_eq!(validate(&version(l)), vec![]);
+    }
+}
