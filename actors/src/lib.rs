@@ -4,6 +4,11 @@
 //! It reads and writes through `troupe-store` and never speaks HTTP to clients; the gateway
 //! hands it webhooks through JetStream and reads results from the store.
 
+pub mod engine;
+pub mod flow_actor;
 pub mod pieces;
+pub mod router;
+pub mod run_actor;
+pub mod shard;
 pub mod template;
 pub mod validate;

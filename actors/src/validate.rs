@@ -18,7 +18,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "step {:?} field {:?}: {}", self.step, self.field, self.message)
+        write!(
+            f,
+            "step {:?} field {:?}: {}",
+            self.step, self.field, self.message
+        )
     }
 }
 
@@ -98,7 +102,11 @@ impl Checker {
 
     fn action(&mut self, a: &Action, before: &mut Vec<String>) {
         if !self.seen.insert(a.name.clone()) {
-            self.problem(&a.name, "name", "another step has the same name; step names must be unique");
+            self.problem(
+                &a.name,
+                "name",
+                "another step has the same name; step names must be unique",
+            );
         }
         let s = &a.settings;
         match a.kind {
@@ -108,7 +116,11 @@ impl Checker {
                 if piece.is_empty() {
                     self.problem(&a.name, "settings.pieceName", "is required");
                 } else if catalog::piece(piece).is_none() {
-                    self.problem(&a.name, "settings.pieceName", format!("piece {piece:?} is not available in Troupe"));
+                    self.problem(
+                        &a.name,
+                        "settings.pieceName",
+                        format!("piece {piece:?} is not available in Troupe"),
+                    );
                 } else if action.is_empty() {
                     self.problem(&a.name, "settings.actionName", "is required");
                 } else if let Some(def) = catalog::action_def(piece, action) {
@@ -119,7 +131,11 @@ impl Checker {
                         }
                     }
                 } else {
-                    self.problem(&a.name, "settings.actionName", format!("piece {piece:?} has no action {action:?} in Troupe"));
+                    self.problem(
+                        &a.name,
+                        "settings.actionName",
+                        format!("piece {piece:?} has no action {action:?} in Troupe"),
+                    );
                 }
                 if let Some(input) = &s.input {
                     for (k, v) in input {
@@ -161,10 +177,18 @@ impl Checker {
             ActionType::Router => {
                 let branches = s.branches.as_deref().unwrap_or_default();
                 if branches.is_empty() {
-                    self.problem(&a.name, "settings.branches", "a router needs at least one branch");
+                    self.problem(
+                        &a.name,
+                        "settings.branches",
+                        "a router needs at least one branch",
+                    );
                 }
                 if s.execution_type.is_none() {
-                    self.problem(&a.name, "settings.executionType", "is required (EXECUTE_FIRST_MATCH or EXECUTE_ALL_MATCH)");
+                    self.problem(
+                        &a.name,
+                        "settings.executionType",
+                        "is required (EXECUTE_FIRST_MATCH or EXECUTE_ALL_MATCH)",
+                    );
                 }
                 for (i, b) in branches.iter().enumerate() {
                     if b.branch_type == BranchType::Fallback {
@@ -176,10 +200,23 @@ impl Checker {
                             let field = format!("settings.branches[{i}].conditions[{g}][{c}]");
                             match cond.operator.as_deref() {
                                 Some(op) if OPERATORS.contains(&op) => {}
-                                Some(op) => self.problem(&a.name, &format!("{field}.operator"), format!("unknown operator {op:?}")),
-                                None => self.problem(&a.name, &format!("{field}.operator"), "is required"),
+                                Some(op) => self.problem(
+                                    &a.name,
+                                    &format!("{field}.operator"),
+                                    format!("unknown operator {op:?}"),
+                                ),
+                                None => self.problem(
+                                    &a.name,
+                                    &format!("{field}.operator"),
+                                    "is required",
+                                ),
                             }
-                            self.templates(&a.name, &format!("{field}.firstValue"), &cond.first_value, before);
+                            self.templates(
+                                &a.name,
+                                &format!("{field}.firstValue"),
+                                &cond.first_value,
+                                before,
+                            );
                             if let Some(v) = &cond.second_value {
                                 self.templates(&a.name, &format!("{field}.secondValue"), v, before);
                             }
@@ -188,7 +225,15 @@ impl Checker {
                 }
                 let children = a.children.as_deref().unwrap_or_default();
                 if children.len() != branches.len() {
-                    self.problem(&a.name, "children", format!("has {} entries for {} branches", children.len(), branches.len()));
+                    self.problem(
+                        &a.name,
+                        "children",
+                        format!(
+                            "has {} entries for {} branches",
+                            children.len(),
+                            branches.len()
+                        ),
+                    );
                 }
                 // Steps of a branch may be referred to after the router (they may not have run).
                 let mut after = Vec::new();
@@ -227,12 +272,20 @@ pub fn validate(version: &FlowVersion) -> Vec<Problem> {
     let t = &version.trigger;
     c.seen.insert(t.name.clone());
     match t.kind {
-        TriggerType::Empty => c.problem(&t.name, "type", "the flow has no trigger; choose one before publishing"),
+        TriggerType::Empty => c.problem(
+            &t.name,
+            "type",
+            "the flow has no trigger; choose one before publishing",
+        ),
         TriggerType::Piece => {
             let piece = t.settings.piece_name.as_deref().unwrap_or_default();
             let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
             match catalog::piece(piece) {
-                None => c.problem(&t.name, "settings.pieceName", format!("trigger piece {piece:?} is not available in Troupe")),
+                None => c.problem(
+                    &t.name,
+                    "settings.pieceName",
+                    format!("trigger piece {piece:?} is not available in Troupe"),
+                ),
                 Some(p) if !p.triggers.contains(&trigger) => c.problem(
                     &t.name,
                     "settings.triggerName",
@@ -268,8 +321,18 @@ mod tests {
 
     #[test]
     fn a_template_to_a_later_step_names_both() {
-        let mut first = piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"a": "{{step_2.x}}"}}));
-        first["nextAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {}}));
+        let mut first = piece(
+            "step_1",
+            catalog::DATA_MAPPER,
+            "advanced_mapping",
+            json!({"mapping": {"a": "{{step_2.x}}"}}),
+        );
+        first["nextAction"] = piece(
+            "step_2",
+            catalog::DATA_MAPPER,
+            "advanced_mapping",
+            json!({"mapping": {}}),
+        );
         let problems = validate(&version(first));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].step, "step_1");
@@ -279,12 +342,20 @@ mod tests {
 
     #[test]
     fn unknown_pieces_duplicates_and_missing_inputs_are_listed() {
-        let mut first = piece("step_1", "@activepieces/piece-slack", "send_message", json!({}));
+        let mut first = piece(
+            "step_1",
+            "@activepieces/piece-slack",
+            "send_message",
+            json!({}),
+        );
         let mut second = piece("step_1", catalog::STORE, "put", json!({"key": "k"}));
         second["nextAction"] = piece("step_3", catalog::STORE, "frobnicate", json!({}));
         first["nextAction"] = second;
         let problems = validate(&version(first));
-        let fields: Vec<_> = problems.iter().map(|p| (p.step.as_str(), p.field.as_str())).collect();
+        let fields: Vec<_> = problems
+            .iter()
+            .map(|p| (p.step.as_str(), p.field.as_str()))
+            .collect();
         assert_eq!(
             fields,
             [
@@ -301,15 +372,29 @@ mod tests {
         let code = json!({"name": "step_1", "type": "CODE", "settings": {"input": {},
             "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"lodash\":\"4\"}}"}}});
         let problems = validate(&version(code));
-        assert!(problems.iter().any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
-        let expr = piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": "{{ trigger.body.a + 1 }}"}));
-        assert!(validate(&version(expr))[0].message.contains("JavaScript expression"));
+        assert!(problems
+            .iter()
+            .any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
+        let expr = piece(
+            "step_1",
+            catalog::DATA_MAPPER,
+            "advanced_mapping",
+            json!({"mapping": "{{ trigger.body.a + 1 }}"}),
+        );
+        assert!(validate(&version(expr))[0]
+            .message
+            .contains("JavaScript expression"));
     }
 
     #[test]
     fn a_loop_body_may_refer_to_its_loop() {
         let mut l = json!({"name": "loop_1", "type": "LOOP_ON_ITEMS", "settings": {"items": "{{trigger.body.items}}"}});
-        l["firstLoopAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"i": "{{loop_1.item}}"}}));
+        l["firstLoopAction"] = piece(
+            "step_2",
+            catalog::DATA_MAPPER,
+            "advanced_mapping",
+            json!({"mapping": {"i": "{{loop_1.item}}"}}),
+        );
         assert_eq!(validate(&version(l)), vec![]);
     }
 }

@@ -1,1 +1,25 @@
-//! placeholder
+//! The HTTP front door: webhooks, the REST API, health; and the wiring of the `troupe`
+//! binary (embedded `nats-server`, store, engine, server, shutdown).
+//!
+//! Handlers translate HTTP to calls on `troupe-store` and messages to the engine; they hold
+//! no flow logic of their own beyond the version lifecycle of the flow operations.
+
+pub mod api;
+pub mod app;
+pub mod error;
+pub mod http;
+pub mod nats_child;
+pub mod server;
+pub mod webhooks;
+
+use async_nats::jetstream;
+use troupe_store::{Config, Store};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub default_project: String,
+}

@@ -1,1 +1,52 @@
-fn main() {}
+//! `troupe`: the Troupe server binary.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "troupe",
+    version,
+    about = "Troupe: an actor-based execution platform for automation flows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway, the scheduler and the workers (configured through AP_* variables).
+    Serve,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sled=warn,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match troupe_store::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("troupe: {e}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command {
+        Command::Serve => {
+            let system = actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+            });
+            if let Err(e) = system.block_on(troupe_gateway::app::run(config)) {
+                eprintln!("troupe: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
+}

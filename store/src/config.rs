@@ -79,7 +79,9 @@ impl Config {
         let config_path = match get("AP_CONFIG_PATH") {
             Some(p) => PathBuf::from(p),
             None => {
-                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
                 home.join(".troupe")
             }
         };

@@ -120,7 +120,10 @@ pub fn hash_api_key(key: &str) -> String {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).flush_every_ms(Some(200)).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(200))
+            .open()?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             meta: t(trees::META)?,
@@ -158,8 +161,10 @@ impl Store {
             created: crate::ids::now_iso(),
             display_name: "Default Project".into(),
         };
-        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
-        self.meta.insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
+        self.projects
+            .insert(project.id.as_bytes(), to_json(&project))?;
+        self.meta
+            .insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
         Ok(project.id)
     }
 
@@ -175,7 +180,8 @@ impl Store {
             created: crate::ids::now_iso(),
             display_name: display_name.into(),
         };
-        self.api_keys.insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
+        self.api_keys
+            .insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
         Ok(())
     }
 
@@ -190,7 +196,8 @@ impl Store {
     // ---- flows and versions ---------------------------------------------------------
 
     pub fn insert_new_flow(&self, flow: &Flow, version: &FlowVersion, micros: u64) -> Result<()> {
-        self.versions.insert(version.id.as_bytes(), to_json(version))?;
+        self.versions
+            .insert(version.id.as_bytes(), to_json(version))?;
         self.flows.insert(flow.id.as_bytes(), to_json(flow))?;
         self.flow_order.insert(order_key(micros, &flow.id), &[])?;
         Ok(())
@@ -202,7 +209,10 @@ impl Store {
     }
 
     pub fn get_flow(&self, id: &str) -> Result<Option<Flow>> {
-        self.flows.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+        self.flows
+            .get(id.as_bytes())?
+            .map(|b| from_json(&b))
+            .transpose()
     }
 
     pub fn flow_was_deleted(&self, id: &str) -> Result<bool> {
@@ -229,17 +239,22 @@ impl Store {
             }
         }
         self.flows.remove(id.as_bytes())?;
-        self.deleted_flows.insert(id.as_bytes(), crate::ids::now_iso().as_bytes())?;
+        self.deleted_flows
+            .insert(id.as_bytes(), crate::ids::now_iso().as_bytes())?;
         Ok(Some(flow))
     }
 
     pub fn put_version(&self, version: &FlowVersion) -> Result<()> {
-        self.versions.insert(version.id.as_bytes(), to_json(version))?;
+        self.versions
+            .insert(version.id.as_bytes(), to_json(version))?;
         Ok(())
     }
 
     pub fn get_version(&self, id: &str) -> Result<Option<FlowVersion>> {
-        self.versions.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+        self.versions
+            .get(id.as_bytes())?
+            .map(|b| from_json(&b))
+            .transpose()
     }
 
     pub fn list_flows(
@@ -252,8 +267,14 @@ impl Store {
             let Some(flow) = self.get_flow(id)? else {
                 return Ok(None);
             };
-            let keep = filter.project_id.as_ref().is_none_or(|p| *p == flow.project_id)
-                && filter.folder_id.as_ref().is_none_or(|f| Some(f) == flow.folder_id.as_ref())
+            let keep = filter
+                .project_id
+                .as_ref()
+                .is_none_or(|p| *p == flow.project_id)
+                && filter
+                    .folder_id
+                    .as_ref()
+                    .is_none_or(|f| Some(f) == flow.folder_id.as_ref())
                 && filter.status.is_none_or(|s| s == flow.status);
             Ok(keep.then_some(flow))
         })
@@ -270,14 +291,18 @@ impl Store {
                 Some(run.id.as_bytes()),
             )?;
             if let Err(existing) = prev {
-                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned());
+                let id = existing
+                    .current
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
                 return Ok(RunCreation::Existing(id.unwrap_or_default()));
             }
         }
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
-        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
+        self.run_order
+            .insert(order_key(run.created_micros, &run.id), &[])?;
         if !run.status.is_terminal() {
-            self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+            self.active_runs
+                .insert(shard_run_key(run.shard, &run.id), &[])?;
         }
         Ok(RunCreation::Created)
     }
@@ -299,7 +324,10 @@ impl Store {
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<FlowRun>> {
-        self.runs.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+        self.runs
+            .get(id.as_bytes())?
+            .map(|b| from_json(&b))
+            .transpose()
     }
 
     /// Ids of the runs of `shard` that have not reached a terminal status, oldest first.
@@ -326,11 +354,20 @@ impl Store {
             let Some(run) = self.get_run(id)? else {
                 return Ok(None);
             };
-            let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
+            let keep = filter
+                .project_id
+                .as_ref()
+                .is_none_or(|p| *p == run.project_id)
                 && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
                 && (filter.statuses.is_empty() || filter.statuses.contains(&run.status))
-                && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
-                && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
+                && filter
+                    .created_after
+                    .as_ref()
+                    .is_none_or(|t| run.created >= *t)
+                && filter
+                    .created_before
+                    .as_ref()
+                    .is_none_or(|t| run.created <= *t);
             Ok(keep.then_some(run))
         })
     }
@@ -354,7 +391,10 @@ impl Store {
     // ---- key/value store entries ------------------------------------------------------
 
     pub fn entry_get(&self, key: &str) -> Result<Option<Value>> {
-        self.entries.get(key.as_bytes())?.map(|b| from_json(&b)).transpose()
+        self.entries
+            .get(key.as_bytes())?
+            .map(|b| from_json(&b))
+            .transpose()
     }
 
     pub fn entry_put(&self, key: &str, value: &Value) -> Result<()> {
@@ -378,7 +418,8 @@ impl Store {
             let old_value = old.as_ref().map(|b| from_json::<Value>(b)).transpose()?;
             let new = f(old_value).map_err(StoreError::Conflict)?;
             let swapped =
-                self.entries.compare_and_swap(key.as_bytes(), old, Some(to_json(&new)))?;
+                self.entries
+                    .compare_and_swap(key.as_bytes(), old, Some(to_json(&new)))?;
             if swapped.is_ok() {
                 return Ok(new);
             }
@@ -399,7 +440,9 @@ fn paginate<T>(
     let (backwards, pos) = match cursor {
         None => (false, None),
         Some(c) => {
-            let (dir, hexpos) = c.split_once(':').ok_or_else(|| StoreError::BadCursor(c.into()))?;
+            let (dir, hexpos) = c
+                .split_once(':')
+                .ok_or_else(|| StoreError::BadCursor(c.into()))?;
             let pos = hex::decode(hexpos).map_err(|_| StoreError::BadCursor(c.into()))?;
             match dir {
                 "n" => (false, Some(pos)),
@@ -442,7 +485,10 @@ fn paginate<T>(
     let (next, previous) = if backwards {
         (last, if more { first } else { None })
     } else {
-        (if more { last } else { None }, if pos.is_some() { first } else { None })
+        (
+            if more { last } else { None },
+            if pos.is_some() { first } else { None },
+        )
     };
     Ok(Page {
         data,
@@ -466,7 +512,8 @@ mod tests {
         let (_d, store) = temp_store();
         let tree = &store.flow_order;
         for i in 0..25u64 {
-            tree.insert(order_key(i, &format!("id{i:02}")), &[]).unwrap();
+            tree.insert(order_key(i, &format!("id{i:02}")), &[])
+                .unwrap();
         }
         let load = |id: &str| Ok(Some(id.to_string()));
         let p1 = paginate(tree, 10, None, load).unwrap();
@@ -494,7 +541,10 @@ mod tests {
         .unwrap();
         assert_eq!(store.create_run(&run).unwrap(), RunCreation::Created);
         run.id = "r2".into();
-        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(
+            store.create_run(&run).unwrap(),
+            RunCreation::Existing("r1".into())
+        );
         assert_eq!(store.active_runs(3).unwrap().len(), 1);
     }
 

@@ -153,8 +153,9 @@ pub fn add_action(version: &mut FlowVersion, req: AddActionRequest) -> Result<()
             }
             let step = parent.name.clone();
             let children = parent.children.get_or_insert_with(Vec::new);
-            let slot =
-                children.get_mut(index).ok_or(EditError::NoSuchBranch { step, index })?;
+            let slot = children
+                .get_mut(index)
+                .ok_or(EditError::NoSuchBranch { step, index })?;
             insert_at(slot, action)
         }
     }
@@ -221,7 +222,10 @@ pub fn delete_actions(version: &mut FlowVersion, names: &[String]) -> Result<(),
 /// A fresh empty trigger, as Activepieces makes for a new flow.
 pub fn empty_trigger() -> Trigger {
     let mut extra = Map::new();
-    extra.insert("lastUpdatedDate".into(), Value::String(crate::ids::now_iso()));
+    extra.insert(
+        "lastUpdatedDate".into(),
+        Value::String(crate::ids::now_iso()),
+    );
     Trigger {
         name: "trigger".into(),
         kind: crate::flow::TriggerType::Empty,
@@ -267,10 +271,17 @@ mod tests {
             action: a,
         };
         add_action(&mut v, add("step_1", StepLocation::After, step("step_3"))).unwrap();
-        add_action(&mut v, add("step_2", StepLocation::InsideLoop, step("step_4"))).unwrap();
+        add_action(
+            &mut v,
+            add("step_2", StepLocation::InsideLoop, step("step_4")),
+        )
+        .unwrap();
         assert_eq!(names(&v), ["step_1", "step_3", "step_2", "step_4"]);
         assert_eq!(
-            add_action(&mut v, add("step_1", StepLocation::InsideLoop, step("step_5"))),
+            add_action(
+                &mut v,
+                add("step_1", StepLocation::InsideLoop, step("step_5"))
+            ),
             Err(EditError::WrongParent {
                 step: "step_1".into(),
                 kind: "a piece step",

@@ -14,6 +14,7 @@ pub mod db;
 pub mod flow;
 pub mod flow_ops;
 pub mod ids;
+pub mod message;
 pub mod names;
 pub mod run;
 pub mod streams;

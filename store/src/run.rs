@@ -21,7 +21,10 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Paused)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Paused
+        )
     }
 
     pub fn is_failure(self) -> bool {
@@ -190,4 +193,52 @@ mod tests {
         assert!(Paused.transition(Canceled).is_ok());
         assert!(Running.transition(Queued).is_err());
     }
+}
+
+/// The run's steps in Activepieces' shape: `{stepName: {type, status, input, output,
+/// duration, errorMessage}}`, loop bodies under `output.iterations[i]` of their loop.
+/// When a step ran more than once (a retried or recovered step), the last record wins.
+pub fn steps_object(records: &[StepRecord]) -> Value {
+    let mut root = serde_json::Map::new();
+    for r in records {
+        let mut entry = serde_json::json!({
+            "type": r.kind, "status": r.status, "input": r.input, "output": r.output, "duration": r.duration,
+        });
+        if let Some(e) = &r.error_message {
+            entry["errorMessage"] = Value::String(e.clone());
+        }
+        let mut map = &mut root;
+        for (loop_name, index) in &r.loop_path {
+            let loop_entry = map
+                .entry(loop_name.clone())
+                .or_insert_with(|| serde_json::json!({"type": "LOOP_ON_ITEMS", "status": "RUNNING", "input": {}, "output": {}}));
+            if !loop_entry["output"].is_object() {
+                loop_entry["output"] = serde_json::json!({});
+            }
+            let iterations = loop_entry["output"]
+                .as_object_mut()
+                .expect("set above")
+                .entry("iterations")
+                .or_insert_with(|| Value::Array(vec![]));
+            if !iterations.is_array() {
+                *iterations = Value::Array(vec![]);
+            }
+            let arr = iterations.as_array_mut().expect("set above");
+            while arr.len() <= *index {
+                arr.push(serde_json::json!({}));
+            }
+            map = arr[*index].as_object_mut().expect("iterations are objects");
+        }
+        // A loop's own record must not wipe the iterations journaled before it.
+        if let Some(Value::Array(its)) = map
+            .get(&r.step_name)
+            .map(|e| e["output"]["iterations"].clone())
+        {
+            if entry["output"].is_object() {
+                entry["output"]["iterations"] = Value::Array(its);
+            }
+        }
+        map.insert(r.step_name.clone(), entry);
+    }
+    Value::Object(root)
 }

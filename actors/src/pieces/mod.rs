@@ -1,3 +1,83 @@
 //! Native core pieces, one module each, and the table of what exists.
+//!
+//! A piece action takes its resolved input and gives an output, and may ask the run to stop
+//! or to respond to a waiting sync webhook. Errors are messages for the user.
 
 pub mod catalog;
+mod data_mapper;
+mod date;
+mod http;
+mod math;
+mod store;
+mod text;
+mod webhook;
+
+use crate::engine::EngineCtx;
+use serde_json::{Map, Value};
+use troupe_store::run::FlowRun;
+
+/// What a step asks of its run besides giving an output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    Continue,
+    /// End the run successfully now and answer the sync webhook with this response.
+    Stop(Value),
+    /// Answer the sync webhook with this response and keep going.
+    Respond(Value),
+}
+
+pub struct ActionResult {
+    pub output: Value,
+    pub control: Control,
+}
+
+impl ActionResult {
+    pub fn output(output: Value) -> ActionResult {
+        ActionResult {
+            output,
+            control: Control::Continue,
+        }
+    }
+}
+
+pub struct PieceCtx<'a> {
+    pub engine: &'a EngineCtx,
+    pub run: &'a FlowRun,
+}
+
+/// Runs one action of a native piece.
+pub async fn execute(
+    ctx: &PieceCtx<'_>,
+    piece: &str,
+    action: &str,
+    input: &Map<String, Value>,
+) -> Result<ActionResult, String> {
+    match piece {
+        catalog::WEBHOOK => webhook::execute(action, input),
+        catalog::HTTP => http::execute(ctx, action, input).await,
+        catalog::STORE => store::execute(ctx, action, input),
+        catalog::DATA_MAPPER => data_mapper::execute(action, input),
+        catalog::TEXT_HELPER => text::execute(action, input),
+        catalog::MATH_HELPER => math::execute(action, input),
+        catalog::DATE_HELPER => date::execute(action, input),
+        other => Err(format!("piece {other:?} is not available in Troupe")),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Text of an input, for props that Activepieces declares as text.
+pub(crate) fn text(input: &Map<String, Value>, key: &str) -> Option<String> {
+    match input.get(key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+pub(crate) fn required_text(input: &Map<String, Value>, key: &str) -> Result<String, String> {
+    text(input, key).ok_or_else(|| format!("input {key:?} is required"))
+}
+
+pub(crate) fn unknown_action(piece: &str, action: &str) -> String {
+    format!("piece {piece:?} has no action {action:?} in Troupe")
+}

@@ -1,0 +1,177 @@
+//! The engine's shared context, its start and stop, and per-project concurrency.
+//!
+//! Actors run on the actix `System` the binary starts on a tokio runtime; consumer loops are
+//! tokio tasks that hand runs to the actors through their `Addr`.
+
+use crate::flow_actor::{FlowActor, StartRun};
+use crate::shard::{ShardActor, StopShard};
+use actix::{Actor, Addr};
+use async_nats::jetstream;
+use dashmap::DashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use troupe_store::names::subjects;
+use troupe_store::{Config, Store};
+
+#[derive(Debug, thiserror::Error)]
+#[error("engine: {0}")]
+pub struct EngineError(String);
+
+/// What every actor of the engine shares.
+pub struct EngineCtx {
+    pub config: Config,
+    pub store: Store,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    pub limiter: ProjectLimiter,
+    pub flows: DashMap<String, Addr<FlowActor>>,
+}
+
+pub struct Engine {
+    shards: Vec<Addr<ShardActor>>,
+}
+
+impl Engine {
+    /// Starts a ShardActor for every shard. Call from inside the actix `System`.
+    pub async fn start(
+        config: Config,
+        store: Store,
+        nats: async_nats::Client,
+    ) -> Result<Engine, EngineError> {
+        let js = jetstream::new(nats.clone());
+        let http = reqwest::Client::builder()
+            .timeout(config.flow_timeout)
+            .build()
+            .map_err(|e| EngineError(format!("building the HTTP client: {e}")))?;
+        let ctx = Arc::new(EngineCtx {
+            limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
+            config,
+            store,
+            nats,
+            js,
+            http,
+            flows: DashMap::new(),
+        });
+        let stream = ctx
+            .js
+            .get_stream(subjects::WEBHOOK_STREAM)
+            .await
+            .map_err(|e| {
+                EngineError(format!("opening stream {}: {e}", subjects::WEBHOOK_STREAM))
+            })?;
+        let mut shards = Vec::new();
+        for shard in 0..ctx.config.shards {
+            let consumer = crate::shard::shard_consumer(&stream, shard)
+                .await
+                .map_err(|e| EngineError(format!("creating the consumer of shard {shard}: {e}")))?;
+            shards.push(ShardActor::new(shard, ctx.clone(), consumer).start());
+        }
+        Ok(Engine { shards })
+    }
+
+    /// Stops consuming; runs in flight finish on their own or are recovered at next start.
+    pub async fn stop(self) {
+        for s in self.shards {
+            let _ = s.send(StopShard).await;
+        }
+    }
+}
+
+/// Hands a run to its flow's actor, creating the actor when needed. Must be called on the
+/// actix arbiter (from an actor or an actix-spawned future).
+pub fn start_run(ctx: &Arc<EngineCtx>, flow_id: &str, run_id: &str) {
+    let ctx = ctx.clone();
+    let (flow_id, run_id) = (flow_id.to_string(), run_id.to_string());
+    actix::spawn(async move {
+        for _ in 0..3 {
+            let addr = ctx
+                .flows
+                .entry(flow_id.clone())
+                .or_insert_with(|| FlowActor::new(ctx.clone(), flow_id.clone()).start())
+                .clone();
+            match addr
+                .send(StartRun {
+                    run_id: run_id.clone(),
+                })
+                .await
+            {
+                Ok(()) => return,
+                // the actor was evicted meanwhile: forget it and make a new one
+                Err(_) => {
+                    ctx.flows
+                        .remove_if(&flow_id, |_, a| !a.connected() || *a == addr);
+                }
+            }
+        }
+        tracing::error!(run_id, flow_id, "could not hand the run to its flow actor");
+    });
+}
+
+/// `AP_MAX_CONCURRENT_JOBS_PER_PROJECT`: runs beyond it wait, in arrival order.
+pub struct ProjectLimiter {
+    max: usize,
+    projects: Mutex<HashMap<String, Slots>>,
+}
+
+#[derive(Default)]
+struct Slots {
+    running: usize,
+    queue: VecDeque<(String, String)>,
+}
+
+impl ProjectLimiter {
+    pub fn new(max: usize) -> ProjectLimiter {
+        ProjectLimiter {
+            max: max.max(1),
+            projects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when the run may start now; otherwise it is queued behind the others.
+    pub fn try_acquire(&self, project: &str, flow_id: &str, run_id: &str) -> bool {
+        let mut p = self.projects.lock().expect("limiter lock");
+        let slots = p.entry(project.to_string()).or_default();
+        if slots.running < self.max && slots.queue.is_empty() {
+            slots.running += 1;
+            true
+        } else {
+            slots
+                .queue
+                .push_back((flow_id.to_string(), run_id.to_string()));
+            false
+        }
+    }
+
+    /// A run of `project` ended: the next queued run, which takes over its slot.
+    pub fn release(&self, project: &str) -> Option<(String, String)> {
+        let mut p = self.projects.lock().expect("limiter lock");
+        let slots = p.get_mut(project)?;
+        match slots.queue.pop_front() {
+            Some(next) => Some(next),
+            None => {
+                slots.running = slots.running.saturating_sub(1);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProjectLimiter;
+
+    #[test]
+    fn runs_beyond_the_limit_wait_in_order() {
+        let l = ProjectLimiter::new(2);
+        assert!(l.try_acquire("p", "f", "r1"));
+        assert!(l.try_acquire("p", "f", "r2"));
+        assert!(!l.try_acquire("p", "f", "r3"));
+        assert!(!l.try_acquire("p", "f", "r4"));
+        assert!(l.try_acquire("q", "f", "other-project"));
+        assert_eq!(l.release("p"), Some(("f".into(), "r3".into())));
+        assert_eq!(l.release("p"), Some(("f".into(), "r4".into())));
+        assert_eq!(l.release("p"), None);
+        assert!(l.try_acquire("p", "f", "r5"));
+    }
+}

@@ -1,0 +1,56 @@
+//! `@activepieces/piece-text-helper`: `concat`, `replace` (plain text or regex), `split`.
+
+use super::{catalog, required_text, text, unknown_action, ActionResult};
+use serde_json::{Map, Value};
+
+pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+    let out = match action {
+        "concat" => {
+            let texts = match input.get("texts") {
+                Some(Value::Array(a)) => a.clone(),
+                Some(Value::Null) | None => return Err("input \"texts\" is required".into()),
+                Some(other) => vec![other.clone()],
+            };
+            let sep = text(input, "seperator").unwrap_or_default();
+            let parts: Vec<String> = texts
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Value::String(parts.join(&sep))
+        }
+        "replace" => {
+            let text_in = required_text(input, "text")?;
+            let search = required_text(input, "searchValue")?;
+            let replacement = text(input, "replaceValue").unwrap_or_default();
+            let re = regex::Regex::new(&search).map_err(|e| {
+                format!("searchValue {search:?} is not a valid regular expression: {e}")
+            })?;
+            let only_first = input
+                .get("replaceOnlyFirst")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let replaced = if only_first {
+                re.replace(&text_in, regex::NoExpand(&replacement))
+            } else {
+                re.replace_all(&text_in, regex::NoExpand(&replacement))
+            };
+            Value::String(replaced.into_owned())
+        }
+        "split" => {
+            let text_in = required_text(input, "text")?;
+            let delimiter = required_text(input, "delimiter")?;
+            Value::Array(
+                text_in
+                    .split(delimiter.as_str())
+                    .map(|s| Value::String(s.into()))
+                    .collect(),
+            )
+        }
+        other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
+    };
+    Ok(ActionResult::output(out))
+}

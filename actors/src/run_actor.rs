@@ -1,0 +1,740 @@
+//! RunActor: one per running run. It executes the steps in order, journals each step in sled
+//! before the next starts, and finalizes the run: status, event, sync reply, next queued run.
+//!
+//! A restarted run reads its journal first and skips the steps that already succeeded: steps
+//! are at-least-once (the step in flight at a crash runs again), runs exactly-once.
+
+use crate::engine::{start_run, EngineCtx};
+use crate::pieces::{self, Control, PieceCtx};
+use crate::{router, template};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use troupe_store::flow::{Action, ActionType, BranchType, FlowVersion, RouterExecutionType};
+use troupe_store::ids::now_iso;
+use troupe_store::message::{RunEvent, WebhookResponse};
+use troupe_store::names::subjects;
+use troupe_store::run::{FailedStep, FlowRun, RunStatus, StepRecord, StepStatus};
+
+/// `retryOnFailure`: attempts in all, and the first back-off (doubled each time).
+pub const RETRY_ATTEMPTS: u32 = 4;
+pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
+
+pub struct RunActor {
+    ctx: Arc<EngineCtx>,
+    version: Option<Arc<FlowVersion>>,
+    run: Option<FlowRun>,
+}
+
+impl RunActor {
+    pub fn new(ctx: Arc<EngineCtx>, version: Option<Arc<FlowVersion>>, run: FlowRun) -> RunActor {
+        RunActor {
+            ctx,
+            version,
+            run: Some(run),
+        }
+    }
+}
+
+impl Actor for RunActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let engine = self.ctx.clone();
+        let version = self.version.clone();
+        let run = self.run.take().expect("started once");
+        let fut = async move {
+            let project = run.project_id.clone();
+            execute_run(&engine, version, run).await;
+            if let Some((flow_id, run_id)) = engine.limiter.release(&project) {
+                start_run(&engine, &flow_id, &run_id);
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+}
+
+type LoopPath = Vec<(String, usize)>;
+
+/// Why a chain of steps stopped early.
+enum Halt {
+    /// A `return_response` asked the run to stop: it succeeds.
+    Stop,
+    Fail(RunStatus, FailedStep),
+}
+
+struct Exec<'a> {
+    engine: &'a EngineCtx,
+    run: FlowRun,
+    outputs: Map<String, Value>,
+    done: HashMap<(LoopPath, String), StepRecord>,
+    /// Records of this execution, for loop iteration outputs.
+    records: Vec<StepRecord>,
+    next_seq: u32,
+    deadline: Instant,
+    replied: bool,
+}
+
+fn failed(step: &Action, message: String) -> FailedStep {
+    FailedStep {
+        name: step.name.clone(),
+        display_name: step.display().to_string(),
+        message,
+    }
+}
+
+fn type_name(kind: ActionType) -> &'static str {
+    match kind {
+        ActionType::Code => "CODE",
+        ActionType::Piece => "PIECE",
+        ActionType::LoopOnItems => "LOOP_ON_ITEMS",
+        ActionType::Router => "ROUTER",
+    }
+}
+
+/// Runs a run to its end (or its pause), whatever happens inside: never panics out.
+async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut run: FlowRun) {
+    let run_id = run.id.clone();
+    if run.status.is_terminal() {
+        return;
+    }
+    let Some(version) = version else {
+        let msg = format!("flow version {} no longer exists", run.flow_version_id);
+        finalize(
+            engine,
+            run,
+            RunStatus::InternalError,
+            Some(FailedStep {
+                name: "trigger".into(),
+                display_name: "Trigger".into(),
+                message: msg,
+            }),
+            false,
+        )
+        .await;
+        return;
+    };
+    if run.status == RunStatus::Queued {
+        run.status = RunStatus::Running;
+        run.start_time = Some(now_iso());
+        run.updated = now_iso();
+        if let Err(e) = engine.store.put_run(&run) {
+            tracing::error!(run_id, error = %e, "could not mark the run running");
+        }
+    }
+    let journal = engine
+        .store
+        .run_steps(run.shard, &run.id)
+        .unwrap_or_default();
+    let next_seq = journal.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+    let mut exec = Exec {
+        engine,
+        outputs: Map::new(),
+        done: journal
+            .into_iter()
+            .map(|r| ((r.loop_path.clone(), r.step_name.clone()), r))
+            .collect(),
+        records: Vec::new(),
+        next_seq,
+        deadline: Instant::now() + engine.config.flow_timeout,
+        replied: false,
+        run,
+    };
+    exec.outputs.insert(
+        version.trigger.name.clone(),
+        exec.run.trigger_output.clone(),
+    );
+    if !exec
+        .done
+        .contains_key(&(vec![], version.trigger.name.clone()))
+    {
+        let kind = serde_json::to_value(version.trigger.kind)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let output = exec.run.trigger_output.clone();
+        exec.journal(
+            &version.trigger.name,
+            &kind,
+            &[],
+            StepStatus::Succeeded,
+            Value::Object(Map::new()),
+            output,
+            None,
+            0,
+            1,
+        );
+    }
+    let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[]))
+        .catch_unwind()
+        .await;
+    let (status, failed_step) = match result {
+        Ok(Ok(())) | Ok(Err(Halt::Stop)) => (RunStatus::Succeeded, None),
+        Ok(Err(Halt::Fail(status, step))) => (status, Some(step)),
+        Err(panic) => {
+            let msg = panic_message(&panic);
+            (
+                RunStatus::InternalError,
+                Some(FailedStep {
+                    name: "engine".into(),
+                    display_name: "Engine".into(),
+                    message: msg,
+                }),
+            )
+        }
+    };
+    let replied = exec.replied;
+    let run = exec.run;
+    finalize(engine, run, status, failed_step, replied).await;
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error while executing the step: {what}")
+}
+
+async fn finalize(
+    engine: &EngineCtx,
+    mut run: FlowRun,
+    status: RunStatus,
+    failed_step: Option<FailedStep>,
+    replied: bool,
+) {
+    match run.status.transition(status) {
+        Ok(s) => run.status = s,
+        Err(e) => {
+            tracing::warn!(run_id = run.id, error = %e, "run ended elsewhere first");
+            return;
+        }
+    }
+    let now = now_iso();
+    run.finish_time = Some(now.clone());
+    run.updated = now;
+    run.failed_step = failed_step;
+    if let Some(start) = run
+        .start_time
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
+        run.duration_ms = Some(
+            (chrono::Utc::now() - start.with_timezone(&chrono::Utc))
+                .num_milliseconds()
+                .max(0) as u64,
+        );
+    }
+    if let Err(e) = engine.store.put_run(&run) {
+        tracing::error!(run_id = run.id, error = %e, "could not record the end of the run");
+    }
+    if let Err(e) = engine.store.flush().await {
+        tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
+    }
+    tracing::info!(
+        run_id = run.id,
+        flow_id = run.flow_id,
+        status = status.as_str(),
+        "run finished"
+    );
+    if let (Some(reply_to), false) = (&run.reply_to, replied) {
+        let response = run
+            .response
+            .clone()
+            .map(|r| to_webhook_response(&r, &run.id))
+            .unwrap_or_else(|| outcome_response(&run));
+        let _ = engine
+            .nats
+            .publish(
+                reply_to.clone(),
+                serde_json::to_vec(&response).expect("serializes").into(),
+            )
+            .await;
+    }
+    let event = RunEvent {
+        run_id: run.id.clone(),
+        flow_id: run.flow_id.clone(),
+        project_id: run.project_id.clone(),
+        status,
+        finish_time: run.finish_time.clone(),
+    };
+    if let Err(e) = engine
+        .js
+        .publish(
+            subjects::event(run.shard),
+            serde_json::to_vec(&event).expect("serializes").into(),
+        )
+        .await
+    {
+        tracing::warn!(run_id = run.id, error = %e, "could not publish the run event");
+    }
+}
+
+fn to_webhook_response(r: &Value, run_id: &str) -> WebhookResponse {
+    WebhookResponse {
+        status: r
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(200),
+        headers: r
+            .get("headers")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        body: r.get("body").cloned().unwrap_or(Value::Null),
+        run_id: run_id.to_string(),
+    }
+}
+
+/// A sync webhook whose flow gave no response answers with the run's outcome.
+fn outcome_response(run: &FlowRun) -> WebhookResponse {
+    let mut body = json!({"runId": run.id, "status": run.status.as_str()});
+    if let Some(f) = &run.failed_step {
+        body["failedStep"] =
+            json!({"name": f.name, "displayName": f.display_name, "message": f.message});
+    }
+    WebhookResponse {
+        status: if run.status == RunStatus::Succeeded {
+            200
+        } else {
+            500
+        },
+        headers: Map::new(),
+        body,
+        run_id: run.id.clone(),
+    }
+}
+
+impl Exec<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn journal(
+        &mut self,
+        name: &str,
+        kind: &str,
+        path: &[(String, usize)],
+        status: StepStatus,
+        input: Value,
+        output: Value,
+        error: Option<String>,
+        duration: u64,
+        attempts: u32,
+    ) {
+        let record = StepRecord {
+            seq: self.next_seq,
+            step_name: name.to_string(),
+            kind: kind.to_string(),
+            loop_path: path.to_vec(),
+            status,
+            input,
+            output,
+            error_message: error,
+            duration,
+            attempts,
+        };
+        self.next_seq += 1;
+        self.run.steps_count += 1;
+        if let Err(e) = self
+            .engine
+            .store
+            .journal_step(self.run.shard, &self.run.id, &record)
+        {
+            tracing::error!(run_id = self.run.id, step = name, error = %e, "could not journal the step");
+        }
+        self.records.push(record);
+    }
+
+    fn chain<'b>(
+        &'b mut self,
+        first: Option<&'b Action>,
+        path: &'b [(String, usize)],
+    ) -> BoxFuture<'b, Result<(), Halt>> {
+        async move {
+            let mut cur = first;
+            while let Some(step) = cur {
+                if step.skip != Some(true) {
+                    if Instant::now() >= self.deadline {
+                        let msg = format!(
+                            "the run exceeded AP_FLOW_TIMEOUT_SECONDS ({} s) before step {:?}",
+                            self.engine.config.flow_timeout.as_secs(),
+                            step.name
+                        );
+                        return Err(Halt::Fail(RunStatus::Timeout, failed(step, msg)));
+                    }
+                    match step.kind {
+                        ActionType::Piece | ActionType::Code => self.piece_step(step, path).await?,
+                        ActionType::LoopOnItems => self.loop_step(step, path).await?,
+                        ActionType::Router => self.router_step(step, path).await?,
+                    }
+                }
+                cur = step.next_action.as_deref();
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    async fn piece_step(&mut self, step: &Action, path: &[(String, usize)]) -> Result<(), Halt> {
+        let key = (path.to_vec(), step.name.clone());
+        if let Some(rec) = self
+            .done
+            .get(&key)
+            .filter(|r| r.status == StepStatus::Succeeded)
+        {
+            self.outputs.insert(step.name.clone(), rec.output.clone());
+            return Ok(());
+        }
+        let kind = type_name(step.kind);
+        let raw_input = Value::Object(step.settings.input.clone().unwrap_or_default());
+        let input = match template::resolve(&raw_input, &self.outputs) {
+            Ok(v) => v,
+            Err(e) => {
+                self.journal(
+                    &step.name,
+                    kind,
+                    path,
+                    StepStatus::Failed,
+                    raw_input,
+                    Value::Null,
+                    Some(e.to_string()),
+                    0,
+                    1,
+                );
+                return self.on_failure(step, e.to_string());
+            }
+        };
+        let input_map = input.as_object().cloned().unwrap_or_default();
+        let attempts_allowed = if step.retry_on_failure() {
+            RETRY_ATTEMPTS
+        } else {
+            1
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let fut = async {
+                if step.kind == ActionType::Code {
+                    return Err(
+                        "CODE steps run in the code sandbox, which this build does not have yet"
+                            .to_string(),
+                    );
+                }
+                let piece = step.settings.piece_name.as_deref().unwrap_or_default();
+                let action = step.settings.action_name.as_deref().unwrap_or_default();
+                let ctx = PieceCtx {
+                    engine: self.engine,
+                    run: &self.run,
+                };
+                pieces::execute(&ctx, piece, action, &input_map).await
+            };
+            let outcome =
+                tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
+            match outcome {
+                Err(_) => {
+                    let msg = format!("step {:?} was still running when the run reached AP_FLOW_TIMEOUT_SECONDS ({} s)", step.name, self.engine.config.flow_timeout.as_secs());
+                    self.journal(
+                        &step.name,
+                        kind,
+                        path,
+                        StepStatus::Failed,
+                        input.clone(),
+                        Value::Null,
+                        Some(msg.clone()),
+                        started.elapsed().as_millis() as u64,
+                        attempt,
+                    );
+                    return Err(Halt::Fail(RunStatus::Timeout, failed(step, msg)));
+                }
+                Ok(Err(panic)) => {
+                    let msg = panic_message(&panic);
+                    self.journal(
+                        &step.name,
+                        kind,
+                        path,
+                        StepStatus::Failed,
+                        input.clone(),
+                        Value::Null,
+                        Some(msg.clone()),
+                        started.elapsed().as_millis() as u64,
+                        attempt,
+                    );
+                    return Err(Halt::Fail(RunStatus::InternalError, failed(step, msg)));
+                }
+                Ok(Ok(Ok(r))) => break Ok(r),
+                Ok(Ok(Err(e))) if attempt >= attempts_allowed => break Err(e),
+                Ok(Ok(Err(e))) => {
+                    let delay = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
+                    tracing::info!(
+                        run_id = self.run.id,
+                        step = step.name,
+                        attempt,
+                        error = e,
+                        "step failed, retrying in {delay:?}"
+                    );
+                    tokio::time::sleep(
+                        delay.min(self.deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                }
+            }
+        };
+        let duration = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(r) => {
+                self.journal(
+                    &step.name,
+                    kind,
+                    path,
+                    StepStatus::Succeeded,
+                    input,
+                    r.output.clone(),
+                    None,
+                    duration,
+                    attempt,
+                );
+                self.outputs.insert(step.name.clone(), r.output);
+                match r.control {
+                    Control::Continue => Ok(()),
+                    Control::Stop(response) => {
+                        self.run.response = Some(response);
+                        Err(Halt::Stop)
+                    }
+                    Control::Respond(response) => {
+                        self.respond_now(&response).await;
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => {
+                self.journal(
+                    &step.name,
+                    kind,
+                    path,
+                    StepStatus::Failed,
+                    input,
+                    Value::Null,
+                    Some(e.clone()),
+                    duration,
+                    attempt,
+                );
+                self.on_failure(step, e)
+            }
+        }
+    }
+
+    fn on_failure(&mut self, step: &Action, message: String) -> Result<(), Halt> {
+        if step.continue_on_failure() {
+            Ok(())
+        } else {
+            Err(Halt::Fail(RunStatus::Failed, failed(step, message)))
+        }
+    }
+
+    /// "Respond and continue": the sync webhook gets its answer now, durably recorded first.
+    async fn respond_now(&mut self, response: &Value) {
+        self.run.response = Some(response.clone());
+        let Some(reply_to) = self.run.reply_to.clone() else {
+            return;
+        };
+        if self.replied {
+            return;
+        }
+        let _ = self.engine.store.put_run(&self.run);
+        let _ = self.engine.store.flush().await;
+        let r = to_webhook_response(response, &self.run.id);
+        let _ = self
+            .engine
+            .nats
+            .publish(reply_to, serde_json::to_vec(&r).expect("serializes").into())
+            .await;
+        self.replied = true;
+    }
+
+    async fn loop_step(&mut self, step: &Action, path: &[(String, usize)]) -> Result<(), Halt> {
+        let started = Instant::now();
+        let raw = step.settings.items.clone().unwrap_or(Value::Null);
+        let items = match template::resolve(&raw, &self.outputs) {
+            Ok(Value::Array(a)) => a,
+            Ok(Value::Null) => vec![],
+            Ok(other) => {
+                let msg = format!("items must be a list, got {}", short(&other));
+                self.journal(
+                    &step.name,
+                    "LOOP_ON_ITEMS",
+                    path,
+                    StepStatus::Failed,
+                    json!({"items": other}),
+                    Value::Null,
+                    Some(msg.clone()),
+                    0,
+                    1,
+                );
+                return Err(Halt::Fail(RunStatus::Failed, failed(step, msg)));
+            }
+            Err(e) => {
+                self.journal(
+                    &step.name,
+                    "LOOP_ON_ITEMS",
+                    path,
+                    StepStatus::Failed,
+                    json!({"items": raw}),
+                    Value::Null,
+                    Some(e.to_string()),
+                    0,
+                    1,
+                );
+                return Err(Halt::Fail(RunStatus::Failed, failed(step, e.to_string())));
+            }
+        };
+        let mut iterations = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            self.outputs
+                .insert(step.name.clone(), json!({"item": item, "index": i + 1}));
+            let mut inner = path.to_vec();
+            inner.push((step.name.clone(), i));
+            let from = self.records.len();
+            let result = self.chain(step.first_loop_action.as_deref(), &inner).await;
+            let iteration: Map<String, Value> = self.records[from..]
+                .iter()
+                .filter(|r| r.loop_path == inner)
+                .map(|r| (r.step_name.clone(), json!({"type": r.kind, "status": r.status, "input": r.input, "output": r.output})))
+                .collect();
+            iterations.push(Value::Object(iteration));
+            if let Err(halt) = result {
+                let output = json!({"item": item, "index": i + 1, "iterations": iterations});
+                self.outputs.insert(step.name.clone(), output.clone());
+                let (status, err) = match &halt {
+                    Halt::Stop => (StepStatus::Succeeded, None),
+                    Halt::Fail(_, f) => (StepStatus::Failed, Some(f.message.clone())),
+                };
+                self.journal(
+                    &step.name,
+                    "LOOP_ON_ITEMS",
+                    path,
+                    status,
+                    json!({"items": items}),
+                    json!({"item": item, "index": i + 1}),
+                    err,
+                    started.elapsed().as_millis() as u64,
+                    1,
+                );
+                return Err(halt);
+            }
+        }
+        let (item, index) = match items.last() {
+            Some(last) => (last.clone(), json!(items.len())),
+            None => (Value::Null, json!(0)),
+        };
+        self.outputs.insert(
+            step.name.clone(),
+            json!({"item": item, "index": index, "iterations": iterations}),
+        );
+        self.journal(
+            &step.name,
+            "LOOP_ON_ITEMS",
+            path,
+            StepStatus::Succeeded,
+            json!({"items": items}),
+            json!({"item": item, "index": index}),
+            None,
+            started.elapsed().as_millis() as u64,
+            1,
+        );
+        Ok(())
+    }
+
+    async fn router_step(&mut self, step: &Action, path: &[(String, usize)]) -> Result<(), Halt> {
+        let started = Instant::now();
+        let branches = step.settings.branches.clone().unwrap_or_default();
+        let all = step.settings.execution_type == Some(RouterExecutionType::ExecuteAllMatch);
+        let mut results = Vec::new();
+        let mut chosen = Vec::new();
+        let mut resolved_input = Vec::new();
+        for (i, b) in branches.iter().enumerate() {
+            if b.branch_type == BranchType::Fallback {
+                continue;
+            }
+            let mut any = false;
+            let mut groups = Vec::new();
+            for group in b.conditions.as_deref().unwrap_or_default() {
+                let mut all_hold = !group.is_empty();
+                let mut conds = Vec::new();
+                for c in group {
+                    let first = template::resolve(&c.first_value, &self.outputs)
+                        .map_err(|e| Halt::Fail(RunStatus::Failed, failed(step, e.to_string())))?;
+                    let second = match &c.second_value {
+                        Some(v) => template::resolve(v, &self.outputs).map_err(|e| {
+                            Halt::Fail(RunStatus::Failed, failed(step, e.to_string()))
+                        })?,
+                        None => Value::Null,
+                    };
+                    let op = c.operator.as_deref().unwrap_or_default();
+                    all_hold &=
+                        router::evaluate(op, &first, &second, c.case_sensitive.unwrap_or(false));
+                    conds.push(json!({"operator": op, "firstValue": first, "secondValue": second}));
+                }
+                groups.push(Value::Array(conds));
+                any |= all_hold;
+            }
+            resolved_input.push(json!({"branchName": b.branch_name, "conditions": groups}));
+            results.push(json!({"branchName": b.branch_name, "branchIndex": i, "evaluation": any}));
+            if any && (all || chosen.is_empty()) {
+                chosen.push(i);
+            }
+        }
+        if chosen.is_empty() {
+            if let Some(i) = branches
+                .iter()
+                .position(|b| b.branch_type == BranchType::Fallback)
+            {
+                chosen.push(i);
+                results.push(json!({"branchName": branches[i].branch_name, "branchIndex": i, "evaluation": true}));
+            }
+        }
+        let output = json!({"branches": results});
+        self.outputs.insert(step.name.clone(), output.clone());
+        self.journal(
+            &step.name,
+            "ROUTER",
+            path,
+            StepStatus::Succeeded,
+            json!({"branches": resolved_input, "executionType": step.settings.execution_type}),
+            output,
+            None,
+            started.elapsed().as_millis() as u64,
+            1,
+        );
+        let children = step.children.clone().unwrap_or_default();
+        for i in chosen {
+            if let Some(Some(first)) = children.get(i) {
+                self.chain(Some(first), path).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        format!(
+            "{}…",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 80)
+                .last()
+                .map_or(0, |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}

@@ -1,0 +1,252 @@
+//! ShardActor: one per owned shard. Its consumer task pulls webhooks from
+//! `ap.webhook.<shard>`, records each as a run in sled, flushes, and only then acks; a
+//! redelivered message finds its run and makes no second one. At start it recovers the
+//! shard's unfinished runs from the journal.
+
+use crate::engine::{start_run, EngineCtx};
+use actix::{Actor, AsyncContext, Context, Handler, Message};
+use async_nats::jetstream::{self, consumer::pull, stream::Stream};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use troupe_store::db::RunCreation;
+use troupe_store::ids::{new_id, now_iso, now_micros};
+use troupe_store::message::WebhookMessage;
+use troupe_store::names::subjects;
+use troupe_store::run::{FlowRun, RunEnvironment, RunStatus};
+
+/// How many messages one consumer batch may hold; one sled flush covers the batch.
+const BATCH: usize = 512;
+
+pub async fn shard_consumer(
+    stream: &Stream,
+    shard: u16,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+    let name = subjects::shard_consumer(shard);
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: subjects::webhook(shard),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
+        ..Default::default()
+    };
+    Ok(stream.get_or_create_consumer(&name, config).await?)
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopShard;
+
+/// Runs the consumer task made durable; the actor decides when they start.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Dispatch {
+    runs: Vec<(String, String, String)>,
+}
+
+pub struct ShardActor {
+    shard: u16,
+    ctx: Arc<EngineCtx>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ShardActor {
+    pub fn new(
+        shard: u16,
+        ctx: Arc<EngineCtx>,
+        consumer: jetstream::consumer::Consumer<pull::Config>,
+    ) -> ShardActor {
+        ShardActor {
+            shard,
+            ctx,
+            consumer,
+            task: None,
+        }
+    }
+
+    fn dispatch(&self, project: &str, flow_id: &str, run_id: &str) {
+        if self.ctx.limiter.try_acquire(project, flow_id, run_id) {
+            start_run(&self.ctx, flow_id, run_id);
+        }
+    }
+}
+
+impl Actor for ShardActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.ctx.store.active_runs(self.shard) {
+            Ok(runs) => {
+                for run in runs.iter().filter(|r| r.status != RunStatus::Paused) {
+                    tracing::info!(
+                        run_id = run.id,
+                        flow_id = run.flow_id,
+                        status = run.status.as_str(),
+                        "recovering run"
+                    );
+                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(shard = self.shard, error = %e, "could not read unfinished runs")
+            }
+        }
+        let task = tokio::spawn(consume(
+            self.shard,
+            self.ctx.clone(),
+            self.consumer.clone(),
+            ctx.address(),
+        ));
+        self.task = Some(task);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Handler<Dispatch> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
+        for (project, flow, run) in msg.runs {
+            self.dispatch(&project, &flow, &run);
+        }
+    }
+}
+
+impl Handler<StopShard> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopShard, ctx: &mut Context<Self>) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        use actix::ActorContext;
+        ctx.stop();
+    }
+}
+
+/// Builds the run a webhook asks for, or `None` when its flow no longer exists.
+fn run_for(
+    ctx: &EngineCtx,
+    shard: u16,
+    msg: &WebhookMessage,
+    reply_to: Option<String>,
+) -> Option<FlowRun> {
+    let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
+    let version_id = msg.version_id.clone().or(flow.published_version_id)?;
+    let version = ctx.store.get_version(&version_id).ok()??;
+    let now = now_iso();
+    Some(FlowRun {
+        id: new_id(),
+        created: now.clone(),
+        updated: now,
+        project_id: flow.project_id,
+        flow_id: flow.id,
+        flow_version_id: version_id,
+        flow_display_name: version.display_name,
+        status: RunStatus::Queued,
+        environment: if msg.version_id.is_some() {
+            RunEnvironment::Testing
+        } else {
+            RunEnvironment::Production
+        },
+        start_time: None,
+        finish_time: None,
+        failed_step: None,
+        webhook_id: Some(msg.webhook_id.clone()),
+        trigger_output: msg.payload.clone(),
+        reply_to,
+        response: None,
+        shard,
+        created_micros: now_micros(),
+        steps_count: 0,
+        duration_ms: None,
+    })
+}
+
+async fn consume(
+    shard: u16,
+    ctx: Arc<EngineCtx>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    addr: actix::Addr<ShardActor>,
+) {
+    loop {
+        let messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "consumer unavailable, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut batches = messages.ready_chunks(BATCH);
+        while let Some(batch) = batches.next().await {
+            let mut to_ack = Vec::with_capacity(batch.len());
+            let mut created = Vec::new();
+            for item in batch {
+                let msg = match item {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(shard, error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                let parsed: WebhookMessage = match serde_json::from_slice(&msg.payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(shard, error = %e, "dropping an unreadable webhook message");
+                        to_ack.push(msg);
+                        continue;
+                    }
+                };
+                let reply_to = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(subjects::REPLY_HEADER))
+                    .map(|v| v.to_string());
+                match run_for(&ctx, shard, &parsed, reply_to) {
+                    None => tracing::warn!(
+                        shard,
+                        flow_id = parsed.flow_id,
+                        "webhook for a flow that no longer exists; dropped"
+                    ),
+                    Some(run) => match ctx.store.create_run(&run) {
+                        Ok(RunCreation::Created) => {
+                            created.push((run.project_id, run.flow_id, run.id))
+                        }
+                        Ok(RunCreation::Existing(id)) => tracing::debug!(
+                            shard,
+                            run_id = id,
+                            "redelivered webhook already has its run"
+                        ),
+                        Err(e) => {
+                            // not acked: JetStream redelivers it after ack_wait
+                            tracing::error!(shard, error = %e, "could not record a run");
+                            continue;
+                        }
+                    },
+                }
+                to_ack.push(msg);
+            }
+            if let Err(e) = ctx.store.flush().await {
+                tracing::error!(shard, error = %e, "flushing the store failed; messages stay unacked");
+                continue;
+            }
+            for m in to_ack {
+                if let Err(e) = m.ack().await {
+                    tracing::warn!(shard, error = %e, "ack failed; the redelivery will find its run");
+                }
+            }
+            if !created.is_empty() {
+                addr.do_send(Dispatch { runs: created });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

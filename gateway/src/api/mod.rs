@@ -1,0 +1,4 @@
+//! The REST API under `/api/v1`, shapes as in Activepieces.
+
+pub mod flows;
+pub mod runs;

@@ -1,0 +1,154 @@
+//! Start-up and shutdown of `troupe serve`: the embedded default wires NATS, the store, the
+//! engine and the HTTP server in one process.
+
+use crate::nats_child::NatsChild;
+use crate::AppState;
+use anyhow::Context;
+use rand::Rng;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use troupe_store::config::ContainerType;
+use troupe_store::{Config, Store};
+
+/// Makes sure an admin key exists: `AP_API_KEY`, or one generated on first start, printed once
+/// and written to `$AP_CONFIG_PATH/api-key` (mode 0600).
+fn ensure_api_key(config: &Config, store: &Store) -> anyhow::Result<()> {
+    if let Some(key) = &config.api_key {
+        store.add_api_key(key, "AP_API_KEY")?;
+        return Ok(());
+    }
+    if store.has_api_keys() {
+        return Ok(());
+    }
+    let mut rng = rand::rng();
+    let key: String = (0..40)
+        .map(|_| {
+            let i = rng.random_range(0..62u8);
+            (match i {
+                0..=9 => b'0' + i,
+                10..=35 => b'a' + i - 10,
+                _ => b'A' + i - 36,
+            }) as char
+        })
+        .collect();
+    let key = format!("sk-{key}");
+    store.add_api_key(&key, "generated at first start")?;
+    let path = config.api_key_file();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(f, "{key}")?;
+    }
+    println!(
+        "Created an admin API key (shown once, also saved in {}):\n{key}",
+        path.display()
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs `troupe serve` until SIGTERM or Ctrl-C. Must run inside an actix `System`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.config_path)
+        .with_context(|| format!("creating AP_CONFIG_PATH {}", config.config_path.display()))?;
+    let (nats_url, child) = match &config.nats_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let child = NatsChild::start(&config.nats_store_dir()).await?;
+            (child.url.clone(), Some(child))
+        }
+    };
+    let result = run_with_nats(&config, &nats_url).await;
+    if let Some(child) = child {
+        child.stop().await;
+    }
+    result
+}
+
+async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    let js = async_nats::jetstream::new(nats.clone());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        troupe_store::streams::ensure_streams(&js, config.webhook_stream_max_bytes),
+    )
+    .await
+    .context("NATS did not answer within 30 s")?
+    .map_err(|e| anyhow::anyhow!("creating JetStream streams: {e}"))?;
+
+    let store = Store::open(&config.data_dir())
+        .with_context(|| format!("opening the store in {}", config.data_dir().display()))?;
+    let default_project = store.ensure_default_project()?;
+    ensure_api_key(config, &store)?;
+    store.flush().await?;
+
+    let engine = if config.container_type != ContainerType::App {
+        Some(
+            troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone())
+                .await?,
+        )
+    } else {
+        None
+    };
+
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(crate::server::load_tls(c, k)?),
+        (None, None) => None,
+        _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
+    };
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        nats,
+        js,
+        default_project,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = if config.container_type != ContainerType::Worker {
+        let listener = TcpListener::bind(("0.0.0.0", config.port))
+            .await
+            .with_context(|| format!("binding port {} (AP_PORT)", config.port))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!(
+            "troupe listening on {scheme}://127.0.0.1:{}",
+            listener.local_addr()?.port()
+        );
+        Some(tokio::spawn(crate::server::serve(
+            listener, tls, state, stop_rx,
+        )))
+    } else {
+        None
+    };
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    if let Some(engine) = engine {
+        engine.stop().await;
+    }
+    store.flush().await?;
+    Ok(())
+}

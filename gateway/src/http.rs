@@ -1,0 +1,114 @@
+//! Request plumbing shared by every route: bodies with limits, JSON, queries, auth.
+
+use crate::error::ApiError;
+use crate::AppState;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// Reads a whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("request body is larger than the limit of {} bytes", limit),
+    )
+}
+
+/// Refuses early when the declared length is already over the limit.
+pub fn check_content_length(req: &Request<Incoming>, limit: usize) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > limit => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+pub async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    check_content_length(&req, limit)?;
+    let body = read_body(req.into_body(), limit).await?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            "request body is empty; a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(&body).map_err(ApiError::from_json)
+}
+
+/// Query parameters in order; a name may repeat (`status=FAILED&status=TIMEOUT`).
+pub fn query_pairs(req: &Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(req.uri().query().unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("query string: {e}")))
+}
+
+pub fn query_one<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+pub fn query_all<'a>(q: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    q.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
+    match query_one(q, "limit") {
+        None => Ok(10),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit {v:?} must be a whole number from 1 to 1000"))
+            }),
+    }
+}
+
+/// `Authorization: Bearer <key>` against the stored (hashed) keys.
+pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m);
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            unauthorized("missing Authorization header; send `Authorization: Bearer <api key>`")
+        })?;
+    let key = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("Authorization header must be `Bearer <api key>`"))?;
+    if state.store.api_key_is_valid(key)? {
+        Ok(())
+    } else {
+        Err(unauthorized("invalid API key"))
+    }
+}

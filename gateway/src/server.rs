@@ -1,0 +1,167 @@
+//! The listener: plain HTTP/1.1 or TLS through rustls, one task per connection under a
+//! connection cap, and the routing table.
+
+use crate::error::{json_response, ApiError};
+use crate::{api, http, webhooks, AppState};
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Open connections beyond this wait to be accepted: a flood cannot grow memory unbounded.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert)
+            .with_context(|| format!("opening AP_TLS_CERT {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .context("reading AP_TLS_CERT")?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key)
+            .with_context(|| format!("opening AP_TLS_KEY {}", key.display()))?,
+    ))
+    .context("reading AP_TLS_KEY")?
+    .context("AP_TLS_KEY holds no private key")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("AP_TLS_CERT and AP_TLS_KEY do not form a valid pair")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `shutdown` turns true, then stops accepting.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("never closed"),
+            _ = shutdown.changed() => return,
+        };
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => {
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match route(state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("method not allowed here; use {allowed}"),
+    )
+}
+
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match segs.as_slice() {
+        ["health"] => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        ["ready"] => {
+            let nats_ok = state.nats.connection_state() == async_nats::connection::State::Connected;
+            let status = if nats_ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(json_response(
+                status,
+                &json!({"nats": nats_ok, "store": true}),
+            ))
+        }
+        ["api", "v1", "webhooks", flow_id, rest @ ..] => {
+            webhooks::handle(state, req, flow_id, rest).await
+        }
+        ["api", "v1", rest @ ..] => {
+            http::authenticate(state, &req)?;
+            match (rest, &method) {
+                (["flows"], &Method::POST) => api::flows::create(state, req).await,
+                (["flows"], &Method::GET) => api::flows::list(state, req).await,
+                (["flows"], _) => Err(method_not_allowed("GET or POST")),
+                (["flows", id], &Method::GET) => api::flows::get(state, id).await,
+                (["flows", id], &Method::POST) => api::flows::operate(state, id, req).await,
+                (["flows", id], &Method::DELETE) => api::flows::delete(state, id).await,
+                (["flows", _], _) => Err(method_not_allowed("GET, POST or DELETE")),
+                (["flow-runs"], &Method::GET) => api::runs::list(state, req).await,
+                (["flow-runs"], _) => Err(method_not_allowed("GET")),
+                (["flow-runs", id], &Method::GET) => api::runs::get(state, id).await,
+                (["flow-runs", _], _) => Err(method_not_allowed("GET")),
+                _ => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    format!("no route {path}"),
+                )),
+            }
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no route {path}"),
+        )),
+    }
+}

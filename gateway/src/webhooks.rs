@@ -1,0 +1,236 @@
+//! Webhook ingress: `/api/v1/webhooks/{flowId}` with `/sync`, `/draft`, `/draft/sync`.
+//!
+//! An async webhook is answered 200 only after JetStream has acknowledged it; if NATS cannot
+//! take it, 503 with `Retry-After`. A sync webhook then waits on a core-NATS inbox for the
+//! run's response, and answers 202 with the run's location when that takes too long.
+
+use crate::error::{json_response, ApiError};
+use crate::http::{check_content_length, read_body};
+use crate::AppState;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use troupe_store::flow::FlowStatus;
+use troupe_store::ids::{new_id, now_iso, shard_for_flow};
+use troupe_store::message::{WebhookMessage, WebhookResponse};
+use troupe_store::names::subjects;
+
+type Resp = Result<Response<Full<Bytes>>, ApiError>;
+
+/// The trigger output Activepieces gives a webhook: `{method, headers, body, queryParams}`.
+fn trigger_payload(req: &hyper::http::request::Parts, body: &[u8]) -> Value {
+    let mut headers = Map::new();
+    for (k, v) in &req.headers {
+        headers.insert(
+            k.as_str().to_string(),
+            Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        );
+    }
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.uri.query().unwrap_or_default()).unwrap_or_default();
+    let query: Map<String, Value> = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let content_type = req
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    json!({
+        "method": req.method.as_str(),
+        "headers": headers,
+        "body": parse_body(&content_type, body),
+        "queryParams": query,
+    })
+}
+
+/// JSON and form bodies become objects, text stays text, anything else is base64. A body
+/// that claims JSON but does not parse is kept as text: the webhook is never lost.
+fn parse_body(content_type: &str, body: &[u8]) -> Value {
+    if body.is_empty() {
+        return json!({});
+    }
+    if content_type.contains("json") {
+        if let Ok(v) = serde_json::from_slice(body) {
+            return v;
+        }
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) {
+            return Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            );
+        }
+    }
+    let is_text = content_type.starts_with("text/")
+        || content_type.contains("xml")
+        || content_type.contains("json")
+        || content_type.is_empty();
+    match std::str::from_utf8(body) {
+        Ok(s) if is_text => Value::String(s.to_string()),
+        _ => Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+    }
+}
+
+pub async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    flow_id: &str,
+    rest: &[&str],
+) -> Resp {
+    let (draft, sync) = match rest {
+        [] => (false, false),
+        ["sync"] => (false, true),
+        ["draft"] => (true, false),
+        ["draft", "sync"] => (true, true),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "unknown webhook path; use /webhooks/{flowId}[/draft][/sync]",
+            ))
+        }
+    };
+    let limit = state.config.webhook_body_limit;
+    check_content_length(&req, limit)?;
+    let flow = crate::api::flows::load_flow(state, flow_id)?;
+    let version_id = if draft {
+        Some(flow.latest_version_id.clone())
+    } else {
+        if flow.status != FlowStatus::Enabled || flow.published_version_id.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "FLOW_DISABLED",
+                format!(
+                    "flow {flow_id:?} is not enabled; publish and enable it to receive webhooks"
+                ),
+            ));
+        }
+        None
+    };
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, limit).await?;
+    let payload = trigger_payload(&parts, &body);
+    let webhook_id = new_id();
+    let msg = WebhookMessage {
+        webhook_id: webhook_id.clone(),
+        flow_id: flow_id.to_string(),
+        version_id,
+        payload,
+        received_at: now_iso(),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", webhook_id.as_str());
+    let mut inbox = None;
+    if sync {
+        let subject = state.nats.new_inbox();
+        let sub = state
+            .nats
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
+        headers.insert(subjects::REPLY_HEADER, subject.as_str());
+        inbox = Some(sub);
+    }
+    let shard = shard_for_flow(flow_id, state.config.shards);
+    let bytes = Bytes::from(serde_json::to_vec(&msg).expect("serializes"));
+    let ack = state
+        .js
+        .publish_with_headers(subjects::webhook(shard), headers, bytes)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!("the webhook could not be queued, retry later: {e}"))
+        })?;
+    ack.await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "the webhook was not accepted by the queue, retry later: {e}"
+        ))
+    })?;
+    let Some(mut sub) = inbox else {
+        let mut resp = json_response(StatusCode::OK, &json!({}));
+        resp.headers_mut()
+            .insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
+        return Ok(resp);
+    };
+    match tokio::time::timeout(state.config.webhook_timeout, sub.next()).await {
+        Ok(Some(msg)) => {
+            let resp: WebhookResponse =
+                serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
+            Ok(sync_response(resp))
+        }
+        _ => {
+            let run = match state.store.run_for_webhook(&webhook_id)? {
+                Some(id) => state.store.get_run(&id)?,
+                None => None,
+            };
+            let (run_id, status) = match &run {
+                Some(r) => (
+                    Value::String(r.id.clone()),
+                    Value::String(r.status.as_str().into()),
+                ),
+                None => (Value::Null, Value::String("QUEUED".into())),
+            };
+            let mut resp = json_response(
+                StatusCode::ACCEPTED,
+                &json!({"runId": run_id, "status": status, "webhookId": webhook_id}),
+            );
+            if let Some(r) = run {
+                resp.headers_mut().insert(
+                    "location",
+                    format!("/api/v1/flow-runs/{}", r.id)
+                        .parse()
+                        .expect("ascii"),
+                );
+            }
+            resp.headers_mut()
+                .insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
+            Ok(resp)
+        }
+    }
+}
+
+/// Turns a run's response into HTTP: JSON bodies as JSON, strings as they are.
+fn sync_response(resp: WebhookResponse) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
+    let mut builder = Response::builder().status(status);
+    let mut has_type = false;
+    for (k, v) in &resp.headers {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        has_type |= k.eq_ignore_ascii_case("content-type");
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::try_from(k.as_str()),
+            hyper::header::HeaderValue::try_from(v),
+        ) {
+            builder = builder.header(name, value);
+        }
+    }
+    let (body, content_type) = match resp.body {
+        Value::String(s) => (s.into_bytes(), "text/plain; charset=utf-8"),
+        Value::Null => (Vec::new(), "text/plain; charset=utf-8"),
+        other => (
+            serde_json::to_vec(&other).expect("serializes"),
+            "application/json",
+        ),
+    };
+    if !has_type {
+        builder = builder.header("content-type", content_type);
+    }
+    builder = builder.header("x-run-id", resp.run_id.as_str());
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| {
+            Response::new(Full::new(Bytes::from_static(b"invalid response headers")))
+        })
+}
