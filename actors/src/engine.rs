@@ -34,11 +34,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts a ShardActor for every shard. Call from inside the actix `System`.
-    pub async fn start(
-        config: Config,
-        store: Store,
-        nats: async_nats::Client,
-    ) -> Result<Engine, EngineError> {
+    pub async fn start(config: Config, store: Store, nats: async_nats::Client) -> Result<Engine, EngineError> {
         let js = jetstream::new(nats.clone());
         let http = reqwest::Client::builder()
             .timeout(config.flow_timeout)
@@ -57,9 +53,7 @@ impl Engine {
             .js
             .get_stream(subjects::WEBHOOK_STREAM)
             .await
-            .map_err(|e| {
-                EngineError(format!("opening stream {}: {e}", subjects::WEBHOOK_STREAM))
-            })?;
+            .map_err(|e| EngineError(format!("opening stream {}: {e}", subjects::WEBHOOK_STREAM)))?;
         let mut shards = Vec::new();
         for shard in 0..ctx.config.shards {
             let consumer = crate::shard::shard_consumer(&stream, shard)
@@ -90,17 +84,11 @@ pub fn start_run(ctx: &Arc<EngineCtx>, flow_id: &str, run_id: &str) {
                 .entry(flow_id.clone())
                 .or_insert_with(|| FlowActor::new(ctx.clone(), flow_id.clone()).start())
                 .clone();
-            match addr
-                .send(StartRun {
-                    run_id: run_id.clone(),
-                })
-                .await
-            {
+            match addr.send(StartRun { run_id: run_id.clone() }).await {
                 Ok(()) => return,
                 // the actor was evicted meanwhile: forget it and make a new one
                 Err(_) => {
-                    ctx.flows
-                        .remove_if(&flow_id, |_, a| !a.connected() || *a == addr);
+                    ctx.flows.remove_if(&flow_id, |_, a| !a.connected() || *a == addr);
                 }
             }
         }
@@ -122,10 +110,7 @@ struct Slots {
 
 impl ProjectLimiter {
     pub fn new(max: usize) -> ProjectLimiter {
-        ProjectLimiter {
-            max: max.max(1),
-            projects: Mutex::new(HashMap::new()),
-        }
+        ProjectLimiter { max: max.max(1), projects: Mutex::new(HashMap::new()) }
     }
 
     /// True when the run may start now; otherwise it is queued behind the others.
@@ -136,9 +121,7 @@ impl ProjectLimiter {
             slots.running += 1;
             true
         } else {
-            slots
-                .queue
-                .push_back((flow_id.to_string(), run_id.to_string()));
+            slots.queue.push_back((flow_id.to_string(), run_id.to_string()));
             false
         }
     }

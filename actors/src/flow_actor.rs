@@ -27,12 +27,7 @@ pub struct FlowActor {
 
 impl FlowActor {
     pub fn new(ctx: Arc<EngineCtx>, flow_id: String) -> FlowActor {
-        FlowActor {
-            ctx,
-            flow_id,
-            versions: HashMap::new(),
-            last_used: Instant::now(),
-        }
+        FlowActor { ctx, flow_id, versions: HashMap::new(), last_used: Instant::now() }
     }
 
     fn version(&mut self, id: &str) -> Option<Arc<FlowVersion>> {

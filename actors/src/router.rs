@@ -33,11 +33,7 @@ fn as_date(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
                         .ok()
                         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
                 })
-                .or_else(|| {
-                    chrono::DateTime::parse_from_rfc2822(s)
-                        .map(|d| d.with_timezone(&chrono::Utc))
-                        .ok()
-                })
+                .or_else(|| chrono::DateTime::parse_from_rfc2822(s).map(|d| d.with_timezone(&chrono::Utc)).ok())
         }
         _ => None,
     }
@@ -88,19 +84,16 @@ pub fn evaluate(operator: &str, first: &Value, second: &Value, case_sensitive: b
         }
         "BOOLEAN_IS_TRUE" => truthy(first),
         "BOOLEAN_IS_FALSE" => !truthy(first),
-        "DATE_IS_BEFORE" | "DATE_IS_EQUAL" | "DATE_IS_AFTER" => {
-            match (as_date(first), as_date(second)) {
-                (Some(x), Some(y)) => match operator {
-                    "DATE_IS_BEFORE" => x < y,
-                    "DATE_IS_AFTER" => x > y,
-                    _ => x == y,
-                },
-                _ => false,
-            }
-        }
+        "DATE_IS_BEFORE" | "DATE_IS_EQUAL" | "DATE_IS_AFTER" => match (as_date(first), as_date(second)) {
+            (Some(x), Some(y)) => match operator {
+                "DATE_IS_BEFORE" => x < y,
+                "DATE_IS_AFTER" => x > y,
+                _ => x == y,
+            },
+            _ => false,
+        },
         "LIST_CONTAINS" | "LIST_DOES_NOT_CONTAIN" => {
-            let contains =
-                as_list(first).is_some_and(|l| l.iter().any(|item| fold(as_text(item)) == b));
+            let contains = as_list(first).is_some_and(|l| l.iter().any(|item| fold(as_text(item)) == b));
             (operator == "LIST_CONTAINS") == contains
         }
         "LIST_IS_EMPTY" => as_list(first).is_none_or(|l| l.is_empty()),
@@ -118,49 +111,14 @@ mod tests {
 
     #[test]
     fn operators_of_each_kind() {
-        assert!(evaluate(
-            "TEXT_CONTAINS",
-            &json!("Hello World"),
-            &json!("world"),
-            false
-        ));
-        assert!(!evaluate(
-            "TEXT_CONTAINS",
-            &json!("Hello World"),
-            &json!("world"),
-            true
-        ));
-        assert!(evaluate(
-            "NUMBER_IS_GREATER_THAN",
-            &json!("10"),
-            &json!(9),
-            false
-        ));
-        assert!(evaluate(
-            "BOOLEAN_IS_TRUE",
-            &json!(true),
-            &json!(null),
-            false
-        ));
-        assert!(evaluate(
-            "DATE_IS_BEFORE",
-            &json!("2024-01-01"),
-            &json!("2024-02-01T00:00:00Z"),
-            false
-        ));
-        assert!(evaluate(
-            "LIST_CONTAINS",
-            &json!(["a", "B"]),
-            &json!("b"),
-            false
-        ));
+        assert!(evaluate("TEXT_CONTAINS", &json!("Hello World"), &json!("world"), false));
+        assert!(!evaluate("TEXT_CONTAINS", &json!("Hello World"), &json!("world"), true));
+        assert!(evaluate("NUMBER_IS_GREATER_THAN", &json!("10"), &json!(9), false));
+        assert!(evaluate("BOOLEAN_IS_TRUE", &json!(true), &json!(null), false));
+        assert!(evaluate("DATE_IS_BEFORE", &json!("2024-01-01"), &json!("2024-02-01T00:00:00Z"), false));
+        assert!(evaluate("LIST_CONTAINS", &json!(["a", "B"]), &json!("b"), false));
         assert!(evaluate("LIST_IS_EMPTY", &json!([]), &json!(null), false));
         assert!(evaluate("EXISTS", &json!(0), &json!(null), false));
-        assert!(evaluate(
-            "DOES_NOT_EXIST",
-            &json!(null),
-            &json!(null),
-            false
-        ));
+        assert!(evaluate("DOES_NOT_EXIST", &json!(null), &json!(null), false));
     }
 }

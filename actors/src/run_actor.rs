@@ -33,11 +33,7 @@ pub struct RunActor {
 
 impl RunActor {
     pub fn new(ctx: Arc<EngineCtx>, version: Option<Arc<FlowVersion>>, run: FlowRun) -> RunActor {
-        RunActor {
-            ctx,
-            version,
-            run: Some(run),
-        }
+        RunActor { ctx, version, run: Some(run) }
     }
 }
 
@@ -81,11 +77,7 @@ struct Exec<'a> {
 }
 
 fn failed(step: &Action, message: String) -> FailedStep {
-    FailedStep {
-        name: step.name.clone(),
-        display_name: step.display().to_string(),
-        message,
-    }
+    FailedStep { name: step.name.clone(), display_name: step.display().to_string(), message }
 }
 
 fn type_name(kind: ActionType) -> &'static str {
@@ -109,11 +101,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             engine,
             run,
             RunStatus::InternalError,
-            Some(FailedStep {
-                name: "trigger".into(),
-                display_name: "Trigger".into(),
-                message: msg,
-            }),
+            Some(FailedStep { name: "trigger".into(), display_name: "Trigger".into(), message: msg }),
             false,
         )
         .await;
@@ -127,37 +115,22 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             tracing::error!(run_id, error = %e, "could not mark the run running");
         }
     }
-    let journal = engine
-        .store
-        .run_steps(run.shard, &run.id)
-        .unwrap_or_default();
+    let journal = engine.store.run_steps(run.shard, &run.id).unwrap_or_default();
     let next_seq = journal.iter().map(|r| r.seq + 1).max().unwrap_or(0);
     let mut exec = Exec {
         engine,
         outputs: Map::new(),
-        done: journal
-            .into_iter()
-            .map(|r| ((r.loop_path.clone(), r.step_name.clone()), r))
-            .collect(),
+        done: journal.into_iter().map(|r| ((r.loop_path.clone(), r.step_name.clone()), r)).collect(),
         records: Vec::new(),
         next_seq,
         deadline: Instant::now() + engine.config.flow_timeout,
         replied: false,
         run,
     };
-    exec.outputs.insert(
-        version.trigger.name.clone(),
-        exec.run.trigger_output.clone(),
-    );
-    if !exec
-        .done
-        .contains_key(&(vec![], version.trigger.name.clone()))
-    {
-        let kind = serde_json::to_value(version.trigger.kind)
-            .unwrap_or_default()
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+    exec.outputs.insert(version.trigger.name.clone(), exec.run.trigger_output.clone());
+    if !exec.done.contains_key(&(vec![], version.trigger.name.clone())) {
+        let kind =
+            serde_json::to_value(version.trigger.kind).unwrap_or_default().as_str().unwrap_or_default().to_string();
         let output = exec.run.trigger_output.clone();
         exec.journal(
             &version.trigger.name,
@@ -171,9 +144,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             1,
         );
     }
-    let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[]))
-        .catch_unwind()
-        .await;
+    let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;
     let (status, failed_step) = match result {
         Ok(Ok(())) | Ok(Err(Halt::Stop)) => (RunStatus::Succeeded, None),
         Ok(Err(Halt::Fail(status, step))) => (status, Some(step)),
@@ -181,11 +152,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             let msg = panic_message(&panic);
             (
                 RunStatus::InternalError,
-                Some(FailedStep {
-                    name: "engine".into(),
-                    display_name: "Engine".into(),
-                    message: msg,
-                }),
+                Some(FailedStep { name: "engine".into(), display_name: "Engine".into(), message: msg }),
             )
         }
     };
@@ -221,16 +188,9 @@ async fn finalize(
     run.finish_time = Some(now.clone());
     run.updated = now;
     run.failed_step = failed_step;
-    if let Some(start) = run
-        .start_time
-        .as_deref()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    {
-        run.duration_ms = Some(
-            (chrono::Utc::now() - start.with_timezone(&chrono::Utc))
-                .num_milliseconds()
-                .max(0) as u64,
-        );
+    if let Some(start) = run.start_time.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+        run.duration_ms =
+            Some((chrono::Utc::now() - start.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as u64);
     }
     if let Err(e) = engine.store.put_run(&run) {
         tracing::error!(run_id = run.id, error = %e, "could not record the end of the run");
@@ -238,25 +198,11 @@ async fn finalize(
     if let Err(e) = engine.store.flush().await {
         tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
     }
-    tracing::info!(
-        run_id = run.id,
-        flow_id = run.flow_id,
-        status = status.as_str(),
-        "run finished"
-    );
+    tracing::info!(run_id = run.id, flow_id = run.flow_id, status = status.as_str(), "run finished");
     if let (Some(reply_to), false) = (&run.reply_to, replied) {
-        let response = run
-            .response
-            .clone()
-            .map(|r| to_webhook_response(&r, &run.id))
-            .unwrap_or_else(|| outcome_response(&run));
-        let _ = engine
-            .nats
-            .publish(
-                reply_to.clone(),
-                serde_json::to_vec(&response).expect("serializes").into(),
-            )
-            .await;
+        let response =
+            run.response.clone().map(|r| to_webhook_response(&r, &run.id)).unwrap_or_else(|| outcome_response(&run));
+        let _ = engine.nats.publish(reply_to.clone(), serde_json::to_vec(&response).expect("serializes").into()).await;
     }
     let event = RunEvent {
         run_id: run.id.clone(),
@@ -265,13 +211,8 @@ async fn finalize(
         status,
         finish_time: run.finish_time.clone(),
     };
-    if let Err(e) = engine
-        .js
-        .publish(
-            subjects::event(run.shard),
-            serde_json::to_vec(&event).expect("serializes").into(),
-        )
-        .await
+    if let Err(e) =
+        engine.js.publish(subjects::event(run.shard), serde_json::to_vec(&event).expect("serializes").into()).await
     {
         tracing::warn!(run_id = run.id, error = %e, "could not publish the run event");
     }
@@ -279,16 +220,8 @@ async fn finalize(
 
 fn to_webhook_response(r: &Value, run_id: &str) -> WebhookResponse {
     WebhookResponse {
-        status: r
-            .get("status")
-            .and_then(Value::as_u64)
-            .and_then(|s| u16::try_from(s).ok())
-            .unwrap_or(200),
-        headers: r
-            .get("headers")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        status: r.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
+        headers: r.get("headers").and_then(Value::as_object).cloned().unwrap_or_default(),
         body: r.get("body").cloned().unwrap_or(Value::Null),
         run_id: run_id.to_string(),
     }
@@ -298,15 +231,10 @@ fn to_webhook_response(r: &Value, run_id: &str) -> WebhookResponse {
 fn outcome_response(run: &FlowRun) -> WebhookResponse {
     let mut body = json!({"runId": run.id, "status": run.status.as_str()});
     if let Some(f) = &run.failed_step {
-        body["failedStep"] =
-            json!({"name": f.name, "displayName": f.display_name, "message": f.message});
+        body["failedStep"] = json!({"name": f.name, "displayName": f.display_name, "message": f.message});
     }
     WebhookResponse {
-        status: if run.status == RunStatus::Succeeded {
-            200
-        } else {
-            500
-        },
+        status: if run.status == RunStatus::Succeeded { 200 } else { 500 },
         headers: Map::new(),
         body,
         run_id: run.id.clone(),
@@ -341,11 +269,7 @@ impl Exec<'_> {
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
-        if let Err(e) = self
-            .engine
-            .store
-            .journal_step(self.run.shard, &self.run.id, &record)
-        {
+        if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
             tracing::error!(run_id = self.run.id, step = name, error = %e, "could not journal the step");
         }
         self.records.push(record);
@@ -383,11 +307,7 @@ impl Exec<'_> {
 
     async fn piece_step(&mut self, step: &Action, path: &[(String, usize)]) -> Result<(), Halt> {
         let key = (path.to_vec(), step.name.clone());
-        if let Some(rec) = self
-            .done
-            .get(&key)
-            .filter(|r| r.status == StepStatus::Succeeded)
-        {
+        if let Some(rec) = self.done.get(&key).filter(|r| r.status == StepStatus::Succeeded) {
             self.outputs.insert(step.name.clone(), rec.output.clone());
             return Ok(());
         }
@@ -411,11 +331,7 @@ impl Exec<'_> {
             }
         };
         let input_map = input.as_object().cloned().unwrap_or_default();
-        let attempts_allowed = if step.retry_on_failure() {
-            RETRY_ATTEMPTS
-        } else {
-            1
-        };
+        let attempts_allowed = if step.retry_on_failure() { RETRY_ATTEMPTS } else { 1 };
         let started = Instant::now();
         let mut attempt = 0;
         let result = loop {
@@ -423,24 +339,21 @@ impl Exec<'_> {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             let fut = async {
                 if step.kind == ActionType::Code {
-                    return Err(
-                        "CODE steps run in the code sandbox, which this build does not have yet"
-                            .to_string(),
-                    );
+                    return Err("CODE steps run in the code sandbox, which this build does not have yet".to_string());
                 }
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
-                let ctx = PieceCtx {
-                    engine: self.engine,
-                    run: &self.run,
-                };
+                let ctx = PieceCtx { engine: self.engine, run: &self.run };
                 pieces::execute(&ctx, piece, action, &input_map).await
             };
-            let outcome =
-                tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
+            let outcome = tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
             match outcome {
                 Err(_) => {
-                    let msg = format!("step {:?} was still running when the run reached AP_FLOW_TIMEOUT_SECONDS ({} s)", step.name, self.engine.config.flow_timeout.as_secs());
+                    let msg = format!(
+                        "step {:?} was still running when the run reached AP_FLOW_TIMEOUT_SECONDS ({} s)",
+                        step.name,
+                        self.engine.config.flow_timeout.as_secs()
+                    );
                     self.journal(
                         &step.name,
                         kind,
@@ -480,10 +393,7 @@ impl Exec<'_> {
                         error = e,
                         "step failed, retrying in {delay:?}"
                     );
-                    tokio::time::sleep(
-                        delay.min(self.deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
+                    tokio::time::sleep(delay.min(self.deadline.saturating_duration_since(Instant::now()))).await;
                 }
             }
         };
@@ -551,11 +461,7 @@ impl Exec<'_> {
         let _ = self.engine.store.put_run(&self.run);
         let _ = self.engine.store.flush().await;
         let r = to_webhook_response(response, &self.run.id);
-        let _ = self
-            .engine
-            .nats
-            .publish(reply_to, serde_json::to_vec(&r).expect("serializes").into())
-            .await;
+        let _ = self.engine.nats.publish(reply_to, serde_json::to_vec(&r).expect("serializes").into()).await;
         self.replied = true;
     }
 
@@ -597,8 +503,7 @@ impl Exec<'_> {
         };
         let mut iterations = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            self.outputs
-                .insert(step.name.clone(), json!({"item": item, "index": i + 1}));
+            self.outputs.insert(step.name.clone(), json!({"item": item, "index": i + 1}));
             let mut inner = path.to_vec();
             inner.push((step.name.clone(), i));
             let from = self.records.len();
@@ -606,7 +511,12 @@ impl Exec<'_> {
             let iteration: Map<String, Value> = self.records[from..]
                 .iter()
                 .filter(|r| r.loop_path == inner)
-                .map(|r| (r.step_name.clone(), json!({"type": r.kind, "status": r.status, "input": r.input, "output": r.output})))
+                .map(|r| {
+                    (
+                        r.step_name.clone(),
+                        json!({"type": r.kind, "status": r.status, "input": r.input, "output": r.output}),
+                    )
+                })
                 .collect();
             iterations.push(Value::Object(iteration));
             if let Err(halt) = result {
@@ -634,10 +544,7 @@ impl Exec<'_> {
             Some(last) => (last.clone(), json!(items.len())),
             None => (Value::Null, json!(0)),
         };
-        self.outputs.insert(
-            step.name.clone(),
-            json!({"item": item, "index": index, "iterations": iterations}),
-        );
+        self.outputs.insert(step.name.clone(), json!({"item": item, "index": index, "iterations": iterations}));
         self.journal(
             &step.name,
             "LOOP_ON_ITEMS",
@@ -672,14 +579,12 @@ impl Exec<'_> {
                     let first = template::resolve(&c.first_value, &self.outputs)
                         .map_err(|e| Halt::Fail(RunStatus::Failed, failed(step, e.to_string())))?;
                     let second = match &c.second_value {
-                        Some(v) => template::resolve(v, &self.outputs).map_err(|e| {
-                            Halt::Fail(RunStatus::Failed, failed(step, e.to_string()))
-                        })?,
+                        Some(v) => template::resolve(v, &self.outputs)
+                            .map_err(|e| Halt::Fail(RunStatus::Failed, failed(step, e.to_string())))?,
                         None => Value::Null,
                     };
                     let op = c.operator.as_deref().unwrap_or_default();
-                    all_hold &=
-                        router::evaluate(op, &first, &second, c.case_sensitive.unwrap_or(false));
+                    all_hold &= router::evaluate(op, &first, &second, c.case_sensitive.unwrap_or(false));
                     conds.push(json!({"operator": op, "firstValue": first, "secondValue": second}));
                 }
                 groups.push(Value::Array(conds));
@@ -692,10 +597,7 @@ impl Exec<'_> {
             }
         }
         if chosen.is_empty() {
-            if let Some(i) = branches
-                .iter()
-                .position(|b| b.branch_type == BranchType::Fallback)
-            {
+            if let Some(i) = branches.iter().position(|b| b.branch_type == BranchType::Fallback) {
                 chosen.push(i);
                 results.push(json!({"branchName": branches[i].branch_name, "branchIndex": i, "evaluation": true}));
             }
@@ -726,14 +628,7 @@ impl Exec<'_> {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 80 {
-        format!(
-            "{}…",
-            &s[..s
-                .char_indices()
-                .take_while(|(i, _)| *i < 80)
-                .last()
-                .map_or(0, |(i, _)| i)]
-        )
+        format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 80).last().map_or(0, |(i, _)| i)])
     } else {
         s
     }

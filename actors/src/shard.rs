@@ -53,17 +53,8 @@ pub struct ShardActor {
 }
 
 impl ShardActor {
-    pub fn new(
-        shard: u16,
-        ctx: Arc<EngineCtx>,
-        consumer: jetstream::consumer::Consumer<pull::Config>,
-    ) -> ShardActor {
-        ShardActor {
-            shard,
-            ctx,
-            consumer,
-            task: None,
-        }
+    pub fn new(shard: u16, ctx: Arc<EngineCtx>, consumer: jetstream::consumer::Consumer<pull::Config>) -> ShardActor {
+        ShardActor { shard, ctx, consumer, task: None }
     }
 
     fn dispatch(&self, project: &str, flow_id: &str, run_id: &str) {
@@ -93,12 +84,7 @@ impl Actor for ShardActor {
                 tracing::error!(shard = self.shard, error = %e, "could not read unfinished runs")
             }
         }
-        let task = tokio::spawn(consume(
-            self.shard,
-            self.ctx.clone(),
-            self.consumer.clone(),
-            ctx.address(),
-        ));
+        let task = tokio::spawn(consume(self.shard, self.ctx.clone(), self.consumer.clone(), ctx.address()));
         self.task = Some(task);
     }
 
@@ -132,12 +118,7 @@ impl Handler<StopShard> for ShardActor {
 }
 
 /// Builds the run a webhook asks for, or `None` when its flow no longer exists.
-fn run_for(
-    ctx: &EngineCtx,
-    shard: u16,
-    msg: &WebhookMessage,
-    reply_to: Option<String>,
-) -> Option<FlowRun> {
+fn run_for(ctx: &EngineCtx, shard: u16, msg: &WebhookMessage, reply_to: Option<String>) -> Option<FlowRun> {
     let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
     let version_id = msg.version_id.clone().or(flow.published_version_id)?;
     let version = ctx.store.get_version(&version_id).ok()??;
@@ -151,11 +132,7 @@ fn run_for(
         flow_version_id: version_id,
         flow_display_name: version.display_name,
         status: RunStatus::Queued,
-        environment: if msg.version_id.is_some() {
-            RunEnvironment::Testing
-        } else {
-            RunEnvironment::Production
-        },
+        environment: if msg.version_id.is_some() { RunEnvironment::Testing } else { RunEnvironment::Production },
         start_time: None,
         finish_time: None,
         failed_step: None,
@@ -205,11 +182,7 @@ async fn consume(
                         continue;
                     }
                 };
-                let reply_to = msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(subjects::REPLY_HEADER))
-                    .map(|v| v.to_string());
+                let reply_to = msg.headers.as_ref().and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
                 match run_for(&ctx, shard, &parsed, reply_to) {
                     None => tracing::warn!(
                         shard,
@@ -217,14 +190,10 @@ async fn consume(
                         "webhook for a flow that no longer exists; dropped"
                     ),
                     Some(run) => match ctx.store.create_run(&run) {
-                        Ok(RunCreation::Created) => {
-                            created.push((run.project_id, run.flow_id, run.id))
+                        Ok(RunCreation::Created) => created.push((run.project_id, run.flow_id, run.id)),
+                        Ok(RunCreation::Existing(id)) => {
+                            tracing::debug!(shard, run_id = id, "redelivered webhook already has its run")
                         }
-                        Ok(RunCreation::Existing(id)) => tracing::debug!(
-                            shard,
-                            run_id = id,
-                            "redelivered webhook already has its run"
-                        ),
                         Err(e) => {
                             // not acked: JetStream redelivers it after ack_wait
                             tracing::error!(shard, error = %e, "could not record a run");

@@ -80,10 +80,7 @@ pub fn parse_path(token: &str) -> Option<Path> {
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('.') {
             let len = after.find(|c: char| !is_ident(c)).unwrap_or(after.len());
-            if len == 0
-                || !after.starts_with(is_ident_start)
-                    && !after.starts_with(|c: char| c.is_ascii_digit())
-            {
+            if len == 0 || !after.starts_with(is_ident_start) && !after.starts_with(|c: char| c.is_ascii_digit()) {
                 return None;
             }
             segments.push(Segment::Key(after[..len].to_string()));
@@ -132,22 +129,13 @@ pub fn lookup<'a>(outputs: &'a Map<String, Value>, path: &Path) -> Option<&'a Va
 pub struct ExpressionNotSupported(pub String);
 
 /// Resolves every template in `value` (strings, recursively through arrays and objects).
-pub fn resolve(
-    value: &Value,
-    outputs: &Map<String, Value>,
-) -> Result<Value, ExpressionNotSupported> {
+pub fn resolve(value: &Value, outputs: &Map<String, Value>) -> Result<Value, ExpressionNotSupported> {
     Ok(match value {
         Value::String(s) => resolve_str(s, outputs)?,
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|v| resolve(v, outputs))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve(v, outputs)?)))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, outputs)).collect::<Result<_, _>>()?),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| Ok((k.clone(), resolve(v, outputs)?))).collect::<Result<_, _>>()?)
+        }
         other => other.clone(),
     })
 }
@@ -213,29 +201,16 @@ mod tests {
     fn a_lone_template_keeps_its_type() {
         let o = outputs();
         assert_eq!(resolve_str("{{trigger.body.x}}", &o).unwrap(), json!(5));
-        assert_eq!(
-            resolve_str("{{ step_1['body']['items'][0] }}", &o).unwrap(),
-            json!("a")
-        );
-        assert_eq!(
-            resolve_str("{{trigger.body.items}}", &o).unwrap()[1]["id"],
-            json!(2)
-        );
-        assert_eq!(
-            resolve_str("{{trigger.body.missing}}", &o).unwrap(),
-            Value::Null
-        );
+        assert_eq!(resolve_str("{{ step_1['body']['items'][0] }}", &o).unwrap(), json!("a"));
+        assert_eq!(resolve_str("{{trigger.body.items}}", &o).unwrap()[1]["id"], json!(2));
+        assert_eq!(resolve_str("{{trigger.body.missing}}", &o).unwrap(), Value::Null);
     }
 
     #[test]
     fn templates_inside_text_are_interpolated() {
         let o = outputs();
         assert_eq!(
-            resolve_str(
-                "Hi {{trigger.body.name}}, x={{trigger.body.x}} {{step_1.body.items}}",
-                &o
-            )
-            .unwrap(),
+            resolve_str("Hi {{trigger.body.name}}, x={{trigger.body.x}} {{step_1.body.items}}", &o).unwrap(),
             json!("Hi Ada, x=5 [\"a\",\"b\"]")
         );
     }

@@ -18,11 +18,7 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "step {:?} field {:?}: {}",
-            self.step, self.field, self.message
-        )
+        write!(f, "step {:?} field {:?}: {}", self.step, self.field, self.message)
     }
 }
 
@@ -59,11 +55,7 @@ struct Checker {
 
 impl Checker {
     fn problem(&mut self, step: &str, field: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            step: step.into(),
-            field: field.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { step: step.into(), field: field.into(), message: message.into() });
     }
 
     /// Checks the templates in `value` against the steps that run before `step`.
@@ -72,18 +64,11 @@ impl Checker {
         template::tokens(value, &mut tokens);
         for token in tokens {
             match template::parse_path(&token) {
-                None => self.problem(
-                    step,
-                    field,
-                    template::ExpressionNotSupported(token).to_string(),
-                ),
+                None => self.problem(step, field, template::ExpressionNotSupported(token).to_string()),
                 Some(path) if !before.contains(&path.root) => self.problem(
                     step,
                     field,
-                    format!(
-                        "template {{{{{token}}}}} refers to {:?}, which does not run before this step",
-                        path.root
-                    ),
+                    format!("template {{{{{token}}}}} refers to {:?}, which does not run before this step", path.root),
                 ),
                 Some(_) => {}
             }
@@ -102,11 +87,7 @@ impl Checker {
 
     fn action(&mut self, a: &Action, before: &mut Vec<String>) {
         if !self.seen.insert(a.name.clone()) {
-            self.problem(
-                &a.name,
-                "name",
-                "another step has the same name; step names must be unique",
-            );
+            self.problem(&a.name, "name", "another step has the same name; step names must be unique");
         }
         let s = &a.settings;
         match a.kind {
@@ -116,11 +97,7 @@ impl Checker {
                 if piece.is_empty() {
                     self.problem(&a.name, "settings.pieceName", "is required");
                 } else if catalog::piece(piece).is_none() {
-                    self.problem(
-                        &a.name,
-                        "settings.pieceName",
-                        format!("piece {piece:?} is not available in Troupe"),
-                    );
+                    self.problem(&a.name, "settings.pieceName", format!("piece {piece:?} is not available in Troupe"));
                 } else if action.is_empty() {
                     self.problem(&a.name, "settings.actionName", "is required");
                 } else if let Some(def) = catalog::action_def(piece, action) {
@@ -159,11 +136,7 @@ impl Checker {
                         }
                     }
                 }
-                self.problem(
-                    &a.name,
-                    "type",
-                    "CODE steps run in the code sandbox, which this build does not have yet",
-                );
+                self.problem(&a.name, "type", "CODE steps run in the code sandbox, which this build does not have yet");
             }
             ActionType::LoopOnItems => {
                 match &s.items {
@@ -177,11 +150,7 @@ impl Checker {
             ActionType::Router => {
                 let branches = s.branches.as_deref().unwrap_or_default();
                 if branches.is_empty() {
-                    self.problem(
-                        &a.name,
-                        "settings.branches",
-                        "a router needs at least one branch",
-                    );
+                    self.problem(&a.name, "settings.branches", "a router needs at least one branch");
                 }
                 if s.execution_type.is_none() {
                     self.problem(
@@ -205,18 +174,9 @@ impl Checker {
                                     &format!("{field}.operator"),
                                     format!("unknown operator {op:?}"),
                                 ),
-                                None => self.problem(
-                                    &a.name,
-                                    &format!("{field}.operator"),
-                                    "is required",
-                                ),
+                                None => self.problem(&a.name, &format!("{field}.operator"), "is required"),
                             }
-                            self.templates(
-                                &a.name,
-                                &format!("{field}.firstValue"),
-                                &cond.first_value,
-                                before,
-                            );
+                            self.templates(&a.name, &format!("{field}.firstValue"), &cond.first_value, before);
                             if let Some(v) = &cond.second_value {
                                 self.templates(&a.name, &format!("{field}.secondValue"), v, before);
                             }
@@ -228,11 +188,7 @@ impl Checker {
                     self.problem(
                         &a.name,
                         "children",
-                        format!(
-                            "has {} entries for {} branches",
-                            children.len(),
-                            branches.len()
-                        ),
+                        format!("has {} entries for {} branches", children.len(), branches.len()),
                     );
                 }
                 // Steps of a branch may be referred to after the router (they may not have run).
@@ -265,18 +221,11 @@ fn package_dependencies(package_json: &str) -> Option<String> {
 
 /// Every problem that keeps `version` from being published; empty when it is valid.
 pub fn validate(version: &FlowVersion) -> Vec<Problem> {
-    let mut c = Checker {
-        problems: Vec::new(),
-        seen: HashSet::new(),
-    };
+    let mut c = Checker { problems: Vec::new(), seen: HashSet::new() };
     let t = &version.trigger;
     c.seen.insert(t.name.clone());
     match t.kind {
-        TriggerType::Empty => c.problem(
-            &t.name,
-            "type",
-            "the flow has no trigger; choose one before publishing",
-        ),
+        TriggerType::Empty => c.problem(&t.name, "type", "the flow has no trigger; choose one before publishing"),
         TriggerType::Piece => {
             let piece = t.settings.piece_name.as_deref().unwrap_or_default();
             let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
@@ -321,18 +270,9 @@ mod tests {
 
     #[test]
     fn a_template_to_a_later_step_names_both() {
-        let mut first = piece(
-            "step_1",
-            catalog::DATA_MAPPER,
-            "advanced_mapping",
-            json!({"mapping": {"a": "{{step_2.x}}"}}),
-        );
-        first["nextAction"] = piece(
-            "step_2",
-            catalog::DATA_MAPPER,
-            "advanced_mapping",
-            json!({"mapping": {}}),
-        );
+        let mut first =
+            piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"a": "{{step_2.x}}"}}));
+        first["nextAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {}}));
         let problems = validate(&version(first));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].step, "step_1");
@@ -342,20 +282,12 @@ mod tests {
 
     #[test]
     fn unknown_pieces_duplicates_and_missing_inputs_are_listed() {
-        let mut first = piece(
-            "step_1",
-            "@activepieces/piece-slack",
-            "send_message",
-            json!({}),
-        );
+        let mut first = piece("step_1", "@activepieces/piece-slack", "send_message", json!({}));
         let mut second = piece("step_1", catalog::STORE, "put", json!({"key": "k"}));
         second["nextAction"] = piece("step_3", catalog::STORE, "frobnicate", json!({}));
         first["nextAction"] = second;
         let problems = validate(&version(first));
-        let fields: Vec<_> = problems
-            .iter()
-            .map(|p| (p.step.as_str(), p.field.as_str()))
-            .collect();
+        let fields: Vec<_> = problems.iter().map(|p| (p.step.as_str(), p.field.as_str())).collect();
         assert_eq!(
             fields,
             [
@@ -372,29 +304,17 @@ mod tests {
         let code = json!({"name": "step_1", "type": "CODE", "settings": {"input": {},
             "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"lodash\":\"4\"}}"}}});
         let problems = validate(&version(code));
-        assert!(problems
-            .iter()
-            .any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
-        let expr = piece(
-            "step_1",
-            catalog::DATA_MAPPER,
-            "advanced_mapping",
-            json!({"mapping": "{{ trigger.body.a + 1 }}"}),
-        );
-        assert!(validate(&version(expr))[0]
-            .message
-            .contains("JavaScript expression"));
+        assert!(problems.iter().any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
+        let expr =
+            piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": "{{ trigger.body.a + 1 }}"}));
+        assert!(validate(&version(expr))[0].message.contains("JavaScript expression"));
     }
 
     #[test]
     fn a_loop_body_may_refer_to_its_loop() {
         let mut l = json!({"name": "loop_1", "type": "LOOP_ON_ITEMS", "settings": {"items": "{{trigger.body.items}}"}});
-        l["firstLoopAction"] = piece(
-            "step_2",
-            catalog::DATA_MAPPER,
-            "advanced_mapping",
-            json!({"mapping": {"i": "{{loop_1.item}}"}}),
-        );
+        l["firstLoopAction"] =
+            piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"i": "{{loop_1.item}}"}}));
         assert_eq!(validate(&version(l)), vec![]);
     }
 }

@@ -47,16 +47,12 @@ fn ensure_api_key(config: &Config, store: &Store) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         writeln!(f, "{key}")?;
     }
-    println!(
-        "Created an admin API key (shown once, also saved in {}):\n{key}",
-        path.display()
-    );
+    println!("Created an admin API key (shown once, also saved in {}):\n{key}", path.display());
     Ok(())
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -103,10 +99,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     store.flush().await?;
 
     let engine = if config.container_type != ContainerType::App {
-        Some(
-            troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone())
-                .await?,
-        )
+        Some(troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone()).await?)
     } else {
         None
     };
@@ -116,26 +109,15 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
-    let state = Arc::new(AppState {
-        config: config.clone(),
-        store: store.clone(),
-        nats,
-        js,
-        default_project,
-    });
+    let state = Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = if config.container_type != ContainerType::Worker {
         let listener = TcpListener::bind(("0.0.0.0", config.port))
             .await
             .with_context(|| format!("binding port {} (AP_PORT)", config.port))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        println!(
-            "troupe listening on {scheme}://127.0.0.1:{}",
-            listener.local_addr()?.port()
-        );
-        Some(tokio::spawn(crate::server::serve(
-            listener, tls, state, stop_rx,
-        )))
+        println!("troupe listening on {scheme}://127.0.0.1:{}", listener.local_addr()?.port());
+        Some(tokio::spawn(crate::server::serve(listener, tls, state, stop_rx)))
     } else {
         None
     };

@@ -16,21 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            extra: None,
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), extra: None, retry_after: None }
     }
 
     pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("{what} {id:?} does not exist"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} {id:?} does not exist"))
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -42,19 +32,12 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
-        }
+        ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message) }
     }
 
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %message, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            message.to_string(),
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message.to_string())
     }
 
     pub fn with(mut self, key: &'static str, value: Value) -> ApiError {
@@ -64,19 +47,11 @@ impl ApiError {
 
     /// A body that is not valid JSON, or not the expected shape: 400 with line and column.
     pub fn from_json(e: serde_json::Error) -> ApiError {
-        let code = if e.is_syntax() || e.is_eof() {
-            "INVALID_JSON"
-        } else {
-            "VALIDATION"
-        };
+        let code = if e.is_syntax() || e.is_eof() { "INVALID_JSON" } else { "VALIDATION" };
         ApiError::new(
             StatusCode::BAD_REQUEST,
             code,
-            format!(
-                "request body: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
+            format!("request body: {e} (line {}, column {})", e.line(), e.column()),
         )
     }
 

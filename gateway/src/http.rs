@@ -3,25 +3,46 @@
 use crate::error::ApiError;
 use crate::AppState;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// Reads a whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large(limit))
+pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                discard(body).await;
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
     }
+    Ok(buf.freeze())
+}
+
+/// Most bytes read and dropped from a refused body so the client can read its 413 (a
+/// "lingering close", as nginx does); past it, or past the deadline, the connection is cut.
+const DISCARD_MAX: usize = 64 * 1024 * 1024;
+const DISCARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and drops the rest of a refused body, within bounds.
+pub async fn discard(mut body: Incoming) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DISCARD_MAX {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_DEADLINE, drain).await;
 }
 
 pub fn too_large(limit: usize) -> ApiError {
@@ -45,11 +66,11 @@ pub fn check_content_length(req: &Request<Incoming>, limit: usize) -> Result<(),
     }
 }
 
-pub async fn read_json<T: DeserializeOwned>(
-    req: Request<Incoming>,
-    limit: usize,
-) -> Result<T, ApiError> {
-    check_content_length(&req, limit)?;
+pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Result<T, ApiError> {
+    if let Err(e) = check_content_length(&req, limit) {
+        discard(req.into_body()).await;
+        return Err(e);
+    }
     let body = read_body(req.into_body(), limit).await?;
     if body.is_empty() {
         return Err(ApiError::new(
@@ -72,10 +93,7 @@ pub fn query_one<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 pub fn query_all<'a>(q: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    q.iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .collect()
+    q.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
 }
 
 pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
@@ -85,9 +103,7 @@ pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit {v:?} must be a whole number from 1 to 1000"))
-            }),
+            .ok_or_else(|| ApiError::bad_request(format!("limit {v:?} must be a whole number from 1 to 1000"))),
     }
 }
 
@@ -97,9 +113,7 @@ pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<(), Api
     let header = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            unauthorized("missing Authorization header; send `Authorization: Bearer <api key>`")
-        })?;
+        .ok_or_else(|| unauthorized("missing Authorization header; send `Authorization: Bearer <api key>`"))?;
     let key = header
         .to_str()
         .ok()

@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "troupe",
-    version,
-    about = "Troupe: an actor-based execution platform for automation flows"
-)]
+#[command(name = "troupe", version, about = "Troupe: an actor-based execution platform for automation flows")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,10 +34,7 @@ fn main() {
     match cli.command {
         Command::Serve => {
             let system = actix_rt::System::with_tokio_rt(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime")
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
             });
             if let Err(e) = system.block_on(troupe_gateway::app::run(config)) {
                 eprintln!("troupe: {e:#}");

@@ -21,17 +21,13 @@ pub fn find_nats_server() -> Option<PathBuf> {
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path)
-        .map(|d| d.join("nats-server"))
-        .collect();
+    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path).map(|d| d.join("nats-server")).collect();
     candidates.push(PathBuf::from(".venv/bin/nats-server"));
     candidates.into_iter().find(|p| p.is_file())
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl NatsChild {
@@ -39,8 +35,7 @@ impl NatsChild {
         let Some(bin) = find_nats_server() else {
             bail!(INSTALL_HINT);
         };
-        std::fs::create_dir_all(store_dir)
-            .with_context(|| format!("creating {}", store_dir.display()))?;
+        std::fs::create_dir_all(store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
         let port = free_port()?;
         let child = Command::new(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -53,10 +48,7 @@ impl NatsChild {
         let url = format!("nats://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
@@ -71,13 +63,8 @@ impl NatsChild {
     /// Stops the server gracefully (SIGTERM lets JetStream flush), then waits for it.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-                .await
-                .is_ok()
-            {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_ok() {
                 return;
             }
         }

@@ -23,24 +23,20 @@ pub const MAX_CONNECTIONS: usize = 4096;
 
 pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert)
-            .with_context(|| format!("opening AP_TLS_CERT {}", cert.display()))?,
+        std::fs::File::open(cert).with_context(|| format!("opening AP_TLS_CERT {}", cert.display()))?,
     ))
     .collect::<Result<Vec<_>, _>>()
     .context("reading AP_TLS_CERT")?;
     let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key)
-            .with_context(|| format!("opening AP_TLS_KEY {}", key.display()))?,
+        std::fs::File::open(key).with_context(|| format!("opening AP_TLS_KEY {}", key.display()))?,
     ))
     .context("reading AP_TLS_KEY")?
     .context("AP_TLS_KEY holds no private key")?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("AP_TLS_CERT and AP_TLS_KEY do not form a valid pair")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("AP_TLS_CERT and AP_TLS_KEY do not form a valid pair")?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -74,21 +70,13 @@ pub async fn serve(
             });
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => {
-                        http1::Builder::new()
-                            .serve_connection(TokioIo::new(s), svc)
-                            .await
-                    }
+                    Ok(s) => http1::Builder::new().serve_connection(TokioIo::new(s), svc).await,
                     Err(e) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
                 },
-                None => {
-                    http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                }
+                None => http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await,
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -113,10 +101,7 @@ fn method_not_allowed(allowed: &str) -> ApiError {
     )
 }
 
-async fn route(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -124,19 +109,10 @@ async fn route(
         ["health"] => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
         ["ready"] => {
             let nats_ok = state.nats.connection_state() == async_nats::connection::State::Connected;
-            let status = if nats_ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            Ok(json_response(
-                status,
-                &json!({"nats": nats_ok, "store": true}),
-            ))
+            let status = if nats_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            Ok(json_response(status, &json!({"nats": nats_ok, "store": true})))
         }
-        ["api", "v1", "webhooks", flow_id, rest @ ..] => {
-            webhooks::handle(state, req, flow_id, rest).await
-        }
+        ["api", "v1", "webhooks", flow_id, rest @ ..] => webhooks::handle(state, req, flow_id, rest).await,
         ["api", "v1", rest @ ..] => {
             http::authenticate(state, &req)?;
             match (rest, &method) {
@@ -151,17 +127,9 @@ async fn route(
                 (["flow-runs"], _) => Err(method_not_allowed("GET")),
                 (["flow-runs", id], &Method::GET) => api::runs::get(state, id).await,
                 (["flow-runs", _], _) => Err(method_not_allowed("GET")),
-                _ => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("no route {path}"),
-                )),
+                _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
             }
         }
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no route {path}"),
-        )),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
     }
 }

@@ -25,17 +25,11 @@ type Resp = Result<Response<Full<Bytes>>, ApiError>;
 fn trigger_payload(req: &hyper::http::request::Parts, body: &[u8]) -> Value {
     let mut headers = Map::new();
     for (k, v) in &req.headers {
-        headers.insert(
-            k.as_str().to_string(),
-            Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        );
+        headers.insert(k.as_str().to_string(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
     }
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(req.uri.query().unwrap_or_default()).unwrap_or_default();
-    let query: Map<String, Value> = query
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
+    let query: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let content_type = req
         .headers
         .get(hyper::header::CONTENT_TYPE)
@@ -63,12 +57,7 @@ fn parse_body(content_type: &str, body: &[u8]) -> Value {
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
         if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) {
-            return Value::Object(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect(),
-            );
+            return Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
         }
     }
     let is_text = content_type.starts_with("text/")
@@ -81,12 +70,7 @@ fn parse_body(content_type: &str, body: &[u8]) -> Value {
     }
 }
 
-pub async fn handle(
-    state: &AppState,
-    req: Request<Incoming>,
-    flow_id: &str,
-    rest: &[&str],
-) -> Resp {
+pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, rest: &[&str]) -> Resp {
     let (draft, sync) = match rest {
         [] => (false, false),
         ["sync"] => (false, true),
@@ -101,7 +85,10 @@ pub async fn handle(
         }
     };
     let limit = state.config.webhook_body_limit;
-    check_content_length(&req, limit)?;
+    if let Err(e) = check_content_length(&req, limit) {
+        crate::http::discard(req.into_body()).await;
+        return Err(e);
+    }
     let flow = crate::api::flows::load_flow(state, flow_id)?;
     let version_id = if draft {
         Some(flow.latest_version_id.clone())
@@ -110,9 +97,7 @@ pub async fn handle(
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "FLOW_DISABLED",
-                format!(
-                    "flow {flow_id:?} is not enabled; publish and enable it to receive webhooks"
-                ),
+                format!("flow {flow_id:?} is not enabled; publish and enable it to receive webhooks"),
             ));
         }
         None
@@ -147,24 +132,17 @@ pub async fn handle(
         .js
         .publish_with_headers(subjects::webhook(shard), headers, bytes)
         .await
-        .map_err(|e| {
-            ApiError::unavailable(format!("the webhook could not be queued, retry later: {e}"))
-        })?;
-    ack.await.map_err(|e| {
-        ApiError::unavailable(format!(
-            "the webhook was not accepted by the queue, retry later: {e}"
-        ))
-    })?;
+        .map_err(|e| ApiError::unavailable(format!("the webhook could not be queued, retry later: {e}")))?;
+    ack.await
+        .map_err(|e| ApiError::unavailable(format!("the webhook was not accepted by the queue, retry later: {e}")))?;
     let Some(mut sub) = inbox else {
         let mut resp = json_response(StatusCode::OK, &json!({}));
-        resp.headers_mut()
-            .insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
+        resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
         return Ok(resp);
     };
     match tokio::time::timeout(state.config.webhook_timeout, sub.next()).await {
         Ok(Some(msg)) => {
-            let resp: WebhookResponse =
-                serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
+            let resp: WebhookResponse = serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
             Ok(sync_response(resp))
         }
         _ => {
@@ -173,10 +151,7 @@ pub async fn handle(
                 None => None,
             };
             let (run_id, status) = match &run {
-                Some(r) => (
-                    Value::String(r.id.clone()),
-                    Value::String(r.status.as_str().into()),
-                ),
+                Some(r) => (Value::String(r.id.clone()), Value::String(r.status.as_str().into())),
                 None => (Value::Null, Value::String("QUEUED".into())),
             };
             let mut resp = json_response(
@@ -184,15 +159,9 @@ pub async fn handle(
                 &json!({"runId": run_id, "status": status, "webhookId": webhook_id}),
             );
             if let Some(r) = run {
-                resp.headers_mut().insert(
-                    "location",
-                    format!("/api/v1/flow-runs/{}", r.id)
-                        .parse()
-                        .expect("ascii"),
-                );
+                resp.headers_mut().insert("location", format!("/api/v1/flow-runs/{}", r.id).parse().expect("ascii"));
             }
-            resp.headers_mut()
-                .insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
+            resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
             Ok(resp)
         }
     }
@@ -209,20 +178,16 @@ fn sync_response(resp: WebhookResponse) -> Response<Full<Bytes>> {
             other => other.to_string(),
         };
         has_type |= k.eq_ignore_ascii_case("content-type");
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::try_from(k.as_str()),
-            hyper::header::HeaderValue::try_from(v),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (hyper::header::HeaderName::try_from(k.as_str()), hyper::header::HeaderValue::try_from(v))
+        {
             builder = builder.header(name, value);
         }
     }
     let (body, content_type) = match resp.body {
         Value::String(s) => (s.into_bytes(), "text/plain; charset=utf-8"),
         Value::Null => (Vec::new(), "text/plain; charset=utf-8"),
-        other => (
-            serde_json::to_vec(&other).expect("serializes"),
-            "application/json",
-        ),
+        other => (serde_json::to_vec(&other).expect("serializes"), "application/json"),
     };
     if !has_type {
         builder = builder.header("content-type", content_type);
@@ -230,7 +195,5 @@ fn sync_response(resp: WebhookResponse) -> Response<Full<Bytes>> {
     builder = builder.header("x-run-id", resp.run_id.as_str());
     builder
         .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| {
-            Response::new(Full::new(Bytes::from_static(b"invalid response headers")))
-        })
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"invalid response headers"))))
 }

@@ -62,11 +62,7 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests can pass their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        fn num<T: std::str::FromStr>(
-            name: &'static str,
-            raw: Option<String>,
-            default: T,
-        ) -> Result<T, ConfigError> {
+        fn num<T: std::str::FromStr>(name: &'static str, raw: Option<String>, default: T) -> Result<T, ConfigError> {
             match raw {
                 None => Ok(default),
                 Some(v) => v.trim().parse().map_err(|_| ConfigError {
@@ -79,9 +75,7 @@ impl Config {
         let config_path = match get("AP_CONFIG_PATH") {
             Some(p) => PathBuf::from(p),
             None => {
-                let home = std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_default();
+                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
                 home.join(".troupe")
             }
         };
@@ -111,22 +105,14 @@ impl Config {
             frontend_url: get("AP_FRONTEND_URL"),
             nats_url: get("AP_NATS_URL"),
             shards,
-            flow_timeout: Duration::from_secs(num(
-                "AP_FLOW_TIMEOUT_SECONDS",
-                get("AP_FLOW_TIMEOUT_SECONDS"),
-                600,
-            )?),
+            flow_timeout: Duration::from_secs(num("AP_FLOW_TIMEOUT_SECONDS", get("AP_FLOW_TIMEOUT_SECONDS"), 600)?),
             webhook_timeout: Duration::from_secs(num(
                 "AP_WEBHOOK_TIMEOUT_SECONDS",
                 get("AP_WEBHOOK_TIMEOUT_SECONDS"),
                 30,
             )?),
             max_file_size_mb: num("AP_MAX_FILE_SIZE_MB", get("AP_MAX_FILE_SIZE_MB"), 10)?,
-            paused_flow_timeout_days: num(
-                "AP_PAUSED_FLOW_TIMEOUT_DAYS",
-                get("AP_PAUSED_FLOW_TIMEOUT_DAYS"),
-                30,
-            )?,
+            paused_flow_timeout_days: num("AP_PAUSED_FLOW_TIMEOUT_DAYS", get("AP_PAUSED_FLOW_TIMEOUT_DAYS"), 30)?,
             execution_data_retention_days: num(
                 "AP_EXECUTION_DATA_RETENTION_DAYS",
                 get("AP_EXECUTION_DATA_RETENTION_DAYS"),
@@ -142,11 +128,7 @@ impl Config {
                 get("AP_MAX_CONCURRENT_JOBS_PER_PROJECT"),
                 100,
             )?,
-            sandbox_memory_limit_mb: num(
-                "AP_SANDBOX_MEMORY_LIMIT_MB",
-                get("AP_SANDBOX_MEMORY_LIMIT_MB"),
-                128,
-            )?,
+            sandbox_memory_limit_mb: num("AP_SANDBOX_MEMORY_LIMIT_MB", get("AP_SANDBOX_MEMORY_LIMIT_MB"), 128)?,
             api_key: get("AP_API_KEY"),
             encryption_key: get("AP_ENCRYPTION_KEY"),
             container_type,
@@ -194,9 +176,7 @@ mod tests {
 
     #[test]
     fn a_bad_number_names_the_variable() {
-        let err = Config::from_lookup(|k| (k == "AP_PORT").then(|| "eighty".to_string()))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_lookup(|k| (k == "AP_PORT").then(|| "eighty".to_string())).unwrap_err().to_string();
         assert!(err.contains("AP_PORT"), "{err}");
     }
 }

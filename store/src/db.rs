@@ -120,10 +120,7 @@ pub fn hash_api_key(key: &str) -> String {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(Some(200))
-            .open()?;
+        let db = sled::Config::new().path(path).flush_every_ms(Some(200)).open()?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             meta: t(trees::META)?,
@@ -161,10 +158,8 @@ impl Store {
             created: crate::ids::now_iso(),
             display_name: "Default Project".into(),
         };
-        self.projects
-            .insert(project.id.as_bytes(), to_json(&project))?;
-        self.meta
-            .insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
+        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        self.meta.insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
         Ok(project.id)
     }
 
@@ -180,8 +175,7 @@ impl Store {
             created: crate::ids::now_iso(),
             display_name: display_name.into(),
         };
-        self.api_keys
-            .insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
+        self.api_keys.insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
         Ok(())
     }
 
@@ -196,8 +190,7 @@ impl Store {
     // ---- flows and versions ---------------------------------------------------------
 
     pub fn insert_new_flow(&self, flow: &Flow, version: &FlowVersion, micros: u64) -> Result<()> {
-        self.versions
-            .insert(version.id.as_bytes(), to_json(version))?;
+        self.versions.insert(version.id.as_bytes(), to_json(version))?;
         self.flows.insert(flow.id.as_bytes(), to_json(flow))?;
         self.flow_order.insert(order_key(micros, &flow.id), &[])?;
         Ok(())
@@ -209,10 +202,7 @@ impl Store {
     }
 
     pub fn get_flow(&self, id: &str) -> Result<Option<Flow>> {
-        self.flows
-            .get(id.as_bytes())?
-            .map(|b| from_json(&b))
-            .transpose()
+        self.flows.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
     }
 
     pub fn flow_was_deleted(&self, id: &str) -> Result<bool> {
@@ -239,42 +229,26 @@ impl Store {
             }
         }
         self.flows.remove(id.as_bytes())?;
-        self.deleted_flows
-            .insert(id.as_bytes(), crate::ids::now_iso().as_bytes())?;
+        self.deleted_flows.insert(id.as_bytes(), crate::ids::now_iso().as_bytes())?;
         Ok(Some(flow))
     }
 
     pub fn put_version(&self, version: &FlowVersion) -> Result<()> {
-        self.versions
-            .insert(version.id.as_bytes(), to_json(version))?;
+        self.versions.insert(version.id.as_bytes(), to_json(version))?;
         Ok(())
     }
 
     pub fn get_version(&self, id: &str) -> Result<Option<FlowVersion>> {
-        self.versions
-            .get(id.as_bytes())?
-            .map(|b| from_json(&b))
-            .transpose()
+        self.versions.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
     }
 
-    pub fn list_flows(
-        &self,
-        filter: &FlowFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Flow>> {
+    pub fn list_flows(&self, filter: &FlowFilter, limit: usize, cursor: Option<&str>) -> Result<Page<Flow>> {
         paginate(&self.flow_order, limit, cursor, |id| {
             let Some(flow) = self.get_flow(id)? else {
                 return Ok(None);
             };
-            let keep = filter
-                .project_id
-                .as_ref()
-                .is_none_or(|p| *p == flow.project_id)
-                && filter
-                    .folder_id
-                    .as_ref()
-                    .is_none_or(|f| Some(f) == flow.folder_id.as_ref())
+            let keep = filter.project_id.as_ref().is_none_or(|p| *p == flow.project_id)
+                && filter.folder_id.as_ref().is_none_or(|f| Some(f) == flow.folder_id.as_ref())
                 && filter.status.is_none_or(|s| s == flow.status);
             Ok(keep.then_some(flow))
         })
@@ -291,27 +265,20 @@ impl Store {
                 Some(run.id.as_bytes()),
             )?;
             if let Err(existing) = prev {
-                let id = existing
-                    .current
-                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned());
                 return Ok(RunCreation::Existing(id.unwrap_or_default()));
             }
         }
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
-        self.run_order
-            .insert(order_key(run.created_micros, &run.id), &[])?;
+        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
         if !run.status.is_terminal() {
-            self.active_runs
-                .insert(shard_run_key(run.shard, &run.id), &[])?;
+            self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
         }
         Ok(RunCreation::Created)
     }
 
     pub fn run_for_webhook(&self, webhook_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .webhook_runs
-            .get(webhook_id.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.webhook_runs.get(webhook_id.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Writes the run header; a terminal run leaves the set of active runs.
@@ -324,10 +291,7 @@ impl Store {
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<FlowRun>> {
-        self.runs
-            .get(id.as_bytes())?
-            .map(|b| from_json(&b))
-            .transpose()
+        self.runs.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
     }
 
     /// Ids of the runs of `shard` that have not reached a terminal status, oldest first.
@@ -344,30 +308,16 @@ impl Store {
         Ok(out)
     }
 
-    pub fn list_runs(
-        &self,
-        filter: &RunFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<FlowRun>> {
+    pub fn list_runs(&self, filter: &RunFilter, limit: usize, cursor: Option<&str>) -> Result<Page<FlowRun>> {
         paginate(&self.run_order, limit, cursor, |id| {
             let Some(run) = self.get_run(id)? else {
                 return Ok(None);
             };
-            let keep = filter
-                .project_id
-                .as_ref()
-                .is_none_or(|p| *p == run.project_id)
+            let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
                 && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
                 && (filter.statuses.is_empty() || filter.statuses.contains(&run.status))
-                && filter
-                    .created_after
-                    .as_ref()
-                    .is_none_or(|t| run.created >= *t)
-                && filter
-                    .created_before
-                    .as_ref()
-                    .is_none_or(|t| run.created <= *t);
+                && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
+                && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
             Ok(keep.then_some(run))
         })
     }
@@ -382,19 +332,13 @@ impl Store {
 
     /// The journal of a run, in order.
     pub fn run_steps(&self, shard: u16, run_id: &str) -> Result<Vec<StepRecord>> {
-        self.journal
-            .scan_prefix(shard_run_key(shard, run_id))
-            .map(|item| from_json(&item?.1))
-            .collect()
+        self.journal.scan_prefix(shard_run_key(shard, run_id)).map(|item| from_json(&item?.1)).collect()
     }
 
     // ---- key/value store entries ------------------------------------------------------
 
     pub fn entry_get(&self, key: &str) -> Result<Option<Value>> {
-        self.entries
-            .get(key.as_bytes())?
-            .map(|b| from_json(&b))
-            .transpose()
+        self.entries.get(key.as_bytes())?.map(|b| from_json(&b)).transpose()
     }
 
     pub fn entry_put(&self, key: &str, value: &Value) -> Result<()> {
@@ -417,9 +361,7 @@ impl Store {
             let old = self.entries.get(key.as_bytes())?;
             let old_value = old.as_ref().map(|b| from_json::<Value>(b)).transpose()?;
             let new = f(old_value).map_err(StoreError::Conflict)?;
-            let swapped =
-                self.entries
-                    .compare_and_swap(key.as_bytes(), old, Some(to_json(&new)))?;
+            let swapped = self.entries.compare_and_swap(key.as_bytes(), old, Some(to_json(&new)))?;
             if swapped.is_ok() {
                 return Ok(new);
             }
@@ -440,9 +382,7 @@ fn paginate<T>(
     let (backwards, pos) = match cursor {
         None => (false, None),
         Some(c) => {
-            let (dir, hexpos) = c
-                .split_once(':')
-                .ok_or_else(|| StoreError::BadCursor(c.into()))?;
+            let (dir, hexpos) = c.split_once(':').ok_or_else(|| StoreError::BadCursor(c.into()))?;
             let pos = hex::decode(hexpos).map_err(|_| StoreError::BadCursor(c.into()))?;
             match dir {
                 "n" => (false, Some(pos)),
@@ -451,16 +391,15 @@ fn paginate<T>(
             }
         }
     };
-    let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-        match (&pos, backwards) {
-            (None, _) => Box::new(order.iter().rev()),
-            (Some(p), false) => Box::new(order.range(..p.clone()).rev()),
-            (Some(p), true) => {
-                let mut start = p.clone();
-                start.push(0);
-                Box::new(order.range(start..))
-            }
-        };
+    let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match (&pos, backwards) {
+        (None, _) => Box::new(order.iter().rev()),
+        (Some(p), false) => Box::new(order.range(..p.clone()).rev()),
+        (Some(p), true) => {
+            let mut start = p.clone();
+            start.push(0);
+            Box::new(order.range(start..))
+        }
+    };
     let mut keys = Vec::new();
     let mut data = Vec::new();
     let mut more = false;
@@ -485,16 +424,9 @@ fn paginate<T>(
     let (next, previous) = if backwards {
         (last, if more { first } else { None })
     } else {
-        (
-            if more { last } else { None },
-            if pos.is_some() { first } else { None },
-        )
+        (if more { last } else { None }, if pos.is_some() { first } else { None })
     };
-    Ok(Page {
-        data,
-        next,
-        previous,
-    })
+    Ok(Page { data, next, previous })
 }
 
 #[cfg(test)]
@@ -512,8 +444,7 @@ mod tests {
         let (_d, store) = temp_store();
         let tree = &store.flow_order;
         for i in 0..25u64 {
-            tree.insert(order_key(i, &format!("id{i:02}")), &[])
-                .unwrap();
+            tree.insert(order_key(i, &format!("id{i:02}")), &[]).unwrap();
         }
         let load = |id: &str| Ok(Some(id.to_string()));
         let p1 = paginate(tree, 10, None, load).unwrap();
@@ -541,10 +472,7 @@ mod tests {
         .unwrap();
         assert_eq!(store.create_run(&run).unwrap(), RunCreation::Created);
         run.id = "r2".into();
-        assert_eq!(
-            store.create_run(&run).unwrap(),
-            RunCreation::Existing("r1".into())
-        );
+        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Existing("r1".into()));
         assert_eq!(store.active_runs(3).unwrap().len(), 1);
     }
 

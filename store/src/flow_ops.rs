@@ -14,11 +14,7 @@ pub enum EditError {
     #[error("a step named {0:?} already exists in this flow")]
     DuplicateStep(String),
     #[error("step {step:?} is {kind}, so nothing can be added {location}")]
-    WrongParent {
-        step: String,
-        kind: &'static str,
-        location: &'static str,
-    },
+    WrongParent { step: String, kind: &'static str, location: &'static str },
     #[error("step {step:?} has no branch {index}")]
     NoSuchBranch { step: String, index: usize },
     #[error("the trigger cannot be deleted")]
@@ -153,9 +149,7 @@ pub fn add_action(version: &mut FlowVersion, req: AddActionRequest) -> Result<()
             }
             let step = parent.name.clone();
             let children = parent.children.get_or_insert_with(Vec::new);
-            let slot = children
-                .get_mut(index)
-                .ok_or(EditError::NoSuchBranch { step, index })?;
+            let slot = children.get_mut(index).ok_or(EditError::NoSuchBranch { step, index })?;
             insert_at(slot, action)
         }
     }
@@ -222,10 +216,7 @@ pub fn delete_actions(version: &mut FlowVersion, names: &[String]) -> Result<(),
 /// A fresh empty trigger, as Activepieces makes for a new flow.
 pub fn empty_trigger() -> Trigger {
     let mut extra = Map::new();
-    extra.insert(
-        "lastUpdatedDate".into(),
-        Value::String(crate::ids::now_iso()),
-    );
+    extra.insert("lastUpdatedDate".into(), Value::String(crate::ids::now_iso()));
     Trigger {
         name: "trigger".into(),
         kind: crate::flow::TriggerType::Empty,
@@ -271,22 +262,11 @@ mod tests {
             action: a,
         };
         add_action(&mut v, add("step_1", StepLocation::After, step("step_3"))).unwrap();
-        add_action(
-            &mut v,
-            add("step_2", StepLocation::InsideLoop, step("step_4")),
-        )
-        .unwrap();
+        add_action(&mut v, add("step_2", StepLocation::InsideLoop, step("step_4"))).unwrap();
         assert_eq!(names(&v), ["step_1", "step_3", "step_2", "step_4"]);
         assert_eq!(
-            add_action(
-                &mut v,
-                add("step_1", StepLocation::InsideLoop, step("step_5"))
-            ),
-            Err(EditError::WrongParent {
-                step: "step_1".into(),
-                kind: "a piece step",
-                location: "inside a loop"
-            })
+            add_action(&mut v, add("step_1", StepLocation::InsideLoop, step("step_5"))),
+            Err(EditError::WrongParent { step: "step_1".into(), kind: "a piece step", location: "inside a loop" })
         );
         assert_eq!(
             add_action(&mut v, add("trigger", StepLocation::After, step("step_4"))),

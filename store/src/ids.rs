@@ -8,9 +8,7 @@ pub const ID_LEN: usize = 21;
 /// A new random id, like Activepieces' `apId()`.
 pub fn new_id() -> String {
     let mut rng = rand::rng();
-    (0..ID_LEN)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..ID_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// Now, as the ISO-8601 UTC string Activepieces writes (`2024-01-01T00:00:00.000Z`).

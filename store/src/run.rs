@@ -21,10 +21,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            RunStatus::Queued | RunStatus::Running | RunStatus::Paused
-        )
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Paused)
     }
 
     pub fn is_failure(self) -> bool {
@@ -209,9 +206,9 @@ pub fn steps_object(records: &[StepRecord]) -> Value {
         }
         let mut map = &mut root;
         for (loop_name, index) in &r.loop_path {
-            let loop_entry = map
-                .entry(loop_name.clone())
-                .or_insert_with(|| serde_json::json!({"type": "LOOP_ON_ITEMS", "status": "RUNNING", "input": {}, "output": {}}));
+            let loop_entry = map.entry(loop_name.clone()).or_insert_with(
+                || serde_json::json!({"type": "LOOP_ON_ITEMS", "status": "RUNNING", "input": {}, "output": {}}),
+            );
             if !loop_entry["output"].is_object() {
                 loop_entry["output"] = serde_json::json!({});
             }
@@ -230,10 +227,7 @@ pub fn steps_object(records: &[StepRecord]) -> Value {
             map = arr[*index].as_object_mut().expect("iterations are objects");
         }
         // A loop's own record must not wipe the iterations journaled before it.
-        if let Some(Value::Array(its)) = map
-            .get(&r.step_name)
-            .map(|e| e["output"]["iterations"].clone())
-        {
+        if let Some(Value::Array(its)) = map.get(&r.step_name).map(|e| e["output"]["iterations"].clone()) {
             if entry["output"].is_object() {
                 entry["output"]["iterations"] = Value::Array(its);
             }

@@ -43,10 +43,7 @@ pub fn event_stream() -> stream::Config {
 }
 
 /// Creates the streams, or brings their limits up to date.
-pub async fn ensure_streams(
-    js: &jetstream::Context,
-    webhook_max_bytes: i64,
-) -> Result<(), async_nats::Error> {
+pub async fn ensure_streams(js: &jetstream::Context, webhook_max_bytes: i64) -> Result<(), async_nats::Error> {
     for cfg in [webhook_stream(webhook_max_bytes), event_stream()] {
         match js.get_stream(&cfg.name).await {
             Ok(_) => {

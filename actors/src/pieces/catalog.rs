@@ -27,17 +27,10 @@ pub const MATH_HELPER: &str = "@activepieces/piece-math-helper";
 pub const DATE_HELPER: &str = "@activepieces/piece-date-helper";
 
 pub static PIECES: &[PieceDef] = &[
-    PieceDef {
-        name: WEBHOOK,
-        actions: &[action("return_response", &[])],
-        triggers: &["catch_webhook"],
-    },
+    PieceDef { name: WEBHOOK, actions: &[action("return_response", &[])], triggers: &["catch_webhook"] },
     PieceDef {
         name: HTTP,
-        actions: &[
-            action("send_request", &["method", "url"]),
-            action("return_response", &[]),
-        ],
+        actions: &[action("send_request", &["method", "url"]), action("return_response", &[])],
         triggers: &[],
     },
     PieceDef {
@@ -52,11 +45,7 @@ pub static PIECES: &[PieceDef] = &[
         ],
         triggers: &[],
     },
-    PieceDef {
-        name: DATA_MAPPER,
-        actions: &[action("advanced_mapping", &["mapping"])],
-        triggers: &[],
-    },
+    PieceDef { name: DATA_MAPPER, actions: &[action("advanced_mapping", &["mapping"])], triggers: &[] },
     PieceDef {
         name: TEXT_HELPER,
         actions: &[
@@ -79,10 +68,7 @@ pub static PIECES: &[PieceDef] = &[
     },
     PieceDef {
         name: DATE_HELPER,
-        actions: &[
-            action("get_current_date", &[]),
-            action("date_difference", &["startDate", "endDate"]),
-        ],
+        actions: &[action("get_current_date", &[]), action("date_difference", &["startDate", "endDate"])],
         triggers: &[],
     },
 ];

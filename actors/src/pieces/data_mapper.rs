@@ -5,9 +5,7 @@ use serde_json::{Map, Value};
 
 pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
     match action {
-        "advanced_mapping" => Ok(ActionResult::output(
-            input.get("mapping").cloned().unwrap_or(Value::Null),
-        )),
+        "advanced_mapping" => Ok(ActionResult::output(input.get("mapping").cloned().unwrap_or(Value::Null))),
         other => Err(unknown_action(catalog::DATA_MAPPER, other)),
     }
 }

@@ -79,9 +79,7 @@ fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = NaiveDate::parse_from_str(input, &f) {
         return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")));
     }
-    Err(format!(
-        "date {input:?} does not match the format {format:?}"
-    ))
+    Err(format!("date {input:?} does not match the format {format:?}"))
 }
 
 pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
@@ -89,13 +87,9 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "get_current_date" => {
             let format = text(input, "timeFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
             let tz_name = text(input, "timeZone").unwrap_or_else(|| "UTC".into());
-            let tz: chrono_tz::Tz = tz_name
-                .parse()
-                .map_err(|_| format!("unknown time zone {tz_name:?}"))?;
+            let tz: chrono_tz::Tz = tz_name.parse().map_err(|_| format!("unknown time zone {tz_name:?}"))?;
             let now = Utc::now().with_timezone(&tz);
-            Ok(ActionResult::output(
-                json!({"result": now.format(&dayjs_to_chrono(&format)).to_string()}),
-            ))
+            Ok(ActionResult::output(json!({"result": now.format(&dayjs_to_chrono(&format)).to_string()})))
         }
         "date_difference" => {
             let start = parse_date(
@@ -108,11 +102,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             )?;
             let ms = (end - start).num_milliseconds() as f64;
             let units = match input.get("unitDifference") {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect(),
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => vec!["year".to_string()],
             };
@@ -125,11 +115,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                     "hour" => 1000.0 * 60.0 * 60.0,
                     "minute" => 1000.0 * 60.0,
                     "second" => 1000.0,
-                    other => {
-                        return Err(format!(
-                            "unit {other:?} must be year, month, day, hour, minute or second"
-                        ))
-                    }
+                    other => return Err(format!("unit {other:?} must be year, month, day, hour, minute or second")),
                 };
                 out.insert(unit, json!((ms / div).floor() as i64));
             }
@@ -146,9 +132,7 @@ mod tests {
     #[test]
     fn difference_in_days_and_hours() {
         let input = json!({"startDate": "2024-01-01T00:00:00Z", "endDate": "2024-01-03T12:00:00Z", "unitDifference": ["day", "hour"]});
-        let out = execute("date_difference", input.as_object().unwrap())
-            .unwrap()
-            .output;
+        let out = execute("date_difference", input.as_object().unwrap()).unwrap().output;
         assert_eq!(out, json!({"day": 2, "hour": 60}));
     }
 

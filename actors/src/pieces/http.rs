@@ -9,11 +9,7 @@ use super::{catalog, required_text, unknown_action, ActionResult, Control, Piece
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-pub async fn execute(
-    ctx: &PieceCtx<'_>,
-    action: &str,
-    input: &Map<String, Value>,
-) -> Result<ActionResult, String> {
+pub async fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
     match action {
         "send_request" => send_request(ctx, input).await,
         "return_response" => return_response(input),
@@ -28,46 +24,25 @@ fn string_map(input: &Map<String, Value>, key: &str) -> Vec<(String, String)> {
         .map(|m| {
             m.iter()
                 .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
                 .collect()
         })
         .unwrap_or_default()
 }
 
-async fn send_request(
-    ctx: &PieceCtx<'_>,
-    input: &Map<String, Value>,
-) -> Result<ActionResult, String> {
+async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, String> {
     let method = required_text(input, "method")?.to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
     let url = required_text(input, "url")?;
-    let mut req = ctx
-        .engine
-        .http
-        .request(method, &url)
-        .query(&string_map(input, "queryParams"));
+    let mut req = ctx.engine.http.request(method, &url).query(&string_map(input, "queryParams"));
     for (k, v) in string_map(input, "headers") {
         req = req.header(k, v);
     }
-    if let Some(secs) = input
-        .get("timeout")
-        .and_then(Value::as_f64)
-        .filter(|s| *s > 0.0)
-    {
+    if let Some(secs) = input.get("timeout").and_then(Value::as_f64).filter(|s| *s > 0.0) {
         req = req.timeout(Duration::from_secs_f64(secs));
     }
-    let body_type = input
-        .get("body_type")
-        .and_then(Value::as_str)
-        .unwrap_or("none");
+    let body_type = input.get("body_type").and_then(Value::as_str).unwrap_or("none");
     let data = input.get("body").and_then(|b| b.get("data")).cloned();
     req = match (body_type, data) {
         ("json", Some(d)) => req.json(&parse_json_body(d)?),
@@ -76,23 +51,13 @@ async fn send_request(
         ("form_data", Some(Value::Object(m))) => {
             let pairs: Vec<(String, String)> = m
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        v.as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
+                .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
                 .collect();
             req.form(&pairs)
         }
         _ => req,
     };
-    let failsafe = input
-        .get("failsafe")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let failsafe = input.get("failsafe").and_then(Value::as_bool).unwrap_or(false);
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) if failsafe => return Ok(ActionResult::output(json!({"error": e.to_string()}))),
@@ -101,23 +66,14 @@ async fn send_request(
     let status = resp.status().as_u16();
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
-        headers.insert(
-            k.as_str().into(),
-            Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        );
+        headers.insert(k.as_str().into(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the response of {url}: {e}"))?;
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let bytes = resp.bytes().await.map_err(|e| format!("reading the response of {url}: {e}"))?;
+    let body =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let output = json!({"status": status, "headers": headers, "body": body});
     if status >= 400 && !failsafe {
-        return Err(format!(
-            "request to {url} answered {status}: {}",
-            output["body"]
-        ));
+        return Err(format!("request to {url} answered {status}: {}", output["body"]));
     }
     Ok(ActionResult::output(output))
 }
@@ -125,27 +81,12 @@ async fn send_request(
 /// `status`, `headers`, `body_type` json | raw, `body.data`: stops the run with the response.
 fn return_response(input: &Map<String, Value>) -> Result<ActionResult, String> {
     let status = input.get("status").and_then(Value::as_u64).unwrap_or(200);
-    let headers = input
-        .get("headers")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let data = input
-        .get("body")
-        .and_then(|b| b.get("data"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let body = match input
-        .get("body_type")
-        .and_then(Value::as_str)
-        .unwrap_or("json")
-    {
+    let headers = input.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
+    let data = input.get("body").and_then(|b| b.get("data")).cloned().unwrap_or(Value::Null);
+    let body = match input.get("body_type").and_then(Value::as_str).unwrap_or("json") {
         "json" => parse_json_body(data)?,
         _ => data,
     };
     let response = json!({"status": status, "headers": headers, "body": body});
-    Ok(ActionResult {
-        output: response.clone(),
-        control: Control::Stop(response),
-    })
+    Ok(ActionResult { output: response.clone(), control: Control::Stop(response) })
 }

@@ -5,13 +5,8 @@ use serde_json::{Map, Number, Value};
 
 fn number(input: &Map<String, Value>, key: &str) -> Result<f64, String> {
     match input.get(key) {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .ok_or_else(|| format!("input {key:?} is not a number")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("input {key:?} ({s:?}) is not a number")),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("input {key:?} is not a number")),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("input {key:?} ({s:?}) is not a number")),
         _ => Err(format!("input {key:?} is required and must be a number")),
     }
 }
@@ -21,9 +16,7 @@ fn js_number(x: f64) -> Value {
     if x.fract() == 0.0 && x.abs() < 9.0e15 {
         Value::Number(Number::from(x as i64))
     } else {
-        Number::from_f64(x)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
+        Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
     }
 }
 

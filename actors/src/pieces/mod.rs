@@ -33,10 +33,7 @@ pub struct ActionResult {
 
 impl ActionResult {
     pub fn output(output: Value) -> ActionResult {
-        ActionResult {
-            output,
-            control: Control::Continue,
-        }
+        ActionResult { output, control: Control::Continue }
     }
 }
 

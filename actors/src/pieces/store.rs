@@ -9,24 +9,14 @@ fn scoped_key(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<String, 
     let key = required_text(input, "key")?;
     let max = ctx.engine.config.store_key_max_chars;
     if key.chars().count() > max {
-        return Err(format!(
-            "key is {} characters long; keys may have at most {max}",
-            key.chars().count()
-        ));
+        return Err(format!("key is {} characters long; keys may have at most {max}", key.chars().count()));
     }
-    let scope = input
-        .get("store_scope")
-        .and_then(Value::as_str)
-        .unwrap_or("COLLECTION");
+    let scope = input.get("store_scope").and_then(Value::as_str).unwrap_or("COLLECTION");
     Ok(match scope {
         "COLLECTION" => format!("project/{}/{key}", ctx.run.project_id),
         "FLOW" => format!("flow/{}/{key}", ctx.run.flow_id),
         "RUN" => format!("flow/{}/run_{}/{key}", ctx.run.flow_id, ctx.run.id),
-        other => {
-            return Err(format!(
-                "store_scope {other:?} must be COLLECTION, FLOW or RUN"
-            ))
-        }
+        other => return Err(format!("store_scope {other:?} must be COLLECTION, FLOW or RUN")),
     })
 }
 
@@ -34,9 +24,7 @@ fn check_size(ctx: &PieceCtx<'_>, value: &Value) -> Result<(), String> {
     let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
     let max = ctx.engine.config.store_value_max_bytes;
     if size > max {
-        return Err(format!(
-            "value is {size} bytes; stored values may have at most {max} bytes"
-        ));
+        return Err(format!("value is {size} bytes; stored values may have at most {max} bytes"));
     }
     Ok(())
 }
@@ -52,11 +40,7 @@ fn as_list(v: Value, what: &str) -> Result<Vec<Value>, String> {
     }
 }
 
-pub fn execute(
-    ctx: &PieceCtx<'_>,
-    action: &str,
-    input: &Map<String, Value>,
-) -> Result<ActionResult, String> {
+pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
     let store = &ctx.engine.store;
     let err = |e: troupe_store::StoreError| e.to_string();
     let key = scoped_key(ctx, input)?;
@@ -68,20 +52,16 @@ pub fn execute(
             store.entry_put(&key, &value).map_err(err)?;
             value
         }
-        "get" => store
-            .entry_get(&key)
-            .map_err(err)?
-            .or_else(|| input.get("defaultValue").cloned())
-            .unwrap_or(Value::Null),
+        "get" => {
+            store.entry_get(&key).map_err(err)?.or_else(|| input.get("defaultValue").cloned()).unwrap_or(Value::Null)
+        }
         "remove_value" => {
             store.entry_delete(&key).map_err(err)?;
             json!({"success": true})
         }
         "append" => {
             let addition = text(input, "value").unwrap_or_default();
-            let sep = text(input, "separator")
-                .unwrap_or_default()
-                .replace("\\n", "\n");
+            let sep = text(input, "separator").unwrap_or_default().replace("\\n", "\n");
             store
                 .entry_update(&key, |old| {
                     let old = match old {
@@ -92,11 +72,7 @@ pub fn execute(
                     if addition.is_empty() {
                         return Ok(Value::String(old));
                     }
-                    let joined = if old.is_empty() {
-                        addition.clone()
-                    } else {
-                        format!("{old}{sep}{addition}")
-                    };
+                    let joined = if old.is_empty() { addition.clone() } else { format!("{old}{sep}{addition}") };
                     let v = Value::String(joined);
                     check_size(ctx, &v)?;
                     Ok(v)
@@ -104,14 +80,8 @@ pub fn execute(
                 .map_err(err)?
         }
         "add_to_list" => {
-            let items = as_list(
-                input.get("value").cloned().unwrap_or(Value::Array(vec![])),
-                "value",
-            )?;
-            let ignore_existing = input
-                .get("ignore_if_exists")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let items = as_list(input.get("value").cloned().unwrap_or(Value::Array(vec![])), "value")?;
+            let ignore_existing = input.get("ignore_if_exists").and_then(Value::as_bool).unwrap_or(false);
             store
                 .entry_update(&key, |old| {
                     let mut list = match old {
@@ -142,10 +112,7 @@ pub fn execute(
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    if let Some(i) = list
-                        .iter()
-                        .position(|v| *v == target || as_text(v) == as_text(&target))
-                    {
+                    if let Some(i) = list.iter().position(|v| *v == target || as_text(v) == as_text(&target)) {
                         list.remove(i);
                     }
                     Ok(Value::Array(list))

@@ -26,13 +26,9 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             let text_in = required_text(input, "text")?;
             let search = required_text(input, "searchValue")?;
             let replacement = text(input, "replaceValue").unwrap_or_default();
-            let re = regex::Regex::new(&search).map_err(|e| {
-                format!("searchValue {search:?} is not a valid regular expression: {e}")
-            })?;
-            let only_first = input
-                .get("replaceOnlyFirst")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let re = regex::Regex::new(&search)
+                .map_err(|e| format!("searchValue {search:?} is not a valid regular expression: {e}"))?;
+            let only_first = input.get("replaceOnlyFirst").and_then(Value::as_bool).unwrap_or(false);
             let replaced = if only_first {
                 re.replace(&text_in, regex::NoExpand(&replacement))
             } else {
@@ -43,12 +39,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "split" => {
             let text_in = required_text(input, "text")?;
             let delimiter = required_text(input, "delimiter")?;
-            Value::Array(
-                text_in
-                    .split(delimiter.as_str())
-                    .map(|s| Value::String(s.into()))
-                    .collect(),
-            )
+            Value::Array(text_in.split(delimiter.as_str()).map(|s| Value::String(s.into())).collect())
         }
         other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
     };

@@ -37,9 +37,7 @@ fn populated(state: &AppState, flow: Flow) -> Result<PopulatedFlow, ApiError> {
 
 pub async fn create(state: &AppState, req: Request<Incoming>) -> Resp {
     let body: CreateFlowRequest = read_json(req, state.config.api_body_limit).await?;
-    let project_id = body
-        .project_id
-        .unwrap_or_else(|| state.default_project.clone());
+    let project_id = body.project_id.unwrap_or_else(|| state.default_project.clone());
     if !state.store.project_exists(&project_id)? {
         return Err(ApiError::not_found("project", &project_id));
     }
@@ -80,9 +78,8 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
     let status = match query_one(&q, "status") {
         None => None,
         Some(s) => Some(
-            serde_json::from_value::<FlowStatus>(Value::String(s.into())).map_err(|_| {
-                ApiError::bad_request(format!("status {s:?} must be ENABLED or DISABLED"))
-            })?,
+            serde_json::from_value::<FlowStatus>(Value::String(s.into()))
+                .map_err(|_| ApiError::bad_request(format!("status {s:?} must be ENABLED or DISABLED")))?,
         ),
     };
     let filter = FlowFilter {
@@ -90,28 +87,17 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
         folder_id: query_one(&q, "folderId").map(String::from),
         status,
     };
-    let page = state
-        .store
-        .list_flows(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
-    let data = page
-        .data
-        .into_iter()
-        .map(|f| populated(state, f))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"data": data, "next": page.next, "previous": page.previous}),
-    ))
+    let page = state.store.list_flows(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
+    let data = page.data.into_iter().map(|f| populated(state, f)).collect::<Result<Vec<_>, _>>()?;
+    Ok(json_response(StatusCode::OK, &json!({"data": data, "next": page.next, "previous": page.previous})))
 }
 
 pub fn load_flow(state: &AppState, id: &str) -> Result<Flow, ApiError> {
     match state.store.get_flow(id)? {
         Some(f) => Ok(f),
-        None if state.store.flow_was_deleted(id)? => Err(ApiError::new(
-            StatusCode::GONE,
-            "GONE",
-            format!("flow {id:?} was deleted"),
-        )),
+        None if state.store.flow_was_deleted(id)? => {
+            Err(ApiError::new(StatusCode::GONE, "GONE", format!("flow {id:?} was deleted")))
+        }
         None => Err(ApiError::not_found("flow", id)),
     }
 }
@@ -125,10 +111,7 @@ pub async fn delete(state: &AppState, id: &str) -> Resp {
     load_flow(state, id)?;
     state.store.delete_flow(id)?;
     state.store.flush().await?;
-    Ok(Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Full::new(Bytes::new()))
-        .expect("valid"))
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
 }
 
 #[derive(Deserialize)]
@@ -140,8 +123,7 @@ struct OperationEnvelope {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(kind: &str, request: Value) -> Result<T, ApiError> {
-    serde_json::from_value(request)
-        .map_err(|e| ApiError::bad_request(format!("{kind} request: {e}")))
+    serde_json::from_value(request).map_err(|e| ApiError::bad_request(format!("{kind} request: {e}")))
 }
 
 /// The draft to edit: the newest version if it is a draft, else a new draft copied from it.
@@ -158,13 +140,7 @@ fn draft_for_edit(state: &AppState, flow: &mut Flow) -> Result<FlowVersion, ApiE
 
 fn new_draft_from(flow: &mut Flow, source: FlowVersion) -> FlowVersion {
     let now = now_iso();
-    let draft = FlowVersion {
-        id: new_id(),
-        created: now.clone(),
-        updated: now,
-        state: VersionState::Draft,
-        ..source
-    };
+    let draft = FlowVersion { id: new_id(), created: now.clone(), updated: now, state: VersionState::Draft, ..source };
     flow.latest_version_id = draft.id.clone();
     draft
 }
@@ -178,20 +154,14 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
     let kind = op.kind.as_str();
     let mut edited: Option<FlowVersion> = None;
     match kind {
-        "IMPORT_FLOW" | "UPDATE_TRIGGER" | "ADD_ACTION" | "UPDATE_ACTION" | "DELETE_ACTION"
-        | "CHANGE_NAME" => {
+        "IMPORT_FLOW" | "UPDATE_TRIGGER" | "ADD_ACTION" | "UPDATE_ACTION" | "DELETE_ACTION" | "CHANGE_NAME" => {
             let mut draft = draft_for_edit(state, &mut flow)?;
             match kind {
-                "IMPORT_FLOW" => {
-                    flow_ops::import_flow(&mut draft, parse::<ImportFlowRequest>(kind, op.request)?)
-                }
+                "IMPORT_FLOW" => flow_ops::import_flow(&mut draft, parse::<ImportFlowRequest>(kind, op.request)?),
                 "UPDATE_TRIGGER" => flow_ops::update_trigger(&mut draft, parse(kind, op.request)?),
-                "ADD_ACTION" => {
-                    flow_ops::add_action(&mut draft, parse::<AddActionRequest>(kind, op.request)?)
-                        .map_err(edit_error)?
-                }
-                "UPDATE_ACTION" => flow_ops::update_action(&mut draft, parse(kind, op.request)?)
+                "ADD_ACTION" => flow_ops::add_action(&mut draft, parse::<AddActionRequest>(kind, op.request)?)
                     .map_err(edit_error)?,
+                "UPDATE_ACTION" => flow_ops::update_action(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
                 "DELETE_ACTION" => {
                     let r: DeleteActionRequest = parse(kind, op.request)?;
                     flow_ops::delete_actions(&mut draft, &r.names).map_err(edit_error)?
@@ -215,31 +185,20 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                 #[serde(default)]
                 status: Option<FlowStatus>,
             }
-            let req: Publish = if op.request.is_null() {
-                Publish::default()
-            } else {
-                parse(kind, op.request)?
-            };
+            let req: Publish = if op.request.is_null() { Publish::default() } else { parse(kind, op.request)? };
             let mut version = state
                 .store
                 .get_version(&flow.latest_version_id)?
                 .ok_or_else(|| ApiError::internal("flow has lost its version"))?;
             let problems = validate(&version);
             if !problems.is_empty() {
-                let list = problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let list = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "INVALID_FLOW",
                     format!("the flow cannot be published: {list}"),
                 )
-                .with(
-                    "problems",
-                    serde_json::to_value(&problems).expect("serializes"),
-                ));
+                .with("problems", serde_json::to_value(&problems).expect("serializes")));
             }
             version.state = VersionState::Locked;
             version.valid = true;
@@ -256,7 +215,9 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
             }
             let status = parse::<ChangeStatus>(kind, op.request)?.status;
             if status == FlowStatus::Enabled && flow.published_version_id.is_none() {
-                return Err(ApiError::bad_request("the flow has no published version; publish it (LOCK_AND_PUBLISH) before enabling it"));
+                return Err(ApiError::bad_request(
+                    "the flow has no published version; publish it (LOCK_AND_PUBLISH) before enabling it",
+                ));
             }
             flow.status = status;
             flow.disabled_reason = None;

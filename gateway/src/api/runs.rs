@@ -17,28 +17,17 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
     let q = query_pairs(&req)?;
     let statuses = query_all(&q, "status")
         .into_iter()
-        .map(|s| {
-            RunStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request(format!("unknown run status {s:?}")))
-        })
+        .map(|s| RunStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown run status {s:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let filter = RunFilter {
         project_id: query_one(&q, "projectId").map(String::from),
-        flow_ids: query_all(&q, "flowId")
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        flow_ids: query_all(&q, "flowId").into_iter().map(String::from).collect(),
         statuses,
         created_after: query_one(&q, "createdAfter").map(String::from),
         created_before: query_one(&q, "createdBefore").map(String::from),
     };
-    let page = state
-        .store
-        .list_runs(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"data": page.data, "next": page.next, "previous": page.previous}),
-    ))
+    let page = state.store.list_runs(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
+    Ok(json_response(StatusCode::OK, &json!({"data": page.data, "next": page.next, "previous": page.previous})))
 }
 
 pub fn run_with_steps(state: &AppState, run: FlowRun) -> Result<Value, ApiError> {
@@ -49,9 +38,6 @@ pub fn run_with_steps(state: &AppState, run: FlowRun) -> Result<Value, ApiError>
 }
 
 pub async fn get(state: &AppState, id: &str) -> Resp {
-    let run = state
-        .store
-        .get_run(id)?
-        .ok_or_else(|| ApiError::not_found("flow run", id))?;
+    let run = state.store.get_run(id)?.ok_or_else(|| ApiError::not_found("flow run", id))?;
     Ok(json_response(StatusCode::OK, &run_with_steps(state, run)?))
 }

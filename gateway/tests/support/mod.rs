@@ -1,0 +1,244 @@
+//! Test harness: starts the real `troupe` binary (with its embedded nats-server) on a free
+//! loopback port, in a temp dir, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "sk-test-key";
+
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    if venv.is_file() {
+        return venv;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+        .expect("nats-server is needed for the tests: run `just nats`")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Troupe {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub client: reqwest::Client,
+    pub scheme: &'static str,
+}
+
+impl Troupe {
+    pub async fn start() -> Troupe {
+        Troupe::start_with(&[]).await
+    }
+
+    pub async fn start_with(env: &[(&str, &str)]) -> Troupe {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Troupe {
+            dir,
+            port: free_port(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            client: reqwest::Client::new(),
+            scheme: "http",
+        };
+        t.spawn().await;
+        t
+    }
+
+    pub async fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        cmd.arg("serve")
+            .env("AP_CONFIG_PATH", self.dir.path())
+            .env("AP_PORT", self.port.to_string())
+            .env("AP_API_KEY", KEY)
+            .env("AP_SHARDS", "4")
+            .env("NATS_SERVER_BIN", nats_server_bin())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+            if k == "AP_TLS_CERT" {
+                self.scheme = "https";
+            }
+        }
+        self.child = Some(cmd.spawn().expect("start troupe"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "troupe did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // the embedded nats-server child is orphaned by a kill -9; stop it as a crash of the host would
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", &format!("-sd {}", self.dir.path().join("nats").display())])
+            .status();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://127.0.0.1:{}{}", self.scheme, self.port, path)
+    }
+
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(&format!("/api/v1{path}"))).bearer_auth(KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.api(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a flow, imports `flow` (an IMPORT_FLOW request) and publishes it.
+    pub async fn publish(&self, flow: Value) -> String {
+        let id = self.import(flow).await;
+        let (s, b) = self.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
+        assert_eq!(s, 200, "publish: {b}");
+        id
+    }
+
+    pub async fn import(&self, flow: Value) -> String {
+        let (s, created) = self.post("/flows", json!({"displayName": "test"})).await;
+        assert_eq!(s, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let (s, b) = self.post(&format!("/flows/{id}"), json!({"type": "IMPORT_FLOW", "request": flow})).await;
+        assert_eq!(s, 200, "import: {b}");
+        id
+    }
+
+    pub async fn webhook(&self, flow_id: &str, suffix: &str, body: Value) -> reqwest::Response {
+        self.client.post(self.url(&format!("/api/v1/webhooks/{flow_id}{suffix}"))).json(&body).send().await.unwrap()
+    }
+
+    /// Waits until the flow has `n` runs in a terminal status; returns them.
+    pub async fn wait_runs(&self, flow_id: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let runs = self.all_runs(flow_id).await;
+            let done =
+                runs.iter().filter(|r| !matches!(r["status"].as_str(), Some("QUEUED" | "RUNNING" | "PAUSED"))).count();
+            if done >= n {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {n} runs finished: {:?}",
+                runs.iter().map(|r| r["status"].clone()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn all_runs(&self, flow_id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/flow-runs?flowId={flow_id}&limit=1000");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (s, page) = self.get(&path).await;
+            assert_eq!(s, 200, "{page}");
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn run(&self, run_id: &str) -> Value {
+        let (s, run) = self.get(&format!("/flow-runs/{run_id}")).await;
+        assert_eq!(s, 200, "{run}");
+        run
+    }
+}
+
+impl Drop for Troupe {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+        }
+    }
+}
+
+pub fn fixture(name: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// A webhook trigger followed by `first`.
+pub fn webhook_flow(first: Value) -> Value {
+    json!({
+        "displayName": "test flow",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "Catch Webhook",
+            "settings": {"pieceName": "@activepieces/piece-webhook", "pieceVersion": "~0.1.25", "triggerName": "catch_webhook", "input": {}},
+            "nextAction": first}
+    })
+}
+
+pub fn piece(name: &str, piece: &str, action: &str, input: Value) -> Value {
+    json!({"name": name, "type": "PIECE", "valid": true, "displayName": name,
+        "settings": {"pieceName": format!("@activepieces/piece-{piece}"), "pieceVersion": "~0.1.0", "actionName": action, "input": input}})
+}
+
+/// Links steps into a chain with `nextAction`.
+pub fn chain(mut steps: Vec<Value>) -> Value {
+    let mut next: Option<Value> = None;
+    while let Some(mut s) = steps.pop() {
+        if let Some(n) = next.take() {
+            s["nextAction"] = n;
+        }
+        next = Some(s);
+    }
+    next.expect("at least one step")
+}
+
+pub fn respond(body: Value) -> Value {
+    piece(
+        "respond",
+        "webhook",
+        "return_response",
+        json!({"responseType": "json", "respond": "stop", "fields": {"status": 200, "body": body}}),
+    )
+}
