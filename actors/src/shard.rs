@@ -17,6 +17,9 @@ use troupe_store::run::{FlowRun, RunEnvironment, RunStatus};
 
 /// How many messages one consumer batch may hold; one sled flush covers the batch.
 const BATCH: usize = 512;
+/// A message delivered but not acked (the worker died) is redelivered after this long.
+/// Redelivery is harmless (the run is found by its webhook id), so keep it short.
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn shard_consumer(
     stream: &Stream,
@@ -27,7 +30,7 @@ pub async fn shard_consumer(
         durable_name: Some(name.clone()),
         filter_subject: subjects::webhook(shard),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
+        ack_wait: ACK_WAIT,
         max_ack_pending: 20_000,
         ..Default::default()
     };
@@ -189,7 +192,7 @@ async fn consume(
                         flow_id = parsed.flow_id,
                         "webhook for a flow that no longer exists; dropped"
                     ),
-                    Some(run) => match ctx.store.create_run(&run) {
+                    Some(mut run) => match ctx.store.create_run(&mut run) {
                         Ok(RunCreation::Created) => created.push((run.project_id, run.flow_id, run.id)),
                         Ok(RunCreation::Existing(id)) => {
                             tracing::debug!(shard, run_id = id, "redelivered webhook already has its run")

@@ -145,7 +145,11 @@ impl Checker {
                 }
                 let mut inner = before.clone();
                 inner.push(a.name.clone());
+                let start = inner.len();
                 self.chain(a.first_loop_action.as_deref(), &mut inner);
+                // After the loop, its body's steps hold their last iteration's output.
+                let body: Vec<String> = inner.drain(start..).collect();
+                before.extend(body);
             }
             ActionType::Router => {
                 let branches = s.branches.as_deref().unwrap_or_default();

@@ -37,7 +37,16 @@ impl NatsChild {
         };
         std::fs::create_dir_all(store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
         let port = free_port()?;
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        // If troupe dies, even by kill -9, its nats-server goes too (and flushes on SIGTERM).
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store_dir)
             .kill_on_drop(true)

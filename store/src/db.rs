@@ -23,13 +23,89 @@ pub enum StoreError {
     BadCursor(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("flushing the store to disk failed: {0}")]
+    Flush(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Group commit: one thread runs sled's blocking `flush` for every waiter at once.
+///
+/// sled 0.34's `flush_async` deadlocks when many callers flush concurrently (all its IO
+/// threads end up waiting on each other; seen here under webhook load), so Troupe never
+/// calls it. A caller takes a ticket; the flusher thread reads the newest ticket, flushes,
+/// and publishes that ticket as done. A flush that starts after a ticket covers its writes.
+struct GroupCommit {
+    requested: std::sync::Mutex<u64>,
+    wake: std::sync::Condvar,
+    done: tokio::sync::watch::Sender<std::result::Result<u64, String>>,
+}
+
+impl GroupCommit {
+    fn start(db: sled::Db) -> std::sync::Arc<GroupCommit> {
+        let (done, _) = tokio::sync::watch::channel(Ok(0));
+        let gc = std::sync::Arc::new(GroupCommit {
+            requested: std::sync::Mutex::new(0),
+            wake: std::sync::Condvar::new(),
+            done,
+        });
+        let weak = std::sync::Arc::downgrade(&gc);
+        std::thread::Builder::new()
+            .name("troupe-sled-flush".into())
+            .spawn(move || {
+                let mut flushed = 0u64;
+                loop {
+                    let Some(gc) = weak.upgrade() else { return };
+                    let target = {
+                        let mut req = gc.requested.lock().expect("flush lock");
+                        while *req == flushed {
+                            let (r, timeout) =
+                                gc.wake.wait_timeout(req, std::time::Duration::from_millis(200)).expect("flush lock");
+                            req = r;
+                            if timeout.timed_out() && *req == flushed {
+                                break;
+                            }
+                        }
+                        *req
+                    };
+                    if target == flushed {
+                        continue; // idle: loop to notice when the store is dropped
+                    }
+                    let result = db.flush().map(|_| target).map_err(|e| e.to_string());
+                    if result.is_ok() {
+                        flushed = target;
+                    }
+                    let _previous = gc.done.send_replace(result);
+                }
+            })
+            .expect("spawn the flush thread");
+        gc
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let ticket = {
+            let mut req = self.requested.lock().expect("flush lock");
+            *req += 1;
+            *req
+        };
+        self.wake.notify_one();
+        let mut rx = self.done.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Ok(done) if *done >= ticket => return Ok(()),
+                Err(e) => return Err(StoreError::Flush(e.clone())),
+                Ok(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(StoreError::Flush("the flush thread stopped".into()));
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    group_commit: std::sync::Arc<GroupCommit>,
     meta: sled::Tree,
     projects: sled::Tree,
     flows: sled::Tree,
@@ -136,14 +212,13 @@ impl Store {
             active_runs: t(trees::ACTIVE_RUNS)?,
             entries: t(trees::STORE_ENTRIES)?,
             api_keys: t(trees::API_KEYS)?,
-            db,
+            group_commit: GroupCommit::start(db),
         })
     }
 
     /// Makes every write so far durable. Concurrent callers share one fsync.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.group_commit.flush().await
     }
 
     // ---- projects -------------------------------------------------------------------
@@ -257,7 +332,11 @@ impl Store {
     // ---- runs -----------------------------------------------------------------------
 
     /// Records a new run made by a webhook, unless that webhook already made one.
-    pub fn create_run(&self, run: &FlowRun) -> Result<RunCreation> {
+    ///
+    /// The webhook → run mapping is written first. sled keeps a prefix of writes across a
+    /// crash, so a run record never exists without its mapping; a mapping whose run was lost
+    /// gets its run recreated under the same id (`run.id` is updated).
+    pub fn create_run(&self, run: &mut FlowRun) -> Result<RunCreation> {
         if let Some(webhook_id) = &run.webhook_id {
             let prev = self.webhook_runs.compare_and_swap(
                 webhook_id.as_bytes(),
@@ -265,8 +344,11 @@ impl Store {
                 Some(run.id.as_bytes()),
             )?;
             if let Err(existing) = prev {
-                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned());
-                return Ok(RunCreation::Existing(id.unwrap_or_default()));
+                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                if self.runs.contains_key(id.as_bytes())? {
+                    return Ok(RunCreation::Existing(id));
+                }
+                run.id = id;
             }
         }
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
@@ -470,10 +552,25 @@ mod tests {
             "environment": "PRODUCTION", "webhookId": "w1", "shard": 3, "createdMicros": 1
         }))
         .unwrap();
-        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Created);
+        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Created);
         run.id = "r2".into();
-        assert_eq!(store.create_run(&run).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Existing("r1".into()));
         assert_eq!(store.active_runs(3).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_mapping_whose_run_was_lost_gets_its_run_back_under_the_same_id() {
+        let (_d, store) = temp_store();
+        store.webhook_runs.insert("w1", "r1").unwrap();
+        let mut run: FlowRun = serde_json::from_value(serde_json::json!({
+            "id": "r9", "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
+            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
+            "environment": "PRODUCTION", "webhookId": "w1", "shard": 0, "createdMicros": 1
+        }))
+        .unwrap();
+        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Created);
+        assert_eq!(run.id, "r1");
+        assert!(store.get_run("r1").unwrap().is_some());
     }
 
     #[test]

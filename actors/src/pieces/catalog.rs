@@ -25,6 +25,9 @@ pub const DATA_MAPPER: &str = "@activepieces/piece-data-mapper";
 pub const TEXT_HELPER: &str = "@activepieces/piece-text-helper";
 pub const MATH_HELPER: &str = "@activepieces/piece-math-helper";
 pub const DATE_HELPER: &str = "@activepieces/piece-date-helper";
+/// Fault injection for tests and drills (`panic`, `sleep`); present only when
+/// `TROUPE_DEBUG_PIECES=1`.
+pub const DEBUG: &str = "@troupe/piece-debug";
 
 pub static PIECES: &[PieceDef] = &[
     PieceDef { name: WEBHOOK, actions: &[action("return_response", &[])], triggers: &["catch_webhook"] },
@@ -73,7 +76,18 @@ pub static PIECES: &[PieceDef] = &[
     },
 ];
 
+static DEBUG_PIECE: PieceDef =
+    PieceDef { name: DEBUG, actions: &[action("panic", &[]), action("sleep", &["ms"])], triggers: &[] };
+
+pub fn debug_pieces_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("TROUPE_DEBUG_PIECES").is_ok_and(|v| v == "1"))
+}
+
 pub fn piece(name: &str) -> Option<&'static PieceDef> {
+    if name == DEBUG {
+        return debug_pieces_enabled().then_some(&DEBUG_PIECE);
+    }
     PIECES.iter().find(|p| p.name == name)
 }
 

@@ -90,10 +90,13 @@ impl Troupe {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // the embedded nats-server child is orphaned by a kill -9; stop it as a crash of the host would
-        let _ = Command::new("pkill")
-            .args(["-9", "-f", &format!("-sd {}", self.dir.path().join("nats").display())])
-            .status();
+        // troupe's embedded nats-server follows its parent (PR_SET_PDEATHSIG); wait until it is gone
+        let pattern = format!("nats-server.*{}", self.dir.path().join("nats").display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("pgrep").args(["-f", &pattern]).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+            assert!(Instant::now() < deadline, "the embedded nats-server outlived troupe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
