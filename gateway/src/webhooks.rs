@@ -128,6 +128,14 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     }
     let shard = shard_for_flow(flow_id, state.config.shards);
     let bytes = Bytes::from(serde_json::to_vec(&msg).expect("serializes"));
+    let max_payload = state.nats.server_info().max_payload;
+    if bytes.len() > max_payload {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the webhook ({} bytes with its envelope) is larger than the NATS server's max_payload ({max_payload} bytes)", bytes.len()),
+        ));
+    }
     let ack = state
         .js
         .publish_with_headers(subjects::webhook(shard), headers, bytes)

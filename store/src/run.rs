@@ -170,28 +170,6 @@ pub struct StepRecord {
     pub attempts: u32,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::RunStatus::*;
-
-    #[test]
-    fn terminal_statuses_are_final() {
-        assert!(Succeeded.transition(Running).is_err());
-        assert!(Canceled.transition(Running).is_err());
-        assert!(Failed.transition(Succeeded).is_err());
-    }
-
-    #[test]
-    fn a_run_can_queue_run_pause_and_finish() {
-        assert!(Queued.transition(Running).is_ok());
-        assert!(Running.transition(Paused).is_ok());
-        assert!(Paused.transition(Running).is_ok());
-        assert!(Running.transition(Succeeded).is_ok());
-        assert!(Paused.transition(Canceled).is_ok());
-        assert!(Running.transition(Queued).is_err());
-    }
-}
-
 /// The run's steps in Activepieces' shape: `{stepName: {type, status, input, output,
 /// duration, errorMessage}}`, loop bodies under `output.iterations[i]` of their loop.
 /// When a step ran more than once (a retried or recovered step), the last record wins.
@@ -235,4 +213,54 @@ pub fn steps_object(records: &[StepRecord]) -> Value {
         map.insert(r.step_name.clone(), entry);
     }
     Value::Object(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus::*;
+
+    #[test]
+    fn terminal_statuses_are_final() {
+        assert!(Succeeded.transition(Running).is_err());
+        assert!(Canceled.transition(Running).is_err());
+        assert!(Failed.transition(Succeeded).is_err());
+    }
+
+    #[test]
+    fn a_run_can_queue_run_pause_and_finish() {
+        assert!(Queued.transition(Running).is_ok());
+        assert!(Running.transition(Paused).is_ok());
+        assert!(Paused.transition(Running).is_ok());
+        assert!(Running.transition(Succeeded).is_ok());
+        assert!(Paused.transition(Canceled).is_ok());
+        assert!(Running.transition(Queued).is_err());
+    }
+
+    #[test]
+    fn loop_records_fold_into_iterations_and_the_last_record_wins() {
+        use super::{steps_object, StepRecord, StepStatus};
+        let rec = |seq, name: &str, path: Vec<(String, usize)>, out: serde_json::Value| StepRecord {
+            seq,
+            step_name: name.into(),
+            kind: "PIECE".into(),
+            loop_path: path,
+            status: StepStatus::Succeeded,
+            input: serde_json::json!({}),
+            output: out,
+            error_message: None,
+            duration: 1,
+            attempts: 1,
+        };
+        let l = |i| vec![("loop_1".to_string(), i)];
+        let steps = steps_object(&[
+            rec(0, "step_2", l(0), serde_json::json!(1)),
+            rec(1, "step_2", l(1), serde_json::json!(2)),
+            rec(2, "loop_1", vec![], serde_json::json!({"item": 2, "index": 2})),
+            rec(3, "after", vec![], serde_json::json!("old")),
+            rec(4, "after", vec![], serde_json::json!("new")),
+        ]);
+        assert_eq!(steps["loop_1"]["output"]["iterations"][1]["step_2"]["output"], 2);
+        assert_eq!(steps["loop_1"]["output"]["item"], 2);
+        assert_eq!(steps["after"]["output"], "new");
+    }
 }

@@ -91,7 +91,7 @@ impl Troupe {
             let _ = c.wait();
         }
         // troupe's embedded nats-server follows its parent (PR_SET_PDEATHSIG); wait until it is gone
-        let pattern = format!("nats-server.*{}", self.dir.path().join("nats").display());
+        let pattern = format!("nats-server -c {}", self.dir.path().join("nats").join("nats.conf").display());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Command::new("pgrep").args(["-f", &pattern]).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
             assert!(Instant::now() < deadline, "the embedded nats-server outlived troupe");
