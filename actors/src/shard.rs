@@ -150,6 +150,22 @@ fn run_for(ctx: &EngineCtx, shard: u16, msg: &WebhookMessage, reply_to: Option<S
     })
 }
 
+/// Fault injection for the redelivery drill: with `TROUPE_FAULT_ABORT_BEFORE_ACK=N` the
+/// process aborts once N runs are durable, before their messages are acked, so JetStream must
+/// redeliver them to the next worker.
+fn crash_before_ack_if_asked(created: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let Some(limit) = *LIMIT.get_or_init(|| std::env::var("TROUPE_FAULT_ABORT_BEFORE_ACK").ok()?.parse().ok()) else {
+        return;
+    };
+    if SEEN.fetch_add(created, Ordering::SeqCst) + created >= limit {
+        tracing::warn!("TROUPE_FAULT_ABORT_BEFORE_ACK reached: aborting before the ack");
+        std::process::abort();
+    }
+}
+
 async fn consume(
     shard: u16,
     ctx: Arc<EngineCtx>,
@@ -210,6 +226,7 @@ async fn consume(
                 tracing::error!(shard, error = %e, "flushing the store failed; messages stay unacked");
                 continue;
             }
+            crash_before_ack_if_asked(created.len());
             for m in to_ack {
                 if let Err(e) = m.ack().await {
                     tracing::warn!(shard, error = %e, "ack failed; the redelivery will find its run");

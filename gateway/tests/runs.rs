@@ -101,6 +101,24 @@ async fn an_async_webhook_is_acknowledged_then_runs_with_the_request_as_trigger_
     assert!(bodies.contains(&("PUT".into(), json!({"name": "Ada", "age": "36"}), json!({}))));
     assert!(bodies.contains(&("GET".into(), json!("hello"), json!({}))));
     assert!(bodies.contains(&("POST".into(), json!("AJ+Slg=="), json!({}))));
+
+    // list filters: status and time range, and pages of runs
+    let (_, ok) = t.get(&format!("/flow-runs?flowId={id}&status=SUCCEEDED&status=FAILED&limit=3")).await;
+    assert_eq!(ok["data"].as_array().unwrap().len(), 3);
+    let (_, rest) = t.get(&format!("/flow-runs?flowId={id}&limit=3&cursor={}", ok["next"].as_str().unwrap())).await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+    let (_, failed) = t.get(&format!("/flow-runs?flowId={id}&status=FAILED")).await;
+    assert_eq!(failed["data"], json!([]));
+    let (_, future) = t.get(&format!("/flow-runs?flowId={id}&createdAfter=2999-01-01T00:00:00.000Z")).await;
+    assert_eq!(future["data"], json!([]));
+    let (_, past) = t
+        .get(&format!(
+            "/flow-runs?flowId={id}&createdAfter=2000-01-01T00:00:00.000Z&createdBefore=2999-01-01T00:00:00.000Z"
+        ))
+        .await;
+    assert_eq!(past["data"].as_array().unwrap().len(), 4);
+    assert_eq!(t.get("/flow-runs?status=NOPE").await.0, 400);
 }
 
 fn router(execution: &str, branches: Value, children: Value) -> Value {
@@ -457,48 +475,100 @@ async fn runs_beyond_the_project_limit_wait_queued_and_start_in_arrival_order() 
     }
 }
 
+/// Sends webhooks `{"n": n}` for `range` with 32 in flight; returns the accepted (200) `n`s.
+async fn send_webhooks(t: &Troupe, flow_id: &str, range: std::ops::Range<u64>) -> HashSet<u64> {
+    use futures::StreamExt;
+    let url = t.url(&format!("/api/v1/webhooks/{flow_id}"));
+    futures::stream::iter(range.map(|n| {
+        let (client, url) = (t.client.clone(), url.clone());
+        async move { (n, client.post(url).json(&json!({"n": n})).send().await.map(|r| r.status().as_u16())) }
+    }))
+    .buffer_unordered(32)
+    .filter_map(|(n, r)| std::future::ready(matches!(r, Ok(200)).then_some(n)))
+    .collect()
+    .await
+}
+
+/// Every accepted webhook has exactly one run, no webhook has two, and all succeeded. A
+/// webhook whose answer was lost in a crash may have a run without having been "accepted".
+fn assert_one_succeeded_run_per_webhook(runs: &[Value], accepted: &HashSet<u64>) {
+    let ns: Vec<u64> = runs.iter().map(|r| r["triggerOutput"]["body"]["n"].as_u64().unwrap()).collect();
+    let unique: HashSet<u64> = ns.iter().copied().collect();
+    assert_eq!(unique.len(), ns.len(), "no webhook made two runs");
+    let webhook_ids: HashSet<&str> = runs.iter().map(|r| r["webhookId"].as_str().unwrap()).collect();
+    assert_eq!(webhook_ids.len(), runs.len(), "no duplicates");
+    let missing: Vec<_> = accepted.difference(&unique).collect();
+    assert!(missing.is_empty(), "accepted webhooks without a run: {missing:?}");
+    assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"));
+}
+
+fn counting_flow() -> Value {
+    webhook_flow(piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})))
+}
+
 #[tokio::test]
 async fn two_thousand_webhooks_make_exactly_two_thousand_runs_across_a_worker_crash() {
     let mut t = Troupe::start().await;
-    let id = t
-        .publish(webhook_flow(piece(
-            "step_1",
-            "data-mapper",
-            "advanced_mapping",
-            json!({"mapping": {"n": "{{trigger.body.n}}"}}),
-        )))
-        .await;
-    let send = |t: &Troupe, range: std::ops::Range<u32>| {
-        let client = t.client.clone();
-        let url = t.url(&format!("/api/v1/webhooks/{id}"));
-        async move {
-            let mut accepted = 0;
-            let mut tasks = futures::stream::iter(range.map(|n| {
-                let (client, url) = (client.clone(), url.clone());
-                async move { client.post(url).json(&json!({"n": n})).send().await.map(|r| r.status().as_u16()) }
-            }))
-            .buffer_unordered(32);
-            use futures::StreamExt;
-            while let Some(r) = tasks.next().await {
-                if matches!(r, Ok(200)) {
-                    accepted += 1;
-                }
-            }
-            accepted
-        }
-    };
-    let first = send(&t, 0..1000).await;
-    assert_eq!(first, 1000);
+    let id = t.publish(counting_flow()).await;
+    let mut accepted = send_webhooks(&t, &id, 0..1000).await;
+    assert_eq!(accepted.len(), 1000);
     // kill -9 while the worker is still consuming, then start again on the same data
     t.kill();
     t.spawn().await;
-    let second = send(&t, 1000..2000).await;
-    assert_eq!(second, 1000);
+    accepted.extend(send_webhooks(&t, &id, 1000..2000).await);
+    assert_eq!(accepted.len(), 2000);
     let runs = t.wait_runs(&id, 2000).await;
-    assert_eq!(runs.len(), 2000, "exactly one run per accepted webhook");
-    let webhook_ids: HashSet<&str> = runs.iter().map(|r| r["webhookId"].as_str().unwrap()).collect();
-    assert_eq!(webhook_ids.len(), 2000, "no duplicates");
-    let ns: HashSet<u64> = runs.iter().map(|r| r["triggerOutput"]["body"]["n"].as_u64().unwrap()).collect();
-    assert_eq!(ns.len(), 2000);
-    assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"));
+    assert_eq!(runs.len(), 2000);
+    assert_one_succeeded_run_per_webhook(&runs, &accepted);
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_between_recording_runs_and_acking_them_makes_no_duplicates() {
+    let mut t = Troupe::start_with(&[("TROUPE_FAULT_ABORT_BEFORE_ACK", "300")]).await;
+    let id = t.publish(counting_flow()).await;
+    // the worker aborts once 300 runs are durable but unacked; the gateway dies with it
+    let accepted = send_webhooks(&t, &id, 0..1000).await;
+    assert!(accepted.len() >= 300, "the webhooks before the abort were accepted: {}", accepted.len());
+    assert!(accepted.len() < 1000, "the worker aborted as asked");
+    t.kill();
+    t.env.clear();
+    t.spawn().await;
+    // the restarted worker gets the unacked messages again (after ack_wait) and finds their runs
+    t.wait_runs(&id, accepted.len()).await;
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let runs = t.all_runs(&id).await;
+    assert_one_succeeded_run_per_webhook(&runs, &accepted);
+}
+
+#[tokio::test]
+async fn with_nats_down_webhooks_get_503_never_200() {
+    let t = Troupe::start().await;
+    let id = t.publish(fixture("greeting-flow.json")).await;
+    assert_eq!(t.webhook(&id, "", json!({"name": "a", "items": [1]})).await.status(), 200);
+    t.kill_embedded_nats();
+    let r = t.webhook(&id, "", json!({"name": "b", "items": [1]})).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "UNAVAILABLE");
+    assert_eq!(t.client.get(t.url("/ready")).send().await.unwrap().status(), 503);
+    assert_eq!(t.client.get(t.url("/health")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn finished_runs_are_published_as_events_on_their_shard_subject() {
+    use futures::StreamExt;
+    let nats = NatsServer::start().await;
+    let t = Troupe::start_with(&[("AP_NATS_URL", &nats.url)]).await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut events = client.subscribe("ap.event.>").await.unwrap();
+    let id = t.publish(fixture("greeting-flow.json")).await;
+    let r = t.webhook(&id, "/sync", json!({"name": "Ada", "items": [1]})).await;
+    let run_id = r.headers()["x-run-id"].to_str().unwrap().to_string();
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap();
+    let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(event["runId"], run_id.as_str());
+    assert_eq!(event["status"], "SUCCEEDED");
+    let run = t.run(&run_id).await;
+    assert_eq!(msg.subject.as_str(), format!("ap.event.{}", run["shard"]));
 }

@@ -245,3 +245,46 @@ pub fn respond(body: Value) -> Value {
         json!({"responseType": "json", "respond": "stop", "fields": {"status": 200, "body": body}}),
     )
 }
+
+/// A nats-server with JetStream of the test's own, for tests that watch NATS directly.
+pub struct NatsServer {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        NatsServer { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Troupe {
+    /// kill -9 the embedded nats-server only.
+    pub fn kill_embedded_nats(&self) {
+        let pattern = format!("nats-server -c {}", self.dir.path().join("nats").join("nats.conf").display());
+        let status = Command::new("pkill").args(["-9", "-f", &pattern]).status().unwrap();
+        assert!(status.success(), "no embedded nats-server to kill");
+    }
+}
