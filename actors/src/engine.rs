@@ -26,9 +26,15 @@ pub struct EngineCtx {
     pub http: reqwest::Client,
     pub limiter: ProjectLimiter,
     pub flows: DashMap<String, Addr<FlowActor>>,
+    /// Runs a RunActor of this process is executing now.
+    pub executing: DashMap<String, ()>,
 }
 
+/// How long a graceful stop waits for runs in flight before it leaves them to recovery.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub struct Engine {
+    ctx: Arc<EngineCtx>,
     shards: Vec<Addr<ShardActor>>,
 }
 
@@ -48,6 +54,7 @@ impl Engine {
             js,
             http,
             flows: DashMap::new(),
+            executing: DashMap::new(),
         });
         let stream = ctx
             .js
@@ -61,14 +68,25 @@ impl Engine {
                 .map_err(|e| EngineError(format!("creating the consumer of shard {shard}: {e}")))?;
             shards.push(ShardActor::new(shard, ctx.clone(), consumer).start());
         }
-        Ok(Engine { shards })
+        Ok(Engine { ctx, shards })
     }
 
-    /// Stops consuming; runs in flight finish on their own or are recovered at next start.
+    /// Stops consuming, then lets the runs in flight finish for up to [`SHUTDOWN_GRACE`].
+    /// Runs still going after that stay `RUNNING` in the journal and are recovered at the next
+    /// start; unacked messages are redelivered.
     pub async fn stop(self) {
         for s in self.shards {
             let _ = s.send(StopShard).await;
         }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.ctx.executing.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = self.ctx.executing.len();
+        if left > 0 {
+            tracing::warn!(left, "runs still executing at shutdown; they will be recovered at next start");
+        }
+        let _ = self.ctx.store.flush().await;
     }
 }
 
@@ -124,6 +142,12 @@ impl ProjectLimiter {
             slots.queue.push_back((flow_id.to_string(), run_id.to_string()));
             false
         }
+    }
+
+    /// True when the run waits in a project queue.
+    pub fn is_queued(&self, run_id: &str) -> bool {
+        let p = self.projects.lock().expect("limiter lock");
+        p.values().any(|slots| slots.queue.iter().any(|(_, r)| r == run_id))
     }
 
     /// A run of `project` ended: the next queued run, which takes over its slot.

@@ -46,7 +46,13 @@ impl Actor for RunActor {
         let run = self.run.take().expect("started once");
         let fut = async move {
             let project = run.project_id.clone();
+            let run_id = run.id.clone();
+            if engine.executing.insert(run_id.clone(), ()).is_some() {
+                // already executing here (dispatched twice): the other actor owns it
+                return;
+            }
             execute_run(&engine, version, run).await;
+            engine.executing.remove(&run_id);
             if let Some((flow_id, run_id)) = engine.limiter.release(&project) {
                 start_run(&engine, &flow_id, &run_id);
             }
@@ -61,6 +67,8 @@ type LoopPath = Vec<(String, usize)>;
 enum Halt {
     /// A `return_response` asked the run to stop: it succeeds.
     Stop,
+    /// The run was canceled (or ended) from outside: leave its status as it is.
+    Ended,
     Fail(RunStatus, FailedStep),
 }
 
@@ -108,11 +116,18 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         return;
     };
     if run.status == RunStatus::Queued {
-        run.status = RunStatus::Running;
-        run.start_time = Some(now_iso());
-        run.updated = now_iso();
-        if let Err(e) = engine.store.put_run(&run) {
-            tracing::error!(run_id, error = %e, "could not mark the run running");
+        let started = engine.store.update_run(&run_id, |stored| {
+            stored.status = stored.status.transition(RunStatus::Running).map_err(|e| e.to_string())?;
+            stored.start_time = Some(now_iso());
+            stored.updated = now_iso();
+            Ok(())
+        });
+        match started {
+            Ok(r) => run = r,
+            Err(e) => {
+                tracing::info!(run_id, error = %e, "run not started");
+                return;
+            }
         }
     }
     let journal = engine.store.run_steps(run.shard, &run.id).unwrap_or_default();
@@ -146,6 +161,10 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
     }
     let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;
     let (status, failed_step) = match result {
+        Ok(Err(Halt::Ended)) => {
+            tracing::info!(run_id = exec.run.id, "run was ended from outside; stopping");
+            return;
+        }
         Ok(Ok(())) | Ok(Err(Halt::Stop)) => (RunStatus::Succeeded, None),
         Ok(Err(Halt::Fail(status, step))) => (status, Some(step)),
         Err(panic) => {
@@ -177,13 +196,6 @@ async fn finalize(
     failed_step: Option<FailedStep>,
     replied: bool,
 ) {
-    match run.status.transition(status) {
-        Ok(s) => run.status = s,
-        Err(e) => {
-            tracing::warn!(run_id = run.id, error = %e, "run ended elsewhere first");
-            return;
-        }
-    }
     let now = now_iso();
     run.finish_time = Some(now.clone());
     run.updated = now;
@@ -192,9 +204,19 @@ async fn finalize(
         run.duration_ms =
             Some((chrono::Utc::now() - start.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as u64);
     }
-    if let Err(e) = engine.store.put_run(&run) {
-        tracing::error!(run_id = run.id, error = %e, "could not record the end of the run");
-    }
+    // Compare-and-swap on the stored header: a run canceled meanwhile stays canceled.
+    let stored = engine.store.update_run(&run.id, |stored| {
+        let next = stored.status.transition(status).map_err(|e| e.to_string())?;
+        *stored = FlowRun { status: next, ..run.clone() };
+        Ok(())
+    });
+    let run = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(run_id = run.id, error = %e, "run ended elsewhere first");
+            return;
+        }
+    };
     if let Err(e) = engine.store.flush().await {
         tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
     }
@@ -204,11 +226,16 @@ async fn finalize(
             run.response.clone().map(|r| to_webhook_response(&r, &run.id)).unwrap_or_else(|| outcome_response(&run));
         let _ = engine.nats.publish(reply_to.clone(), serde_json::to_vec(&response).expect("serializes").into()).await;
     }
+    publish_event(engine, &run).await;
+}
+
+/// Announces a run's end on `ap.event.<shard>`.
+pub async fn publish_event(engine: &EngineCtx, run: &FlowRun) {
     let event = RunEvent {
         run_id: run.id.clone(),
         flow_id: run.flow_id.clone(),
         project_id: run.project_id.clone(),
-        status,
+        status: run.status,
         finish_time: run.finish_time.clone(),
     };
     if let Err(e) =
@@ -284,6 +311,9 @@ impl Exec<'_> {
             let mut cur = first;
             while let Some(step) = cur {
                 if step.skip != Some(true) {
+                    if self.ended_elsewhere() {
+                        return Err(Halt::Ended);
+                    }
                     if Instant::now() >= self.deadline {
                         let msg = format!(
                             "the run exceeded AP_FLOW_TIMEOUT_SECONDS ({} s) before step {:?}",
@@ -441,6 +471,11 @@ impl Exec<'_> {
         }
     }
 
+    /// True when the stored run is already terminal: canceled, or swept as timed out.
+    fn ended_elsewhere(&self) -> bool {
+        matches!(self.engine.store.get_run(&self.run.id), Ok(Some(r)) if r.status.is_terminal())
+    }
+
     fn on_failure(&mut self, step: &Action, message: String) -> Result<(), Halt> {
         if step.continue_on_failure() {
             Ok(())
@@ -458,7 +493,10 @@ impl Exec<'_> {
         if self.replied {
             return;
         }
-        let _ = self.engine.store.put_run(&self.run);
+        let _ = self.engine.store.update_run(&self.run.id, |stored| {
+            stored.response = Some(response.clone());
+            Ok(())
+        });
         let _ = self.engine.store.flush().await;
         let r = to_webhook_response(response, &self.run.id);
         let _ = self.engine.nats.publish(reply_to, serde_json::to_vec(&r).expect("serializes").into()).await;
@@ -523,7 +561,7 @@ impl Exec<'_> {
                 let output = json!({"item": item, "index": i + 1, "iterations": iterations});
                 self.outputs.insert(step.name.clone(), output.clone());
                 let (status, err) = match &halt {
-                    Halt::Stop => (StepStatus::Succeeded, None),
+                    Halt::Stop | Halt::Ended => (StepStatus::Succeeded, None),
                     Halt::Fail(_, f) => (StepStatus::Failed, Some(f.message.clone())),
                 };
                 self.journal(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use troupe_store::db::RunCreation;
 use troupe_store::ids::{new_id, now_iso, now_micros};
-use troupe_store::message::WebhookMessage;
+use troupe_store::message::{ShardMessage, WebhookMessage};
 use troupe_store::names::subjects;
 use troupe_store::run::{FlowRun, RunEnvironment, RunStatus};
 
@@ -20,6 +20,11 @@ const BATCH: usize = 512;
 /// A message delivered but not acked (the worker died) is redelivered after this long.
 /// Redelivery is harmless (the run is found by its webhook id), so keep it short.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How often each shard sweeps its unfinished runs.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Slack past the flow timeout before the sweeper ends a run, and the age after which a
+/// queued run that is nowhere is handed out again.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(60);
 
 pub async fn shard_consumer(
     stream: &Stream,
@@ -89,11 +94,70 @@ impl Actor for ShardActor {
         }
         let task = tokio::spawn(consume(self.shard, self.ctx.clone(), self.consumer.clone(), ctx.address()));
         self.task = Some(task);
+        ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(t) = self.task.take() {
             t.abort();
+        }
+    }
+}
+
+impl ShardActor {
+    /// The shard's sweeper: nothing stays `RUNNING` longer than `AP_FLOW_TIMEOUT_SECONDS` +
+    /// 60 s, and a run that no actor executes is handed out again.
+    fn sweep(&self) {
+        let Ok(runs) = self.ctx.store.active_runs(self.shard) else { return };
+        let now = chrono::Utc::now();
+        let age = |t: Option<&str>| {
+            t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| (now - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let limit = self.ctx.config.flow_timeout + SWEEP_MARGIN;
+        for run in runs {
+            let executing = self.ctx.executing.contains_key(&run.id);
+            match run.status {
+                RunStatus::Running if age(run.start_time.as_deref()) > limit => self.time_out(&run),
+                RunStatus::Running if !executing => {
+                    tracing::warn!(run_id = run.id, "running run without an actor; handing it out again");
+                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
+                }
+                RunStatus::Queued
+                    if !executing && age(Some(&run.created)) > SWEEP_MARGIN && !self.ctx.limiter.is_queued(&run.id) =>
+                {
+                    tracing::warn!(run_id = run.id, "queued run lost its place; handing it out again");
+                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn time_out(&self, run: &FlowRun) {
+        let message = format!(
+            "the run was still RUNNING {} s after it started, past AP_FLOW_TIMEOUT_SECONDS + {} s; the sweeper ended it",
+            (self.ctx.config.flow_timeout + SWEEP_MARGIN).as_secs(),
+            SWEEP_MARGIN.as_secs()
+        );
+        let ended = self.ctx.store.update_run(&run.id, |stored| {
+            stored.status = stored.status.transition(RunStatus::Timeout).map_err(|e| e.to_string())?;
+            stored.finish_time = Some(now_iso());
+            stored.failed_step = Some(troupe_store::run::FailedStep {
+                name: "sweeper".into(),
+                display_name: "Sweeper".into(),
+                message: message.clone(),
+            });
+            Ok(())
+        });
+        if let Ok(run) = ended {
+            tracing::warn!(run_id = run.id, "sweeper ended a run that ran too long");
+            let ctx = self.ctx.clone();
+            actix::spawn(async move {
+                let _ = ctx.store.flush().await;
+                crate::run_actor::publish_event(&ctx, &run).await;
+            });
         }
     }
 }
@@ -194,9 +258,23 @@ async fn consume(
                     }
                 };
                 let parsed: WebhookMessage = match serde_json::from_slice(&msg.payload) {
-                    Ok(p) => p,
+                    Ok(ShardMessage::Webhook(p)) => p,
+                    Ok(ShardMessage::StartRun { run_id }) => {
+                        match ctx.store.get_run(&run_id) {
+                            Ok(Some(run)) if run.status == RunStatus::Queued => {
+                                created.push((run.project_id, run.flow_id, run.id))
+                            }
+                            Ok(_) => tracing::debug!(shard, run_id, "start asked for a run that is not queued"),
+                            Err(e) => {
+                                tracing::error!(shard, error = %e, "could not read a run to start");
+                                continue;
+                            }
+                        }
+                        to_ack.push(msg);
+                        continue;
+                    }
                     Err(e) => {
-                        tracing::error!(shard, error = %e, "dropping an unreadable webhook message");
+                        tracing::error!(shard, error = %e, "dropping an unreadable shard message");
                         to_ack.push(msg);
                         continue;
                     }

@@ -73,6 +73,8 @@ impl From<troupe_store::StoreError> for ApiError {
     fn from(e: troupe_store::StoreError) -> ApiError {
         match e {
             troupe_store::StoreError::BadCursor(_) => ApiError::bad_request(e.to_string()),
+            troupe_store::StoreError::Conflict(m) => ApiError::conflict(m),
+            troupe_store::StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", m),
             other => ApiError::internal(other),
         }
     }

@@ -127,6 +127,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["flow-runs"], _) => Err(method_not_allowed("GET")),
                 (["flow-runs", id], &Method::GET) => api::runs::get(state, id).await,
                 (["flow-runs", _], _) => Err(method_not_allowed("GET")),
+                (["flow-runs", id, "retry"], &Method::POST) => api::runs::retry(state, id, req).await,
+                (["flow-runs", id, "cancel"], &Method::POST) => api::runs::cancel(state, id).await,
+                (["flow-runs", _, "retry" | "cancel"], _) => Err(method_not_allowed("POST")),
                 _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
             }
         }

@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use troupe_store::flow::FlowStatus;
 use troupe_store::ids::{new_id, now_iso, shard_for_flow};
-use troupe_store::message::{WebhookMessage, WebhookResponse};
+use troupe_store::message::{ShardMessage, WebhookMessage, WebhookResponse};
 use troupe_store::names::subjects;
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
@@ -127,7 +127,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         inbox = Some(sub);
     }
     let shard = shard_for_flow(flow_id, state.config.shards);
-    let bytes = Bytes::from(serde_json::to_vec(&msg).expect("serializes"));
+    let bytes = Bytes::from(serde_json::to_vec(&ShardMessage::Webhook(msg)).expect("serializes"));
     let max_payload = state.nats.server_info().max_payload;
     if bytes.len() > max_payload {
         return Err(ApiError::new(

@@ -25,6 +25,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("flushing the store to disk failed: {0}")]
     Flush(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -368,6 +370,37 @@ impl Store {
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
         if run.status.is_terminal() {
             self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+        }
+        Ok(())
+    }
+
+    /// Changes a run header atomically: `f` edits the stored run, or refuses with a reason
+    /// (`StoreError::Conflict`). Membership of the active set follows the new status.
+    pub fn update_run(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut FlowRun) -> std::result::Result<(), String>,
+    ) -> Result<FlowRun> {
+        loop {
+            let old = self.runs.get(id.as_bytes())?.ok_or_else(|| StoreError::NotFound(format!("flow run {id:?}")))?;
+            let mut run: FlowRun = from_json(&old)?;
+            f(&mut run).map_err(StoreError::Conflict)?;
+            let swapped = self.runs.compare_and_swap(id.as_bytes(), Some(old), Some(to_json(&run)))?;
+            if swapped.is_ok() {
+                if run.status.is_terminal() {
+                    self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+                } else {
+                    self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+                }
+                return Ok(run);
+            }
+        }
+    }
+
+    /// Forgets a run's journal, for a retry that starts over.
+    pub fn clear_journal(&self, shard: u16, run_id: &str) -> Result<()> {
+        for item in self.journal.scan_prefix(shard_run_key(shard, run_id)) {
+            self.journal.remove(item?.0)?;
         }
         Ok(())
     }

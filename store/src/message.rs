@@ -3,6 +3,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// What travels on `ap.webhook.<shard>`: a webhook to turn into a run, or a command about an
+/// existing run (a retry) for the shard's worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShardMessage {
+    Webhook(WebhookMessage),
+    /// Start (or continue) an existing run that is `QUEUED`.
+    StartRun {
+        run_id: String,
+    },
+}
+
 /// A webhook, as published on `ap.webhook.<shard>`. Its `webhook_id` is also the JetStream
 /// message id, and so the run's idempotency key.
 #[derive(Clone, Debug, Serialize, Deserialize)]

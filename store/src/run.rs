@@ -54,11 +54,13 @@ impl RunStatus {
         serde_json::from_value(Value::String(s.to_string())).ok()
     }
 
-    /// The only way a run's status changes. Terminal statuses are final; a run starts
-    /// queued or running, may pause and resume, and may be canceled until it ends.
+    /// The only way a run's status changes. A run starts queued or running, may pause and
+    /// resume, and may be canceled until it ends. Terminal statuses are final, except that a
+    /// failed run may be queued again by a retry.
     pub fn transition(self, to: RunStatus) -> Result<RunStatus, InvalidTransition> {
         use RunStatus::*;
         let ok = match (self, to) {
+            (from, Queued) if from.is_failure() => true,
             (from, _) if from.is_terminal() => false,
             (Queued, Running) | (Running, Paused) | (Paused, Running) | (Paused, Queued) => true,
             (Queued | Running | Paused, t) if t.is_terminal() => true,
@@ -224,6 +226,9 @@ mod tests {
         assert!(Succeeded.transition(Running).is_err());
         assert!(Canceled.transition(Running).is_err());
         assert!(Failed.transition(Succeeded).is_err());
+        assert!(Canceled.transition(Queued).is_err(), "a canceled run never resumes");
+        assert!(Succeeded.transition(Queued).is_err(), "only failures are retried");
+        assert!(Timeout.transition(Queued).is_ok());
     }
 
     #[test]

@@ -76,8 +76,11 @@ pub static PIECES: &[PieceDef] = &[
     },
 ];
 
-static DEBUG_PIECE: PieceDef =
-    PieceDef { name: DEBUG, actions: &[action("panic", &[]), action("sleep", &["ms"])], triggers: &[] };
+static DEBUG_PIECE: PieceDef = PieceDef {
+    name: DEBUG,
+    actions: &[action("panic", &[]), action("sleep", &["ms"]), action("fail_unless_flag", &["flag"])],
+    triggers: &[],
+};
 
 pub fn debug_pieces_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

@@ -58,7 +58,7 @@ pub async fn execute(
         catalog::TEXT_HELPER => text::execute(action, input),
         catalog::MATH_HELPER => math::execute(action, input),
         catalog::DATE_HELPER => date::execute(action, input),
-        catalog::DEBUG if catalog::debug_pieces_enabled() => debug::execute(action, input).await,
+        catalog::DEBUG if catalog::debug_pieces_enabled() => debug::execute(ctx, action, input).await,
         other => Err(format!("piece {other:?} is not available in Troupe")),
     }
     .map_err(|e| e.to_string())

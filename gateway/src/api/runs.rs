@@ -1,7 +1,7 @@
 //! `/api/v1/flow-runs`: list and get, each run with its journaled steps.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{query_all, query_limit, query_one, query_pairs};
+use crate::http::{query_all, query_limit, query_one, query_pairs, read_json};
 use crate::AppState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -9,6 +9,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use troupe_store::db::RunFilter;
+use troupe_store::message::ShardMessage;
+use troupe_store::names::subjects;
 use troupe_store::run::{steps_object, FlowRun, RunStatus};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
@@ -40,4 +42,90 @@ pub fn run_with_steps(state: &AppState, run: FlowRun) -> Result<Value, ApiError>
 pub async fn get(state: &AppState, id: &str) -> Resp {
     let run = state.store.get_run(id)?.ok_or_else(|| ApiError::not_found("flow run", id))?;
     Ok(json_response(StatusCode::OK, &run_with_steps(state, run)?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetryRequest {
+    strategy: RetryStrategy,
+}
+
+#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum RetryStrategy {
+    FromFailedStep,
+    OnLatestVersion,
+}
+
+/// Asks the run's shard worker to start a queued run, through JetStream like a webhook.
+async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError> {
+    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("start-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
+    let ack = state
+        .js
+        .publish_with_headers(
+            subjects::webhook(run.shard),
+            headers,
+            serde_json::to_vec(&msg).expect("serializes").into(),
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("could not queue the retry: {e}")))?;
+    ack.await.map_err(|e| ApiError::unavailable(format!("could not queue the retry: {e}")))?;
+    Ok(())
+}
+
+/// `POST /flow-runs/{id}/retry`: `FROM_FAILED_STEP` continues the run, skipping the steps that
+/// succeeded; `ON_LATEST_VERSION` runs it again from its trigger output on the published
+/// version. Only failed runs can be retried.
+pub async fn retry(state: &AppState, id: &str, req: Request<Incoming>) -> Resp {
+    let body: RetryRequest = read_json(req, state.config.api_body_limit).await?;
+    let run = state.store.get_run(id)?.ok_or_else(|| ApiError::not_found("flow run", id))?;
+    let latest = if body.strategy == RetryStrategy::OnLatestVersion {
+        let flow =
+            state.store.get_flow(&run.flow_id)?.ok_or_else(|| ApiError::conflict("the run's flow was deleted"))?;
+        Some(flow.published_version_id.ok_or_else(|| ApiError::conflict("the flow has no published version"))?)
+    } else {
+        None
+    };
+    let run = state.store.update_run(id, |stored| {
+        if !stored.status.is_failure() {
+            return Err(format!("only failed runs can be retried; this run is {}", stored.status.as_str()));
+        }
+        stored.status = stored.status.transition(RunStatus::Queued).map_err(|e| e.to_string())?;
+        stored.failed_step = None;
+        stored.finish_time = None;
+        stored.response = None;
+        stored.reply_to = None;
+        stored.updated = troupe_store::ids::now_iso();
+        if let Some(v) = &latest {
+            stored.flow_version_id = v.clone();
+            stored.start_time = None;
+            stored.steps_count = 0;
+        }
+        Ok(())
+    })?;
+    if latest.is_some() {
+        state.store.clear_journal(run.shard, &run.id)?;
+    }
+    state.store.flush().await?;
+    start_on_shard(state, &run).await?;
+    Ok(json_response(StatusCode::OK, &run))
+}
+
+/// `POST /flow-runs/{id}/cancel`: a queued, running or paused run ends as `CANCELED` and never
+/// resumes; a running run stops before its next step.
+pub async fn cancel(state: &AppState, id: &str) -> Resp {
+    let run = state.store.update_run(id, |stored| {
+        if stored.status.is_terminal() {
+            return Err(format!("the run already ended as {}", stored.status.as_str()));
+        }
+        stored.status = stored.status.transition(RunStatus::Canceled).map_err(|e| e.to_string())?;
+        let now = troupe_store::ids::now_iso();
+        stored.finish_time = Some(now.clone());
+        stored.updated = now;
+        Ok(())
+    })?;
+    state.store.flush().await?;
+    Ok(json_response(StatusCode::OK, &run))
 }

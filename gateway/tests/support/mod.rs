@@ -84,6 +84,13 @@ impl Troupe {
         }
     }
 
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        c.wait().unwrap()
+    }
+
     /// kill -9, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
