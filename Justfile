@@ -36,3 +36,8 @@ nats:
 check:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+
+# The fault-injection suite alone, with its counts printed.
+faults: nats
+    cargo build -p troupe-gateway
+    cargo nextest run -p troupe-gateway --test faults --no-capture

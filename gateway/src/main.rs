@@ -24,6 +24,8 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic inside a step is caught and fails that run; log it as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let config = match troupe_store::Config::from_env() {
         Ok(c) => c,
         Err(e) => {

