@@ -5,7 +5,7 @@
 //! are at-least-once (the step in flight at a crash runs again), runs exactly-once.
 
 use crate::engine::{start_run, EngineCtx};
-use crate::pieces::{self, Control, PieceCtx};
+use crate::pieces::{self, Control, PauseRequest, PieceCtx};
 use crate::{router, template};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use futures::future::BoxFuture;
@@ -19,7 +19,8 @@ use troupe_store::flow::{Action, ActionType, BranchType, FlowVersion, RouterExec
 use troupe_store::ids::now_iso;
 use troupe_store::message::{RunEvent, WebhookResponse};
 use troupe_store::names::subjects;
-use troupe_store::run::{FailedStep, FlowRun, RunStatus, StepRecord, StepStatus};
+use troupe_store::run::{FailedStep, FlowRun, PauseMetadata, Resume, RunStatus, StepRecord, StepStatus};
+use troupe_store::timer::{run_owner, Timer, TimerKind};
 
 /// `retryOnFailure`: attempts in all, and the first back-off (doubled each time).
 pub const RETRY_ATTEMPTS: u32 = 4;
@@ -69,6 +70,8 @@ enum Halt {
     Stop,
     /// The run was canceled (or ended) from outside: leave its status as it is.
     Ended,
+    /// A step paused the run.
+    Pause(Box<PauseMetadata>),
     Fail(RunStatus, FailedStep),
 }
 
@@ -82,6 +85,8 @@ struct Exec<'a> {
     next_seq: u32,
     deadline: Instant,
     replied: bool,
+    /// The resume the paused step consumes when execution reaches it again.
+    pending_resume: Option<Resume>,
 }
 
 fn failed(step: &Action, message: String) -> FailedStep {
@@ -115,30 +120,37 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         .await;
         return;
     };
-    if run.status == RunStatus::Queued {
-        let started = engine.store.update_run(&run_id, |stored| {
+    let started = engine.store.update_run(&run_id, |stored| {
+        if stored.status == RunStatus::Queued {
             stored.status = stored.status.transition(RunStatus::Running).map_err(|e| e.to_string())?;
-            stored.start_time = Some(now_iso());
-            stored.updated = now_iso();
-            Ok(())
-        });
-        match started {
-            Ok(r) => run = r,
-            Err(e) => {
-                tracing::info!(run_id, error = %e, "run not started");
-                return;
-            }
+        } else if stored.status != RunStatus::Running {
+            return Err(format!("the run is {}", stored.status.as_str()));
+        }
+        let now = now_iso();
+        stored.start_time.get_or_insert_with(|| now.clone());
+        stored.running_since = Some(now.clone());
+        stored.updated = now;
+        Ok(())
+    });
+    match started {
+        Ok(r) => run = r,
+        Err(e) => {
+            tracing::info!(run_id, error = %e, "run not started");
+            return;
         }
     }
     let journal = engine.store.run_steps(run.shard, &run.id).unwrap_or_default();
     let next_seq = journal.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+    let stretch_start = Instant::now();
+    let active_left = engine.config.flow_timeout.saturating_sub(Duration::from_millis(run.active_ms));
     let mut exec = Exec {
         engine,
+        pending_resume: run.resume.clone(),
         outputs: Map::new(),
         done: journal.into_iter().map(|r| ((r.loop_path.clone(), r.step_name.clone()), r)).collect(),
         records: Vec::new(),
         next_seq,
-        deadline: Instant::now() + engine.config.flow_timeout,
+        deadline: stretch_start + active_left,
         replied: false,
         run,
     };
@@ -161,6 +173,11 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
     }
     let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;
     let (status, failed_step) = match result {
+        Ok(Err(Halt::Pause(pause))) => {
+            let elapsed = stretch_start.elapsed().as_millis() as u64;
+            let replied = exec.replied;
+            return pause_run(engine, exec.run, *pause, elapsed, replied).await;
+        }
         Ok(Err(Halt::Ended)) => {
             tracing::info!(run_id = exec.run.id, "run was ended from outside; stopping");
             return;
@@ -176,8 +193,52 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         }
     };
     let replied = exec.replied;
-    let run = exec.run;
+    let mut run = exec.run;
+    run.active_ms += stretch_start.elapsed().as_millis() as u64;
     finalize(engine, run, status, failed_step, replied).await;
+}
+
+/// Records the pause and lets the actor go: a paused run is a journal, a header and a timer.
+async fn pause_run(engine: &EngineCtx, mut run: FlowRun, pause: PauseMetadata, elapsed_ms: u64, replied: bool) {
+    run.active_ms += elapsed_ms;
+    run.resume = None;
+    let early_response = match &pause {
+        PauseMetadata::Webhook { response: Some(r), .. } if !replied => run.reply_to.take().map(|to| (to, r.clone())),
+        _ => None,
+    };
+    let paused = engine.store.update_run(&run.id, |stored| {
+        let next = stored.status.transition(RunStatus::Paused).map_err(|e| e.to_string())?;
+        *stored = FlowRun { status: next, pause: Some(pause.clone()), updated: now_iso(), ..run.clone() };
+        Ok(())
+    });
+    let run = match paused {
+        Ok(r) => r,
+        Err(e) => return tracing::info!(run_id = run.id, error = %e, "run ended elsewhere before it could pause"),
+    };
+    let owner = run_owner(&run.id);
+    let expiry = chrono::Utc::now() + chrono::Duration::days(engine.config.paused_flow_timeout_days as i64);
+    let mut timers = vec![Timer::new(
+        &owner,
+        expiry.timestamp_millis().max(0) as u64,
+        TimerKind::ExpirePause { run_id: run.id.clone() },
+    )];
+    if let PauseMetadata::Delay { resume_date_time, .. } = &pause {
+        let due = chrono::DateTime::parse_from_rfc3339(resume_date_time).map(|d| d.timestamp_millis()).unwrap_or(0);
+        timers.push(Timer::new(&owner, due.max(0) as u64, TimerKind::ResumeRun { run_id: run.id.clone() }));
+    }
+    for t in &timers {
+        if let Err(e) = engine.store.add_timer(t) {
+            tracing::error!(run_id = run.id, error = %e, "could not record the pause timer");
+        }
+    }
+    if let Err(e) = engine.store.flush().await {
+        tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
+    }
+    tracing::info!(run_id = run.id, flow_id = run.flow_id, "run paused");
+    if let Some((reply_to, response)) = early_response {
+        let r = to_webhook_response(&response, &run.id);
+        let _ = engine.nats.publish(reply_to, serde_json::to_vec(&r).expect("serializes").into()).await;
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -342,6 +403,10 @@ impl Exec<'_> {
             return Ok(());
         }
         let kind = type_name(step.kind);
+        let resume_payload = match &self.pending_resume {
+            Some(r) if r.step_name == step.name && r.loop_path == path => Some(r.payload.clone()),
+            _ => None,
+        };
         let raw_input = Value::Object(step.settings.input.clone().unwrap_or_default());
         let input = match template::resolve(&raw_input, &self.outputs) {
             Ok(v) => v,
@@ -373,7 +438,7 @@ impl Exec<'_> {
                 }
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
-                let ctx = PieceCtx { engine: self.engine, run: &self.run };
+                let ctx = PieceCtx { engine: self.engine, run: &self.run, resume: resume_payload.as_ref() };
                 pieces::execute(&ctx, piece, action, &input_map).await
             };
             let outcome = tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
@@ -430,6 +495,25 @@ impl Exec<'_> {
         let duration = started.elapsed().as_millis() as u64;
         match result {
             Ok(r) => {
+                if resume_payload.is_some() {
+                    self.pending_resume = None;
+                    self.run.resume = None;
+                }
+                if let Control::Pause(request) = r.control {
+                    self.journal(&step.name, kind, path, StepStatus::Paused, input, r.output, None, duration, attempt);
+                    let loop_path = path.to_vec();
+                    let step_name = step.name.clone();
+                    return Err(Halt::Pause(Box::new(match request {
+                        PauseRequest::Delay { until } => PauseMetadata::Delay {
+                            resume_date_time: troupe_store::ids::iso(until),
+                            step_name,
+                            loop_path,
+                        },
+                        PauseRequest::Webhook { request_id, response } => {
+                            PauseMetadata::Webhook { request_id, response, step_name, loop_path }
+                        }
+                    })));
+                }
                 self.journal(
                     &step.name,
                     kind,
@@ -443,7 +527,7 @@ impl Exec<'_> {
                 );
                 self.outputs.insert(step.name.clone(), r.output);
                 match r.control {
-                    Control::Continue => Ok(()),
+                    Control::Continue | Control::Pause(_) => Ok(()),
                     Control::Stop(response) => {
                         self.run.response = Some(response);
                         Err(Halt::Stop)
@@ -560,8 +644,12 @@ impl Exec<'_> {
             if let Err(halt) = result {
                 let output = json!({"item": item, "index": i + 1, "iterations": iterations});
                 self.outputs.insert(step.name.clone(), output.clone());
+                if matches!(halt, Halt::Pause(_)) {
+                    // the loop is not done: no record for it until it finishes
+                    return Err(halt);
+                }
                 let (status, err) = match &halt {
-                    Halt::Stop | Halt::Ended => (StepStatus::Succeeded, None),
+                    Halt::Stop | Halt::Ended | Halt::Pause(_) => (StepStatus::Succeeded, None),
                     Halt::Fail(_, f) => (StepStatus::Failed, Some(f.message.clone())),
                 };
                 self.journal(

@@ -119,7 +119,11 @@ impl ShardActor {
         for run in runs {
             let executing = self.ctx.executing.contains_key(&run.id);
             match run.status {
-                RunStatus::Running if age(run.start_time.as_deref()) > limit => self.time_out(&run),
+                RunStatus::Running
+                    if Duration::from_millis(run.active_ms) + age(run.running_since.as_deref()) > limit =>
+                {
+                    self.time_out(&run)
+                }
                 RunStatus::Running if !executing => {
                     tracing::warn!(run_id = run.id, "running run without an actor; handing it out again");
                     self.dispatch(&run.project_id, &run.flow_id, &run.id);
@@ -211,6 +215,10 @@ fn run_for(ctx: &EngineCtx, shard: u16, msg: &WebhookMessage, reply_to: Option<S
         created_micros: now_micros(),
         steps_count: 0,
         duration_ms: None,
+        pause: None,
+        resume: None,
+        active_ms: 0,
+        running_since: None,
     })
 }
 

@@ -104,6 +104,15 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         None
     };
 
+    let scheduler = (config.container_type != ContainerType::Worker).then(|| {
+        troupe_scheduler::Scheduler::start(
+            config.clone(),
+            store.clone(),
+            async_nats::jetstream::new(nats.clone()),
+            std::sync::Arc::new(troupe_scheduler::SystemClock),
+        )
+    });
+
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => Some(crate::server::load_tls(c, k)?),
         (None, None) => None,
@@ -127,6 +136,9 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(s) = server {
         let _ = s.await;
+    }
+    if let Some(scheduler) = scheduler {
+        scheduler.stop().await;
     }
     if let Some(engine) = engine {
         engine.stop().await;

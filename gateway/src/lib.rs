@@ -9,6 +9,7 @@ pub mod app;
 pub mod error;
 pub mod http;
 pub mod nats_child;
+pub mod resume;
 pub mod server;
 pub mod webhooks;
 

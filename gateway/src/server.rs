@@ -113,6 +113,17 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             Ok(json_response(status, &json!({"nats": nats_ok, "store": true})))
         }
         ["api", "v1", "webhooks", flow_id, rest @ ..] => webhooks::handle(state, req, flow_id, rest).await,
+        ["api", "v1", "flow-runs", run_id, "requests", request_id, rest @ ..] => {
+            let sync = match rest {
+                [] => false,
+                ["sync"] => true,
+                _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
+            };
+            crate::resume::handle(state, req, run_id, troupe_store::run::ResumeBy::Request(request_id), sync).await
+        }
+        ["api", "v1", "flow-runs", run_id, "resume"] => {
+            crate::resume::handle(state, req, run_id, troupe_store::run::ResumeBy::AnyWebhook, false).await
+        }
         ["api", "v1", rest @ ..] => {
             http::authenticate(state, &req)?;
             match (rest, &method) {

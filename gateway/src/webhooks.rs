@@ -22,7 +22,7 @@ use troupe_store::names::subjects;
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 /// The trigger output Activepieces gives a webhook: `{method, headers, body, queryParams}`.
-fn trigger_payload(req: &hyper::http::request::Parts, body: &[u8]) -> Value {
+pub(crate) fn trigger_payload(req: &hyper::http::request::Parts, body: &[u8]) -> Value {
     let mut headers = Map::new();
     for (k, v) in &req.headers {
         headers.insert(k.as_str().to_string(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
@@ -148,31 +148,38 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
         return Ok(resp);
     };
-    match tokio::time::timeout(state.config.webhook_timeout, sub.next()).await {
-        Ok(Some(msg)) => {
-            let resp: WebhookResponse = serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
-            Ok(sync_response(resp))
+    let webhook_run = || -> Result<Option<troupe_store::run::FlowRun>, ApiError> {
+        match state.store.run_for_webhook(&webhook_id)? {
+            Some(id) => Ok(state.store.get_run(&id)?),
+            None => Ok(None),
         }
-        _ => {
-            let run = match state.store.run_for_webhook(&webhook_id)? {
-                Some(id) => state.store.get_run(&id)?,
-                None => None,
-            };
-            let (run_id, status) = match &run {
-                Some(r) => (Value::String(r.id.clone()), Value::String(r.status.as_str().into())),
-                None => (Value::Null, Value::String("QUEUED".into())),
-            };
-            let mut resp = json_response(
-                StatusCode::ACCEPTED,
-                &json!({"runId": run_id, "status": status, "webhookId": webhook_id}),
-            );
-            if let Some(r) = run {
-                resp.headers_mut().insert("location", format!("/api/v1/flow-runs/{}", r.id).parse().expect("ascii"));
-            }
-            resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
-            Ok(resp)
-        }
+    };
+    let mut resp = wait_for_reply(state, &mut sub, webhook_run).await?;
+    resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
+    Ok(resp)
+}
+
+/// Waits on a sync caller's inbox for the run's response, up to `AP_WEBHOOK_TIMEOUT_SECONDS`;
+/// then answers 202 with the run's id, status and location (`run` finds the run).
+pub(crate) async fn wait_for_reply(
+    state: &AppState,
+    sub: &mut async_nats::Subscriber,
+    run: impl Fn() -> Result<Option<troupe_store::run::FlowRun>, ApiError>,
+) -> Resp {
+    if let Ok(Some(msg)) = tokio::time::timeout(state.config.webhook_timeout, sub.next()).await {
+        let resp: WebhookResponse = serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
+        return Ok(sync_response(resp));
     }
+    let run = run()?;
+    let (run_id, status) = match &run {
+        Some(r) => (Value::String(r.id.clone()), Value::String(r.status.as_str().into())),
+        None => (Value::Null, Value::String("QUEUED".into())),
+    };
+    let mut resp = json_response(StatusCode::ACCEPTED, &json!({"runId": run_id, "status": status}));
+    if let Some(r) = run {
+        resp.headers_mut().insert("location", format!("/api/v1/flow-runs/{}", r.id).parse().expect("ascii"));
+    }
+    Ok(resp)
 }
 
 /// Turns a run's response into HTTP: JSON bodies as JSON, strings as they are.

@@ -1,5 +1,334 @@
 //! Durable timers: delays, schedule and polling triggers, paused-run expiry and retention
-//! clean-up, kept in sled and fired by publishing to JetStream.
+//! clean-up. Timers live in sled (indexed by due time) and fire by publishing to JetStream, so
+//! a timer that came due while the process was down fires once after start.
 //!
-//! Not built yet: flows with schedule, polling or pausing pieces cannot be published, because
-//! those pieces are not in the catalog of `troupe-actors`.
+//! It knows the store and NATS, not the engine: resuming a run is a compare-and-swap on the
+//! run header plus a `StartRun` message to the run's shard.
+
+pub mod polling;
+pub mod rss;
+pub mod schedule;
+
+use async_nats::jetstream;
+use polling::PollState;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use troupe_store::flow::{Flow, FlowStatus, TriggerType};
+use troupe_store::ids::{now_iso, shard_for_flow};
+use troupe_store::message::{ShardMessage, WebhookMessage};
+use troupe_store::names::subjects;
+use troupe_store::run::{FailedStep, ResumeBy, RunStatus};
+use troupe_store::timer::{flow_owner, Timer, TimerKind, SYSTEM_OWNER};
+use troupe_store::{Config, Store, StoreError};
+
+/// How often due timers are looked for: delays resume well within 1 s of their time.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Most timers fired in one pass.
+const BATCH: usize = 1000;
+/// A polling trigger that fails this many times in a row disables its flow.
+pub const POLL_FAILURE_LIMIT: u32 = 5;
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where "now" comes from, so tests can move time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+fn ms(t: chrono::DateTime<chrono::Utc>) -> u64 {
+    t.timestamp_millis().max(0) as u64
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// (Re)registers the timers of a flow's trigger: a schedule tick or a poll when the flow is
+/// enabled with a schedule or polling trigger, nothing otherwise. Call after publishing,
+/// enabling, disabling or deleting a flow (pass `None` for a deleted flow).
+pub fn sync_flow_triggers(
+    store: &Store,
+    flow_id: &str,
+    flow: Option<&Flow>,
+    clock: &dyn Clock,
+) -> Result<(), ScheduleError> {
+    store.remove_timers_of(&flow_owner(flow_id))?;
+    let Some(flow) = flow.filter(|f| f.status == FlowStatus::Enabled) else { return Ok(()) };
+    let Some(version_id) = &flow.published_version_id else { return Ok(()) };
+    let Some(version) = store.get_version(version_id)? else { return Ok(()) };
+    let t = &version.trigger;
+    if t.kind != TriggerType::Piece {
+        return Ok(());
+    }
+    let input = t.settings.input.clone().unwrap_or_default();
+    let owner = flow_owner(flow_id);
+    let kind_for = |flow_id: &str| (flow_id.to_string(), version_id.clone());
+    match (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) {
+        (Some(schedule::PIECE), Some(name)) => {
+            let s = schedule::schedule_for(name, &input).map_err(ScheduleError::Invalid)?;
+            let next = s.next_after(clock.now()).map_err(ScheduleError::Invalid)?;
+            let (flow_id, version_id) = kind_for(flow_id);
+            store.add_timer(&Timer::new(owner, ms(next), TimerKind::ScheduleTick { flow_id, version_id }))?;
+        }
+        (Some(rss::PIECE), Some(rss::TRIGGER)) => {
+            // poll at once: the first poll primes the state (as Activepieces' onEnable)
+            store.entry_delete(&poll_state_key(flow_id))?;
+            let (flow_id, version_id) = kind_for(flow_id);
+            store.add_timer(&Timer::new(owner, ms(clock.now()), TimerKind::Poll { flow_id, version_id }))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks that a schedule trigger's inputs make a schedule (for validation at publish).
+pub fn check_trigger(piece: &str, trigger: &str, input: &serde_json::Map<String, Value>) -> Result<(), String> {
+    if piece == schedule::PIECE {
+        schedule::schedule_for(trigger, input).map(|_| ())
+    } else {
+        Ok(())
+    }
+}
+
+fn poll_state_key(flow_id: &str) -> String {
+    format!("flow/{flow_id}/__trigger_poll_state")
+}
+
+pub struct Scheduler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Ctx {
+    config: Config,
+    store: Store,
+    js: jetstream::Context,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl Scheduler {
+    pub fn start(config: Config, store: Store, js: jetstream::Context, clock: Arc<dyn Clock>) -> Scheduler {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        // retention runs at every start, then hourly
+        let _ = store.remove_timers_of(SYSTEM_OWNER);
+        let _ = store.add_timer(&Timer::new(SYSTEM_OWNER, ms(clock.now()), TimerKind::Retention));
+        let ctx = Arc::new(Ctx { config, store, js, http, clock });
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let fired = fire_due(&ctx).await;
+                if fired < BATCH {
+                    tokio::select! {
+                        _ = tokio::time::sleep(TICK) => {}
+                        _ = stopped.changed() => return,
+                    }
+                }
+            }
+        });
+        Scheduler { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Fires the timers that are due; returns how many.
+async fn fire_due(ctx: &Ctx) -> usize {
+    let now = ms(ctx.clock.now());
+    let due = match ctx.store.due_timers(now, BATCH) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "reading due timers");
+            return 0;
+        }
+    };
+    let n = due.len();
+    for timer in due {
+        let lag = now.saturating_sub(timer.due_ms);
+        match fire(ctx, &timer).await {
+            Ok(()) => {
+                tracing::debug!(timer = timer.id, lag_ms = lag, "timer fired");
+                if let Err(e) = ctx.store.remove_timer(&timer) {
+                    tracing::error!(error = %e, "removing a fired timer");
+                }
+            }
+            // left in place: fired again on the next pass
+            Err(e) => tracing::warn!(timer = timer.id, error = %e, "timer could not fire; will retry"),
+        }
+    }
+    if n > 0 {
+        if let Err(e) = ctx.store.flush().await {
+            tracing::error!(error = %e, "flushing after timers");
+        }
+    }
+    n
+}
+
+async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, msg: &ShardMessage) -> Result<(), String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    let ack = ctx
+        .js
+        .publish_with_headers(subjects::webhook(shard), headers, serde_json::to_vec(msg).expect("serializes").into())
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
+    match &timer.kind {
+        TimerKind::ResumeRun { run_id } => {
+            match ctx.store.resume_run(run_id, ResumeBy::Timer, json!({}), None) {
+                Ok(run) => {
+                    ctx.store.flush().await.map_err(|e| e.to_string())?;
+                    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
+                    publish(ctx, run.shard, &format!("resume-{}-{}", run.id, timer.id), &msg).await
+                }
+                // canceled, already resumed, deleted: nothing to do
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        TimerKind::ExpirePause { run_id } => {
+            let days = ctx.config.paused_flow_timeout_days;
+            let ended = ctx.store.update_run(run_id, |run| {
+                if run.status != RunStatus::Paused {
+                    return Err("not paused".into());
+                }
+                run.status = run.status.transition(RunStatus::Timeout).map_err(|e| e.to_string())?;
+                run.finish_time = Some(now_iso());
+                run.pause = None;
+                run.failed_step = Some(FailedStep {
+                    name: "pause".into(),
+                    display_name: "Pause".into(),
+                    message: format!("the run stayed paused longer than AP_PAUSED_FLOW_TIMEOUT_DAYS ({days} days)"),
+                });
+                Ok(())
+            });
+            match ended {
+                Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        TimerKind::ScheduleTick { flow_id, version_id } => schedule_tick(ctx, timer, flow_id, version_id).await,
+        TimerKind::Poll { flow_id, version_id } => poll(ctx, flow_id, version_id).await,
+        TimerKind::Retention => {
+            let cutoff = ctx.clock.now() - chrono::Duration::days(ctx.config.execution_data_retention_days as i64);
+            let mut total = 0;
+            loop {
+                let n = ctx
+                    .store
+                    .delete_runs_before(cutoff.timestamp_micros().max(0) as u64, 1000)
+                    .map_err(|e| e.to_string())?;
+                total += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+            if total > 0 {
+                tracing::info!(deleted = total, "retention removed old runs");
+            }
+            let next = ctx.clock.now() + chrono::Duration::from_std(RETENTION_EVERY).expect("fits");
+            ctx.store.add_timer(&Timer::new(SYSTEM_OWNER, ms(next), TimerKind::Retention)).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The flow's current published version, if it is still `version_id` and enabled.
+fn live_flow(ctx: &Ctx, flow_id: &str, version_id: &str) -> Option<(Flow, troupe_store::flow::FlowVersion)> {
+    let flow = ctx.store.get_flow(flow_id).ok()??;
+    if flow.status != FlowStatus::Enabled || flow.published_version_id.as_deref() != Some(version_id) {
+        return None;
+    }
+    let version = ctx.store.get_version(version_id).ok()??;
+    Some((flow, version))
+}
+
+fn trigger_message(flow_id: &str, webhook_id: String, payload: Value) -> ShardMessage {
+    ShardMessage::Webhook(WebhookMessage {
+        webhook_id,
+        flow_id: flow_id.to_string(),
+        version_id: None,
+        payload,
+        received_at: now_iso(),
+    })
+}
+
+async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str) -> Result<(), String> {
+    let Some((_, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
+    let t = &version.trigger;
+    let s = schedule::schedule_for(
+        t.settings.trigger_name.as_deref().unwrap_or_default(),
+        &t.settings.input.clone().unwrap_or_default(),
+    )?;
+    // next tick from now: a process that was down for several ticks fires once, not a burst
+    let now = ctx.clock.now();
+    let next = s.next_after(now.max(chrono::DateTime::from_timestamp_millis(timer.due_ms as i64).unwrap_or(now)))?;
+    let next_timer = Timer::new(
+        flow_owner(flow_id),
+        ms(next),
+        TimerKind::ScheduleTick { flow_id: flow_id.into(), version_id: version_id.into() },
+    );
+    ctx.store.add_timer(&next_timer).map_err(|e| e.to_string())?;
+    // the tick's id is its due time: firing it twice makes one run
+    let webhook_id = format!("tick-{flow_id}-{}", timer.due_ms);
+    let shard = shard_for_flow(flow_id, ctx.config.shards);
+    publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), json!({}))).await
+}
+
+async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), String> {
+    let Some((mut flow, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
+    let input = version.trigger.settings.input.clone().unwrap_or_default();
+    let key = poll_state_key(flow_id);
+    let state: PollState =
+        ctx.store.entry_get(&key).ok().flatten().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let next = ctx.clock.now() + chrono::Duration::from_std(ctx.config.trigger_default_poll_interval).expect("fits");
+    let next_timer = Timer::new(
+        flow_owner(flow_id),
+        ms(next),
+        TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
+    );
+    let new_state = match rss::items(&ctx.http, &input).await {
+        Ok(items) => {
+            let (fresh, new_state) = polling::new_items(rss::STRATEGY, &state, items);
+            let shard = shard_for_flow(flow_id, ctx.config.shards);
+            for item in fresh {
+                use sha2::Digest;
+                let webhook_id =
+                    format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(item.id.as_bytes())[..12]));
+                publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), item.data)).await?;
+            }
+            new_state
+        }
+        Err(e) => {
+            let failures = state.consecutive_failures + 1;
+            tracing::warn!(flow_id, failures, error = %e, "polling failed");
+            if failures >= POLL_FAILURE_LIMIT {
+                flow.status = FlowStatus::Disabled;
+                flow.disabled_reason = Some(format!("the trigger failed {failures} times in a row; last error: {e}"));
+                flow.updated = now_iso();
+                ctx.store.put_flow(&flow).map_err(|e| e.to_string())?;
+                ctx.store.remove_timers_of(&flow_owner(flow_id)).map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            PollState { consecutive_failures: failures, ..state }
+        }
+    };
+    ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes")).map_err(|e| e.to_string())?;
+    ctx.store.add_timer(&next_timer).map_err(|e| e.to_string())
+}

@@ -17,7 +17,8 @@ pub struct Config {
     pub max_file_size_mb: u64,
     pub paused_flow_timeout_days: u64,
     pub execution_data_retention_days: u64,
-    pub trigger_default_poll_interval_minutes: u64,
+    /// `AP_TRIGGER_DEFAULT_POLL_INTERVAL`, in minutes (fractions allowed).
+    pub trigger_default_poll_interval: Duration,
     pub max_concurrent_jobs_per_project: usize,
     pub sandbox_memory_limit_mb: u64,
     pub api_key: Option<String>,
@@ -118,11 +119,17 @@ impl Config {
                 get("AP_EXECUTION_DATA_RETENTION_DAYS"),
                 30,
             )?,
-            trigger_default_poll_interval_minutes: num(
-                "AP_TRIGGER_DEFAULT_POLL_INTERVAL",
-                get("AP_TRIGGER_DEFAULT_POLL_INTERVAL"),
-                5,
-            )?,
+            trigger_default_poll_interval: {
+                let minutes: f64 = match get("AP_TRIGGER_DEFAULT_POLL_INTERVAL") {
+                    None => 5.0,
+                    Some(v) => v.trim().parse().ok().filter(|m: &f64| *m > 0.0).ok_or_else(|| ConfigError {
+                        name: "AP_TRIGGER_DEFAULT_POLL_INTERVAL",
+                        value: v.clone(),
+                        reason: "expected a positive number of minutes".into(),
+                    })?,
+                };
+                Duration::from_secs_f64(minutes * 60.0)
+            },
             max_concurrent_jobs_per_project: num(
                 "AP_MAX_CONCURRENT_JOBS_PER_PROJECT",
                 get("AP_MAX_CONCURRENT_JOBS_PER_PROJECT"),

@@ -6,7 +6,8 @@
 
 use crate::flow::{Flow, FlowStatus, FlowVersion};
 use crate::names::{meta, trees};
-use crate::run::{FlowRun, RunStatus, StepRecord};
+use crate::run::{FlowRun, PauseMetadata, Resume, ResumeBy, RunStatus, StepRecord};
+use crate::timer::Timer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -121,6 +122,8 @@ pub struct Store {
     active_runs: sled::Tree,
     entries: sled::Tree,
     api_keys: sled::Tree,
+    timers: sled::Tree,
+    timer_owners: sled::Tree,
 }
 
 /// A page of a list, as Activepieces answers: `{data, next, previous}`.
@@ -214,6 +217,8 @@ impl Store {
             active_runs: t(trees::ACTIVE_RUNS)?,
             entries: t(trees::STORE_ENTRIES)?,
             api_keys: t(trees::API_KEYS)?,
+            timers: t(trees::TIMERS)?,
+            timer_owners: t(trees::TIMER_OWNERS)?,
             group_commit: GroupCommit::start(db),
         })
     }
@@ -448,6 +453,131 @@ impl Store {
     /// The journal of a run, in order.
     pub fn run_steps(&self, shard: u16, run_id: &str) -> Result<Vec<StepRecord>> {
         self.journal.scan_prefix(shard_run_key(shard, run_id)).map(|item| from_json(&item?.1)).collect()
+    }
+
+    // ---- pauses and resumes ----------------------------------------------------------
+
+    /// Requeues a paused run with `payload` for its paused step, if `by` may resume it.
+    /// Compare-and-swap: of two racing resumes exactly one wins; the other gets a conflict.
+    pub fn resume_run(
+        &self,
+        run_id: &str,
+        by: ResumeBy<'_>,
+        payload: Value,
+        reply_to: Option<String>,
+    ) -> Result<FlowRun> {
+        let run = self.update_run(run_id, |run| {
+            if run.status != RunStatus::Paused {
+                return Err(match run.status {
+                    s if s.is_terminal() => format!("the run already ended as {}", s.as_str()),
+                    s => format!("the run is {}, not waiting to be resumed", s.as_str()),
+                });
+            }
+            let pause = run.pause.clone().ok_or("the run has no pause to resume")?;
+            let matches = match (&pause, by) {
+                (PauseMetadata::Delay { .. }, ResumeBy::Timer) => true,
+                (PauseMetadata::Webhook { request_id, .. }, ResumeBy::Request(asked)) => request_id == asked,
+                (PauseMetadata::Webhook { .. }, ResumeBy::AnyWebhook) => true,
+                _ => false,
+            };
+            if !matches {
+                return Err("this request does not resume the run's current pause (already resumed?)".into());
+            }
+            let (step, path) = pause.step();
+            run.resume =
+                Some(Resume { step_name: step.to_string(), loop_path: path.to_vec(), payload: payload.clone() });
+            run.pause = None;
+            run.status = run.status.transition(RunStatus::Queued).map_err(|e| e.to_string())?;
+            run.updated = crate::ids::now_iso();
+            if reply_to.is_some() {
+                run.reply_to = reply_to.clone();
+            }
+            Ok(())
+        })?;
+        self.remove_timers_of(&crate::timer::run_owner(run_id))?;
+        Ok(run)
+    }
+
+    // ---- timers -----------------------------------------------------------------------
+
+    pub fn add_timer(&self, timer: &Timer) -> Result<()> {
+        self.timers.insert(timer.key(), to_json(timer))?;
+        let mut owner_key = timer.owner.as_bytes().to_vec();
+        owner_key.push(0);
+        owner_key.extend_from_slice(timer.id.as_bytes());
+        self.timer_owners.insert(owner_key, timer.key())?;
+        Ok(())
+    }
+
+    pub fn remove_timer(&self, timer: &Timer) -> Result<()> {
+        self.timers.remove(timer.key())?;
+        let mut owner_key = timer.owner.as_bytes().to_vec();
+        owner_key.push(0);
+        owner_key.extend_from_slice(timer.id.as_bytes());
+        self.timer_owners.remove(owner_key)?;
+        Ok(())
+    }
+
+    /// Removes every timer of `owner` (a flow's schedule, a run's pause timers).
+    pub fn remove_timers_of(&self, owner: &str) -> Result<()> {
+        let mut prefix = owner.as_bytes().to_vec();
+        prefix.push(0);
+        for item in self.timer_owners.scan_prefix(&prefix) {
+            let (k, timer_key) = item?;
+            self.timers.remove(timer_key)?;
+            self.timer_owners.remove(k)?;
+        }
+        Ok(())
+    }
+
+    pub fn timers_of(&self, owner: &str) -> Result<Vec<Timer>> {
+        let mut prefix = owner.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.timer_owners.scan_prefix(&prefix) {
+            if let Some(t) = self.timers.get(item?.1)? {
+                out.push(from_json(&t)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Timers due at or before `now_ms`, earliest first, at most `limit`.
+    pub fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<Timer>> {
+        let mut end = (now_ms + 1).to_be_bytes().to_vec();
+        end.truncate(8);
+        self.timers.range(..end).take(limit).map(|item| from_json(&item?.1)).collect()
+    }
+
+    /// How many timers wait, due or not.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Deletes ended runs created before `before_micros`, with their journals; returns how many.
+    pub fn delete_runs_before(&self, before_micros: u64, limit: usize) -> Result<usize> {
+        let mut deleted = 0;
+        for item in self.run_order.range(..before_micros.to_be_bytes().to_vec()) {
+            if deleted >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[8..]).into_owned();
+            match self.get_run(&id)? {
+                Some(run) if !run.status.is_terminal() => continue,
+                Some(run) => {
+                    self.clear_journal(run.shard, &run.id)?;
+                    if let Some(w) = &run.webhook_id {
+                        self.webhook_runs.remove(w.as_bytes())?;
+                    }
+                    self.runs.remove(id.as_bytes())?;
+                }
+                None => {}
+            }
+            self.run_order.remove(k)?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     // ---- key/value store entries ------------------------------------------------------

@@ -18,6 +18,7 @@ pub mod message;
 pub mod names;
 pub mod run;
 pub mod streams;
+pub mod timer;
 
 pub use config::Config;
 pub use db::{Page, Store, StoreError};

@@ -22,6 +22,10 @@ pub mod trees {
     pub const STORE_ENTRIES: &str = "store_entries";
     /// sha-256 of the key (hex) → API key record.
     pub const API_KEYS: &str = "api_keys";
+    /// `due (u64 be, ms since epoch) ‖ timer id` → timer: the scheduler's queue.
+    pub const TIMERS: &str = "timers";
+    /// `owner ‖ 0 ‖ timer id` → timer key: a flow's or run's timers, to remove them together.
+    pub const TIMER_OWNERS: &str = "timer_owners";
 }
 
 /// JetStream streams and subjects.

@@ -135,6 +135,72 @@ pub struct FlowRun {
     pub steps_count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Why and how the run waits, while it is `PAUSED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseMetadata>,
+    /// The resume that requeued a paused run; its step consumes it on the next execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+    /// Active milliseconds spent before the current running stretch (paused time excluded).
+    #[serde(default)]
+    pub active_ms: u64,
+    /// When the current running stretch began (set at every start, resume and recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<String>,
+}
+
+/// Activepieces' pause metadata, plus where in the flow the run paused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PauseMetadata {
+    #[serde(rename_all = "camelCase")]
+    Delay {
+        resume_date_time: String,
+        step_name: String,
+        #[serde(default)]
+        loop_path: Vec<(String, usize)>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Webhook {
+        request_id: String,
+        /// What the waiting sync webhook is answered with when the run pauses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response: Option<Value>,
+        step_name: String,
+        #[serde(default)]
+        loop_path: Vec<(String, usize)>,
+    },
+}
+
+impl PauseMetadata {
+    pub fn step(&self) -> (&str, &[(String, usize)]) {
+        match self {
+            PauseMetadata::Delay { step_name, loop_path, .. } | PauseMetadata::Webhook { step_name, loop_path, .. } => {
+                (step_name, loop_path)
+            }
+        }
+    }
+}
+
+/// A resume waiting to be consumed by the paused step: the request (or timer) payload.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    pub step_name: String,
+    #[serde(default)]
+    pub loop_path: Vec<(String, usize)>,
+    pub payload: Value,
+}
+
+/// Who asks a paused run to continue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeBy<'a> {
+    /// The timer of a `DELAY` pause.
+    Timer,
+    /// An HTTP request naming the pause's request id.
+    Request(&'a str),
+    /// An HTTP request to the run's resume link, whatever its `WEBHOOK` pause (approval links).
+    AnyWebhook,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

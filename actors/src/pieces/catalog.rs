@@ -25,12 +25,37 @@ pub const DATA_MAPPER: &str = "@activepieces/piece-data-mapper";
 pub const TEXT_HELPER: &str = "@activepieces/piece-text-helper";
 pub const MATH_HELPER: &str = "@activepieces/piece-math-helper";
 pub const DATE_HELPER: &str = "@activepieces/piece-date-helper";
+pub const DELAY: &str = "@activepieces/piece-delay";
+pub const APPROVAL: &str = "@activepieces/piece-approval";
+/// Trigger-only pieces, run by `troupe-scheduler`.
+pub const SCHEDULE: &str = "@activepieces/piece-schedule";
+pub const RSS: &str = "@activepieces/piece-rss";
 /// Fault injection for tests and drills (`panic`, `sleep`); present only when
 /// `TROUPE_DEBUG_PIECES=1`.
 pub const DEBUG: &str = "@troupe/piece-debug";
 
 pub static PIECES: &[PieceDef] = &[
-    PieceDef { name: WEBHOOK, actions: &[action("return_response", &[])], triggers: &["catch_webhook"] },
+    PieceDef {
+        name: DELAY,
+        actions: &[action("delayFor", &["delayFor"]), action("delay_until", &["delayUntilTimestamp"])],
+        triggers: &[],
+    },
+    PieceDef {
+        name: APPROVAL,
+        actions: &[action("wait_for_approval", &[]), action("create_approval_links", &[])],
+        triggers: &[],
+    },
+    PieceDef {
+        name: SCHEDULE,
+        actions: &[],
+        triggers: &["every_x_minutes", "every_hour", "every_day", "every_week", "every_month", "cron_expression"],
+    },
+    PieceDef { name: RSS, actions: &[], triggers: &["new-item"] },
+    PieceDef {
+        name: WEBHOOK,
+        actions: &[action("return_response", &[]), action("return_response_and_wait_for_next_webhook", &[])],
+        triggers: &["catch_webhook"],
+    },
     PieceDef {
         name: HTTP,
         actions: &[action("send_request", &["method", "url"]), action("return_response", &[])],

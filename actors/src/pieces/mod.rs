@@ -3,10 +3,12 @@
 //! A piece action takes its resolved input and gives an output, and may ask the run to stop
 //! or to respond to a waiting sync webhook. Errors are messages for the user.
 
+mod approval;
 pub mod catalog;
 mod data_mapper;
 mod date;
 mod debug;
+mod delay;
 mod http;
 mod math;
 mod store;
@@ -25,6 +27,17 @@ pub enum Control {
     Stop(Value),
     /// Answer the sync webhook with this response and keep going.
     Respond(Value),
+    /// Pause the run here; the step runs again with the resume payload when it resumes.
+    Pause(PauseRequest),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PauseRequest {
+    /// Until this time.
+    Delay { until: chrono::DateTime<chrono::Utc> },
+    /// Until a request arrives at the resume URL of `request_id`; `response` answers the
+    /// waiting sync webhook now.
+    Webhook { request_id: String, response: Option<Value> },
 }
 
 pub struct ActionResult {
@@ -41,6 +54,24 @@ impl ActionResult {
 pub struct PieceCtx<'a> {
     pub engine: &'a EngineCtx,
     pub run: &'a FlowRun,
+    /// Set when the step runs again after its pause: the resume request (or timer) payload.
+    pub resume: Option<&'a Value>,
+}
+
+impl PieceCtx<'_> {
+    /// Where this Troupe is reachable from outside: `AP_FRONTEND_URL`, else loopback.
+    pub fn base_url(&self) -> String {
+        match &self.engine.config.frontend_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://127.0.0.1:{}", self.engine.config.port),
+        }
+    }
+
+    /// The URL that resumes this run's pause `request_id` (Activepieces' `generateResumeUrl`).
+    pub fn resume_url(&self, request_id: &str, sync: bool) -> String {
+        let sync = if sync { "/sync" } else { "" };
+        format!("{}/api/v1/flow-runs/{}/requests/{request_id}{sync}", self.base_url(), self.run.id)
+    }
 }
 
 /// Runs one action of a native piece.
@@ -51,7 +82,9 @@ pub async fn execute(
     input: &Map<String, Value>,
 ) -> Result<ActionResult, String> {
     match piece {
-        catalog::WEBHOOK => webhook::execute(action, input),
+        catalog::WEBHOOK => webhook::execute(ctx, action, input),
+        catalog::DELAY => delay::execute(ctx, action, input),
+        catalog::APPROVAL => approval::execute(ctx, action),
         catalog::HTTP => http::execute(ctx, action, input).await,
         catalog::STORE => store::execute(ctx, action, input),
         catalog::DATA_MAPPER => data_mapper::execute(action, input),

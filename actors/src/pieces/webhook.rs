@@ -1,12 +1,30 @@
 //! `@activepieces/piece-webhook`: `return_response` (the trigger `catch_webhook` is the
 //! gateway's ingress).
 
-use super::{catalog, unknown_action, ActionResult, Control};
+use super::{catalog, unknown_action, ActionResult, Control, PauseRequest, PieceCtx};
 use serde_json::{json, Map, Value};
 
-pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+/// The header carrying the resume URL, as Activepieces names it.
+pub const RESUME_WEBHOOK_HEADER: &str = "x-activepieces-resume-webhook-url";
+
+pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
     match action {
         "return_response" => return_response(input),
+        "return_response_and_wait_for_next_webhook" => match ctx.resume {
+            Some(payload) => Ok(ActionResult::output(json!({
+                "body": payload["body"], "headers": payload["headers"], "queryParams": payload["queryParams"],
+            }))),
+            None => {
+                let request_id = troupe_store::ids::new_id();
+                let url = ctx.resume_url(&request_id, true);
+                let mut response = return_response(input)?.output;
+                response["headers"][RESUME_WEBHOOK_HEADER] = Value::String(url.clone());
+                Ok(ActionResult {
+                    output: json!({"nextWebhookUrl": url}),
+                    control: Control::Pause(PauseRequest::Webhook { request_id, response: Some(response) }),
+                })
+            }
+        },
         other => Err(unknown_action(catalog::WEBHOOK, other)),
     }
 }

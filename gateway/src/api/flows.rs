@@ -107,9 +107,36 @@ pub async fn get(state: &AppState, id: &str) -> Resp {
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }
 
+/// Registers (or removes) the flow's schedule or polling timers after a change.
+fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result<(), ApiError> {
+    troupe_scheduler::sync_flow_triggers(&state.store, flow_id, flow, &troupe_scheduler::SystemClock).map_err(|e| {
+        match e {
+            troupe_scheduler::ScheduleError::Invalid(m) => ApiError::bad_request(format!("step \"trigger\": {m}")),
+            troupe_scheduler::ScheduleError::Store(e) => e.into(),
+        }
+    })
+}
+
+/// Validation of the version plus what only the scheduler knows (schedule inputs).
+fn problems_of(version: &FlowVersion) -> Vec<troupe_actors::validate::Problem> {
+    let mut problems = validate(version);
+    let t = &version.trigger;
+    if let (Some(piece), Some(trigger)) = (&t.settings.piece_name, &t.settings.trigger_name) {
+        if let Err(m) = troupe_scheduler::check_trigger(piece, trigger, &t.settings.input.clone().unwrap_or_default()) {
+            problems.push(troupe_actors::validate::Problem {
+                step: t.name.clone(),
+                field: "settings.input".into(),
+                message: m,
+            });
+        }
+    }
+    problems
+}
+
 pub async fn delete(state: &AppState, id: &str) -> Resp {
     load_flow(state, id)?;
     state.store.delete_flow(id)?;
+    sync_triggers(state, id, None)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
 }
@@ -175,7 +202,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                     draft.display_name = parse::<ChangeName>(kind, op.request)?.display_name;
                 }
             }
-            draft.valid = validate(&draft).is_empty();
+            draft.valid = problems_of(&draft).is_empty();
             draft.updated = now_iso();
             edited = Some(draft);
         }
@@ -190,7 +217,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                 .store
                 .get_version(&flow.latest_version_id)?
                 .ok_or_else(|| ApiError::internal("flow has lost its version"))?;
-            let problems = validate(&version);
+            let problems = problems_of(&version);
             if !problems.is_empty() {
                 let list = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
                 return Err(ApiError::new(
@@ -235,7 +262,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                 .filter(|v| v.flow_id == flow.id)
                 .ok_or_else(|| ApiError::not_found("flow version", &version_id))?;
             let mut draft = new_draft_from(&mut flow, source);
-            draft.valid = validate(&draft).is_empty();
+            draft.valid = problems_of(&draft).is_empty();
             edited = Some(draft);
         }
         other => {
@@ -249,6 +276,9 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
     }
     flow.updated = now_iso();
     state.store.put_flow(&flow)?;
+    if matches!(kind, "LOCK_AND_PUBLISH" | "CHANGE_STATUS") {
+        sync_triggers(state, &flow.id, Some(&flow))?;
+    }
     state.store.flush().await?;
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }

@@ -1,0 +1,70 @@
+//! Resuming paused runs over HTTP: any method on
+//! `/api/v1/flow-runs/{runId}/requests/{requestId}` (and `/sync`), and the approval links
+//! `/api/v1/flow-runs/{runId}/resume?action=...`. Like webhooks, these need no API key: the
+//! unguessable ids are the credential.
+//!
+//! The resume is a compare-and-swap on the run header: of two racing resumes exactly one
+//! wins; the other, like a resume of a finished run, gets 409.
+
+use crate::error::{json_response, ApiError};
+use crate::http::{check_content_length, discard, read_body};
+use crate::webhooks::{trigger_payload, wait_for_reply};
+use crate::AppState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+use troupe_store::message::ShardMessage;
+use troupe_store::names::subjects;
+use troupe_store::run::ResumeBy;
+
+type Resp = Result<Response<Full<Bytes>>, ApiError>;
+
+pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: ResumeBy<'_>, sync: bool) -> Resp {
+    let limit = state.config.webhook_body_limit;
+    if let Err(e) = check_content_length(&req, limit) {
+        discard(req.into_body()).await;
+        return Err(e);
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, limit).await?;
+    let payload = trigger_payload(&parts, &body);
+    if state.store.get_run(run_id)?.is_none() {
+        return Err(ApiError::not_found("flow run", run_id));
+    }
+    let mut inbox = None;
+    if sync {
+        let subject = state.nats.new_inbox();
+        let sub = state
+            .nats
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
+        inbox = Some((subject, sub));
+    }
+    let reply_to = inbox.as_ref().map(|(s, _)| s.clone());
+    let run = state.store.resume_run(run_id, by, payload, reply_to)?;
+    state.store.flush().await?;
+    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("resume-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
+    let ack = state
+        .js
+        .publish_with_headers(
+            subjects::webhook(run.shard),
+            headers,
+            serde_json::to_vec(&msg).expect("serializes").into(),
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the resume is recorded but could not be queued: {e}")))?;
+    // The resume is durable in sled already; if the queue refuses, the shard sweeper picks
+    // the queued run up, so this is not an error for the caller.
+    if let Err(e) = ack.await {
+        tracing::warn!(run_id, error = %e, "StartRun not acknowledged; the sweeper will start the run");
+    }
+    match inbox {
+        None => Ok(json_response(StatusCode::OK, &json!({"runId": run.id, "status": run.status.as_str()}))),
+        Some((_, mut sub)) => wait_for_reply(state, &mut sub, || Ok(state.store.get_run(run_id)?)).await,
+    }
+}
