@@ -28,6 +28,8 @@ pub struct EngineCtx {
     pub flows: DashMap<String, Addr<FlowActor>>,
     /// Runs a RunActor of this process is executing now.
     pub executing: DashMap<String, ()>,
+    /// Paused runs per shard, as the sweepers last counted them.
+    pub paused_per_shard: DashMap<u16, usize>,
 }
 
 /// How long a graceful stop waits for runs in flight before it leaves them to recovery.
@@ -55,6 +57,7 @@ impl Engine {
             http,
             flows: DashMap::new(),
             executing: DashMap::new(),
+            paused_per_shard: DashMap::new(),
         });
         let stream = ctx
             .js
@@ -68,6 +71,9 @@ impl Engine {
                 .map_err(|e| EngineError(format!("creating the consumer of shard {shard}: {e}")))?;
             shards.push(ShardActor::new(shard, ctx.clone(), consumer).start());
         }
+        crate::metric_definitions::OWNED_SHARDS.set(shards.len() as i64);
+        crate::metric_definitions::register_shards(ctx.config.shards);
+        crate::metric_definitions::LIVE_ACTORS.with_label_values(&["shard"]).set(shards.len() as i64);
         Ok(Engine { ctx, shards })
     }
 
@@ -102,6 +108,7 @@ pub fn start_run(ctx: &Arc<EngineCtx>, flow_id: &str, run_id: &str) {
                 .entry(flow_id.clone())
                 .or_insert_with(|| FlowActor::new(ctx.clone(), flow_id.clone()).start())
                 .clone();
+            crate::metric_definitions::LIVE_ACTORS.with_label_values(&["flow"]).set(ctx.flows.len() as i64);
             match addr.send(StartRun { run_id: run_id.clone() }).await {
                 Ok(()) => return,
                 // the actor was evicted meanwhile: forget it and make a new one

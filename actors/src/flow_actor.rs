@@ -48,6 +48,7 @@ impl Actor for FlowActor {
             if act.last_used.elapsed() >= IDLE_EVICTION {
                 let me = ctx.address();
                 act.ctx.flows.remove_if(&act.flow_id, |_, a| *a == me);
+                crate::metric_definitions::LIVE_ACTORS.with_label_values(&["flow"]).set(act.ctx.flows.len() as i64);
                 ctx.stop();
             }
         });

@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod flow_actor;
+pub mod metric_definitions;
 pub mod pieces;
 pub mod router;
 pub mod run_actor;

@@ -5,6 +5,7 @@
 //! are at-least-once (the step in flight at a crash runs again), runs exactly-once.
 
 use crate::engine::{start_run, EngineCtx};
+use crate::metric_definitions::{LIVE_ACTORS, RUNS_FINISHED, RUNS_PAUSED, RUNS_STARTED, RUN_DURATION, STEP_DURATION};
 use crate::pieces::{self, Control, PauseRequest, PieceCtx};
 use crate::{router, template};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use troupe_store::flow::{Action, ActionType, BranchType, FlowVersion, RouterExecutionType};
 use troupe_store::ids::now_iso;
 use troupe_store::message::{RunEvent, WebhookResponse};
@@ -52,8 +54,11 @@ impl Actor for RunActor {
                 // already executing here (dispatched twice): the other actor owns it
                 return;
             }
-            execute_run(&engine, version, run).await;
+            LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
+            let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
+            execute_run(&engine, version, run).instrument(span).await;
             engine.executing.remove(&run_id);
+            LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
             if let Some((flow_id, run_id)) = engine.limiter.release(&project) {
                 start_run(&engine, &flow_id, &run_id);
             }
@@ -133,7 +138,10 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         Ok(())
     });
     match started {
-        Ok(r) => run = r,
+        Ok(r) => {
+            RUNS_STARTED.inc();
+            run = r
+        }
         Err(e) => {
             tracing::info!(run_id, error = %e, "run not started");
             return;
@@ -234,7 +242,8 @@ async fn pause_run(engine: &EngineCtx, mut run: FlowRun, pause: PauseMetadata, e
     if let Err(e) = engine.store.flush().await {
         tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
     }
-    tracing::info!(run_id = run.id, flow_id = run.flow_id, "run paused");
+    tracing::info!("run paused");
+    RUNS_PAUSED.inc();
     if let Some((reply_to, response)) = early_response {
         let r = to_webhook_response(&response, &run.id);
         let _ = engine.nats.publish(reply_to, serde_json::to_vec(&r).expect("serializes").into()).await;
@@ -281,7 +290,9 @@ async fn finalize(
     if let Err(e) = engine.store.flush().await {
         tracing::error!(run_id = run.id, error = %e, "flushing the store failed");
     }
-    tracing::info!(run_id = run.id, flow_id = run.flow_id, status = status.as_str(), "run finished");
+    tracing::info!(status = status.as_str(), "run finished");
+    RUNS_FINISHED.with_label_values(&[status.as_str()]).inc();
+    RUN_DURATION.observe(run.active_ms as f64 / 1000.0);
     if let (Some(reply_to), false) = (&run.reply_to, replied) {
         let response =
             run.response.clone().map(|r| to_webhook_response(&r, &run.id)).unwrap_or_else(|| outcome_response(&run));
@@ -383,10 +394,11 @@ impl Exec<'_> {
                         );
                         return Err(Halt::Fail(RunStatus::Timeout, failed(step, msg)));
                     }
+                    let span = tracing::info_span!("step", step = %step.name);
                     match step.kind {
-                        ActionType::Piece | ActionType::Code => self.piece_step(step, path).await?,
-                        ActionType::LoopOnItems => self.loop_step(step, path).await?,
-                        ActionType::Router => self.router_step(step, path).await?,
+                        ActionType::Piece | ActionType::Code => self.piece_step(step, path).instrument(span).await?,
+                        ActionType::LoopOnItems => self.loop_step(step, path).instrument(span).await?,
+                        ActionType::Router => self.router_step(step, path).instrument(span).await?,
                     }
                 }
                 cur = step.next_action.as_deref();
@@ -493,6 +505,9 @@ impl Exec<'_> {
             }
         };
         let duration = started.elapsed().as_millis() as u64;
+        let piece = step.settings.piece_name.as_deref().unwrap_or("code");
+        let action = step.settings.action_name.as_deref().unwrap_or("code");
+        STEP_DURATION.with_label_values(&[piece, action]).observe(started.elapsed().as_secs_f64());
         match result {
             Ok(r) => {
                 if resume_payload.is_some() {

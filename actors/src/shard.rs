@@ -4,6 +4,7 @@
 //! shard's unfinished runs from the journal.
 
 use crate::engine::{start_run, EngineCtx};
+use crate::metric_definitions::RUNS_CREATED;
 use actix::{Actor, AsyncContext, Context, Handler, Message};
 use async_nats::jetstream::{self, consumer::pull, stream::Stream};
 use futures::StreamExt;
@@ -20,6 +21,8 @@ const BATCH: usize = 512;
 /// A message delivered but not acked (the worker died) is redelivered after this long.
 /// Redelivery is harmless (the run is found by its webhook id), so keep it short.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How often each shard samples its consumer lag.
+pub const LAG_EVERY: Duration = Duration::from_secs(2);
 /// How often each shard sweeps its unfinished runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Slack past the flow timeout before the sweeper ends a run, and the age after which a
@@ -95,6 +98,18 @@ impl Actor for ShardActor {
         let task = tokio::spawn(consume(self.shard, self.ctx.clone(), self.consumer.clone(), ctx.address()));
         self.task = Some(task);
         ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep());
+        // consumer lag, sampled
+        let (consumer, shard) = (self.consumer.clone(), self.shard);
+        ctx.run_interval(LAG_EVERY, move |_, _| {
+            let consumer = consumer.clone();
+            actix::spawn(async move {
+                if let Ok(info) = consumer.get_info().await {
+                    crate::metric_definitions::CONSUMER_LAG
+                        .with_label_values(&[&shard.to_string()])
+                        .set((info.num_pending + info.num_ack_pending as u64) as f64);
+                }
+            });
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -116,6 +131,10 @@ impl ShardActor {
                 .unwrap_or_default()
         };
         let limit = self.ctx.config.flow_timeout + SWEEP_MARGIN;
+        let paused = runs.iter().filter(|r| r.status == RunStatus::Paused).count();
+        self.ctx.paused_per_shard.insert(self.shard, paused);
+        crate::metric_definitions::PAUSED_RUNS
+            .set(self.ctx.paused_per_shard.iter().map(|e| *e.value()).sum::<usize>() as i64);
         for run in runs {
             let executing = self.ctx.executing.contains_key(&run.id);
             match run.status {
@@ -295,8 +314,12 @@ async fn consume(
                         "webhook for a flow that no longer exists; dropped"
                     ),
                     Some(mut run) => match ctx.store.create_run(&mut run) {
-                        Ok(RunCreation::Created) => created.push((run.project_id, run.flow_id, run.id)),
+                        Ok(RunCreation::Created) => {
+                            RUNS_CREATED.with_label_values(&["created"]).inc();
+                            created.push((run.project_id, run.flow_id, run.id))
+                        }
                         Ok(RunCreation::Existing(id)) => {
+                            RUNS_CREATED.with_label_values(&["redelivered"]).inc();
                             tracing::debug!(shard, run_id = id, "redelivered webhook already has its run")
                         }
                         Err(e) => {

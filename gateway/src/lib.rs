@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod error;
 pub mod http;
+pub mod metric_definitions;
 pub mod nats_child;
 pub mod resume;
 pub mod server;

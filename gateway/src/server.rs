@@ -112,7 +112,29 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             let status = if nats_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             Ok(json_response(status, &json!({"nats": nats_ok, "store": true})))
         }
-        ["api", "v1", "webhooks", flow_id, rest @ ..] => webhooks::handle(state, req, flow_id, rest).await,
+        ["metrics"] => Ok(Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(crate::metric_definitions::render())))
+            .expect("valid response")),
+        ["api", "v1", "webhooks", flow_id, rest @ ..] => {
+            use crate::metric_definitions::{INGRESS_LATENCY, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED};
+            WEBHOOKS_RECEIVED.inc();
+            let timer = INGRESS_LATENCY.start_timer();
+            let result = webhooks::handle(state, req, flow_id, rest).await;
+            timer.observe_duration();
+            if let Err(e) = &result {
+                let reason = match (e.status.as_u16(), e.code) {
+                    (404, "FLOW_DISABLED") => "disabled",
+                    (404, _) => "not_found",
+                    (410, _) => "gone",
+                    (413, _) => "too_large",
+                    (503, _) => "unavailable",
+                    _ => "bad_request",
+                };
+                WEBHOOKS_REJECTED.with_label_values(&[reason]).inc();
+            }
+            result
+        }
         ["api", "v1", "flow-runs", run_id, "requests", request_id, rest @ ..] => {
             let sync = match rest {
                 [] => false,

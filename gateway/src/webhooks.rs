@@ -136,6 +136,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
             format!("the webhook ({} bytes with its envelope) is larger than the NATS server's max_payload ({max_payload} bytes)", bytes.len()),
         ));
     }
+    let publish_timer = crate::metric_definitions::PUBLISH_LATENCY.start_timer();
     let ack = state
         .js
         .publish_with_headers(subjects::webhook(shard), headers, bytes)
@@ -143,6 +144,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         .map_err(|e| ApiError::unavailable(format!("the webhook could not be queued, retry later: {e}")))?;
     ack.await
         .map_err(|e| ApiError::unavailable(format!("the webhook was not accepted by the queue, retry later: {e}")))?;
+    publish_timer.observe_duration();
+    crate::metric_definitions::WEBHOOKS_ACCEPTED.inc();
     let Some(mut sub) = inbox else {
         let mut resp = json_response(StatusCode::OK, &json!({}));
         resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));

@@ -5,6 +5,7 @@
 //! It knows the store and NATS, not the engine: resuming a run is a compare-and-swap on the
 //! run header plus a `StartRun` message to the run's shard.
 
+pub mod metric_definitions;
 pub mod polling;
 pub mod rss;
 pub mod schedule;
@@ -158,10 +159,20 @@ async fn fire_due(ctx: &Ctx) -> usize {
         }
     };
     let n = due.len();
+    metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
     for timer in due {
         let lag = now.saturating_sub(timer.due_ms);
         match fire(ctx, &timer).await {
             Ok(()) => {
+                metric_definitions::FIRE_LAG.observe(lag as f64 / 1000.0);
+                let kind = match timer.kind {
+                    TimerKind::ResumeRun { .. } => "resume_run",
+                    TimerKind::ExpirePause { .. } => "expire_pause",
+                    TimerKind::ScheduleTick { .. } => "schedule_tick",
+                    TimerKind::Poll { .. } => "poll",
+                    TimerKind::Retention => "retention",
+                };
+                metric_definitions::FIRED.with_label_values(&[kind]).inc();
                 tracing::debug!(timer = timer.id, lag_ms = lag, "timer fired");
                 if let Err(e) = ctx.store.remove_timer(&timer) {
                     tracing::error!(error = %e, "removing a fired timer");
