@@ -41,3 +41,8 @@ check:
 faults: nats
     cargo build -p troupe-gateway
     cargo nextest run -p troupe-gateway --test faults --no-capture
+
+# Benchmarks: a release troupe, the loadtest scenarios, results into docs/performance.md.
+bench: nats
+    cargo build --release -p troupe-gateway -p troupe-loadtest
+    ./scripts/bench.sh

@@ -27,6 +27,8 @@ use troupe_store::timer::{run_owner, Timer, TimerKind};
 /// `retryOnFailure`: attempts in all, and the first back-off (doubled each time).
 pub const RETRY_ATTEMPTS: u32 = 4;
 pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
+/// How often a running run looks whether it was canceled.
+pub const CANCEL_CHECK_EVERY: Duration = Duration::from_millis(50);
 
 pub struct RunActor {
     ctx: Arc<EngineCtx>,
@@ -92,6 +94,7 @@ struct Exec<'a> {
     replied: bool,
     /// The resume the paused step consumes when execution reaches it again.
     pending_resume: Option<Resume>,
+    last_cancel_check: Instant,
 }
 
 fn failed(step: &Action, message: String) -> FailedStep {
@@ -154,6 +157,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
     let mut exec = Exec {
         engine,
         pending_resume: run.resume.clone(),
+        last_cancel_check: stretch_start,
         outputs: Map::new(),
         done: journal.into_iter().map(|r| ((r.loop_path.clone(), r.step_name.clone()), r)).collect(),
         records: Vec::new(),
@@ -570,8 +574,14 @@ impl Exec<'_> {
         }
     }
 
-    /// True when the stored run is already terminal: canceled, or swept as timed out.
-    fn ended_elsewhere(&self) -> bool {
+    /// True when the stored run is already terminal: canceled, or swept as timed out. Looked
+    /// up at most every [`CANCEL_CHECK_EVERY`], so a cancel stops a run within that time plus
+    /// the step in flight, and fast runs do not pay a read per step.
+    fn ended_elsewhere(&mut self) -> bool {
+        if self.last_cancel_check.elapsed() < CANCEL_CHECK_EVERY {
+            return false;
+        }
+        self.last_cancel_check = Instant::now();
         matches!(self.engine.store.get_run(&self.run.id), Ok(Some(r)) if r.status.is_terminal())
     }
 

@@ -331,18 +331,22 @@ async fn consume(
                 }
                 to_ack.push(msg);
             }
+            // Runs start while their records are flushed: if the flush never happens (a crash),
+            // the messages are not acked, come back, and make the runs again (steps are
+            // at-least-once; a run's end is flushed before anyone hears of it).
+            let n_created = created.len();
+            if !created.is_empty() {
+                addr.do_send(Dispatch { runs: std::mem::take(&mut created) });
+            }
             if let Err(e) = ctx.store.flush().await {
                 tracing::error!(shard, error = %e, "flushing the store failed; messages stay unacked");
                 continue;
             }
-            crash_before_ack_if_asked(created.len());
+            crash_before_ack_if_asked(n_created);
             for m in to_ack {
                 if let Err(e) = m.ack().await {
                     tracing::warn!(shard, error = %e, "ack failed; the redelivery will find its run");
                 }
-            }
-            if !created.is_empty() {
-                addr.do_send(Dispatch { runs: created });
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `just bench`: starts a local release troupe, runs the standard load scenarios against it and
+# writes the results table into docs/performance.md (between the BENCH markers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export AP_API_KEY=bench-key
+AP_CONFIG_PATH="$dir" AP_PORT="$port" RUST_LOG=warn ./target/release/troupe serve > "$dir/troupe.log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+
+rows="$dir/rows.md"
+lt() { ./target/release/troupe-loadtest --base-url "http://127.0.0.1:$port" --duration "$DURATION" --markdown "$rows" "$@"; }
+lt --scenario ingress --connections 64
+lt --scenario ingress --connections 64 --rate 5000
+lt --scenario sync3 --connections 32
+lt --scenario sync3 --connections 32 --rate 1000
+lt --scenario store --connections 32
+
+rss_kb=$(ps -o rss= -p $pid | tr -d ' ')
+machine="$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr)"
+commit=$(git rev-parse --short HEAD)
+{
+  echo "<!-- BENCH:START -->"
+  echo "Measured by \`just bench\` on $(date -u +%Y-%m-%d) · $machine · commit $commit · load generator on the same machine · ${DURATION} s per scenario · troupe RSS after the run: $((rss_kb / 1024)) MiB"
+  echo
+  echo "| scenario | connections | arrival rate | throughput /s | p50 ms | p99 ms | max ms | every accepted request made one run |"
+  echo "|---|---|---|---|---|---|---|---|"
+  cat "$rows"
+  echo "<!-- BENCH:END -->"
+} > "$dir/table.md"
+python3 - "$dir/table.md" <<'PY'
+import re, sys
+table = open(sys.argv[1]).read().strip()
+path = "docs/performance.md"
+doc = open(path).read()
+doc = re.sub(r"<!-- BENCH:START -->.*<!-- BENCH:END -->", lambda _: table, doc, flags=re.S)
+open(path, "w").write(doc)
+PY
+echo "results written to docs/performance.md"
