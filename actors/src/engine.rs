@@ -30,6 +30,8 @@ pub struct EngineCtx {
     pub executing: DashMap<String, ()>,
     /// Paused runs per shard, as the sweepers last counted them.
     pub paused_per_shard: DashMap<u16, usize>,
+    /// What run creation needs of each published (immutable) version.
+    pub version_meta: DashMap<String, Arc<crate::shard::VersionMeta>>,
 }
 
 /// How long a graceful stop waits for runs in flight before it leaves them to recovery.
@@ -58,6 +60,7 @@ impl Engine {
             flows: DashMap::new(),
             executing: DashMap::new(),
             paused_per_shard: DashMap::new(),
+            version_meta: DashMap::new(),
         });
         let stream = ctx
             .js

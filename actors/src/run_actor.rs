@@ -166,23 +166,10 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         replied: false,
         run,
     };
-    exec.outputs.insert(version.trigger.name.clone(), exec.run.trigger_output.clone());
-    if !exec.done.contains_key(&(vec![], version.trigger.name.clone())) {
-        let kind =
-            serde_json::to_value(version.trigger.kind).unwrap_or_default().as_str().unwrap_or_default().to_string();
-        let output = exec.run.trigger_output.clone();
-        exec.journal(
-            &version.trigger.name,
-            &kind,
-            &[],
-            StepStatus::Succeeded,
-            Value::Object(Map::new()),
-            output,
-            None,
-            0,
-            1,
-        );
-    }
+    // the trigger record (seq 0) holds the output the run started from
+    let trigger_output = exec.done.values().find(|r| r.seq == 0).map(|r| r.output.clone()).unwrap_or_default();
+    exec.outputs.insert(version.trigger.name.clone(), trigger_output);
+    exec.done.retain(|_, r| r.seq != 0);
     let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;
     let (status, failed_step) = match result {
         Ok(Err(Halt::Pause(pause))) => {

@@ -14,7 +14,7 @@ use troupe_store::db::RunCreation;
 use troupe_store::ids::{new_id, now_iso, now_micros};
 use troupe_store::message::{ShardMessage, WebhookMessage};
 use troupe_store::names::subjects;
-use troupe_store::run::{FlowRun, RunEnvironment, RunStatus};
+use troupe_store::run::{FlowRun, RunEnvironment, RunStatus, StepRecord, StepStatus};
 
 /// How many messages one consumer batch may hold; one sled flush covers the batch.
 const BATCH: usize = 512;
@@ -207,38 +207,84 @@ impl Handler<StopShard> for ShardActor {
     }
 }
 
-/// Builds the run a webhook asks for, or `None` when its flow no longer exists.
-fn run_for(ctx: &EngineCtx, shard: u16, msg: &WebhookMessage, reply_to: Option<String>) -> Option<FlowRun> {
+/// What a run needs to know of its version at creation.
+pub struct VersionMeta {
+    display_name: String,
+    trigger_name: String,
+    trigger_kind: &'static str,
+}
+
+fn version_meta(ctx: &EngineCtx, version_id: &str, cacheable: bool) -> Option<Arc<VersionMeta>> {
+    if let Some(m) = ctx.version_meta.get(version_id) {
+        return Some(m.clone());
+    }
+    let v = ctx.store.get_version(version_id).ok()??;
+    let meta = Arc::new(VersionMeta {
+        display_name: v.display_name,
+        trigger_name: v.trigger.name,
+        trigger_kind: match v.trigger.kind {
+            troupe_store::flow::TriggerType::Empty => "EMPTY",
+            troupe_store::flow::TriggerType::Piece => "PIECE_TRIGGER",
+        },
+    });
+    // published versions are immutable; drafts change under the same id
+    if cacheable {
+        ctx.version_meta.insert(version_id.to_string(), meta.clone());
+    }
+    Some(meta)
+}
+
+/// Builds the run a webhook asks for and its trigger record, or `None` when its flow no
+/// longer exists.
+fn run_for(
+    ctx: &EngineCtx,
+    shard: u16,
+    msg: &WebhookMessage,
+    reply_to: Option<String>,
+) -> Option<(FlowRun, StepRecord)> {
     let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
     let version_id = msg.version_id.clone().or(flow.published_version_id)?;
-    let version = ctx.store.get_version(&version_id).ok()??;
+    let meta = version_meta(ctx, &version_id, msg.version_id.is_none())?;
     let now = now_iso();
-    Some(FlowRun {
+    let trigger = StepRecord {
+        seq: 0,
+        step_name: meta.trigger_name.clone(),
+        kind: meta.trigger_kind.to_string(),
+        loop_path: vec![],
+        status: StepStatus::Succeeded,
+        input: serde_json::Value::Object(Default::default()),
+        output: msg.payload.clone(),
+        error_message: None,
+        duration: 0,
+        attempts: 1,
+    };
+    let run = FlowRun {
         id: new_id(),
         created: now.clone(),
         updated: now,
         project_id: flow.project_id,
         flow_id: flow.id,
         flow_version_id: version_id,
-        flow_display_name: version.display_name,
+        flow_display_name: meta.display_name.clone(),
         status: RunStatus::Queued,
         environment: if msg.version_id.is_some() { RunEnvironment::Testing } else { RunEnvironment::Production },
         start_time: None,
         finish_time: None,
         failed_step: None,
         webhook_id: Some(msg.webhook_id.clone()),
-        trigger_output: msg.payload.clone(),
+        trigger_output: serde_json::Value::Null,
         reply_to,
         response: None,
         shard,
         created_micros: now_micros(),
-        steps_count: 0,
+        steps_count: 1,
         duration_ms: None,
         pause: None,
         resume: None,
         active_ms: 0,
         running_since: None,
-    })
+    };
+    Some((run, trigger))
 }
 
 /// Fault injection for the redelivery drill: with `TROUPE_FAULT_ABORT_BEFORE_ACK=N` the
@@ -313,7 +359,7 @@ async fn consume(
                         flow_id = parsed.flow_id,
                         "webhook for a flow that no longer exists; dropped"
                     ),
-                    Some(mut run) => match ctx.store.create_run(&mut run) {
+                    Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
                         Ok(RunCreation::Created) => {
                             RUNS_CREATED.with_label_values(&["created"]).inc();
                             created.push((run.project_id, run.flow_id, run.id))

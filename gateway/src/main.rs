@@ -2,6 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+// sled and serde allocate a lot of short-lived buffers; glibc malloc was the top cost in
+// profiles (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "troupe", version, about = "Troupe: an actor-based execution platform for automation flows")]
 struct Cli {

@@ -133,7 +133,8 @@ async fn a_canceled_run_stops_before_its_next_step_and_never_resumes() {
     assert!(r["steps"].get("s3").is_none(), "no step started after the cancel: {}", r["steps"]);
     let q = t.run(&queued).await;
     assert_eq!(q["status"], "CANCELED");
-    assert_eq!(q["steps"], json!({}), "the queued run never started");
+    let step_names: Vec<&String> = q["steps"].as_object().unwrap().keys().collect();
+    assert_eq!(step_names, ["trigger"], "the queued run never started a step");
     assert_eq!(t.post(&format!("/flow-runs/{running}/cancel"), json!({})).await.0, 409);
     assert_eq!(
         t.post(&format!("/flow-runs/{running}/retry"), json!({"strategy": "FROM_FAILED_STEP"})).await.0,

@@ -201,7 +201,7 @@ pub fn hash_api_key(key: &str) -> String {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).flush_every_ms(Some(200)).open()?;
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).flush_every_ms(Some(200)).open()?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             meta: t(trees::META)?,
@@ -343,7 +343,7 @@ impl Store {
     /// The webhook → run mapping is written first. sled keeps a prefix of writes across a
     /// crash, so a run record never exists without its mapping; a mapping whose run was lost
     /// gets its run recreated under the same id (`run.id` is updated).
-    pub fn create_run(&self, run: &mut FlowRun) -> Result<RunCreation> {
+    pub fn create_run(&self, run: &mut FlowRun, trigger: &StepRecord) -> Result<RunCreation> {
         if let Some(webhook_id) = &run.webhook_id {
             let prev = self.webhook_runs.compare_and_swap(
                 webhook_id.as_bytes(),
@@ -358,6 +358,8 @@ impl Store {
                 run.id = id;
             }
         }
+        // the trigger record before the header: a header never exists without its input
+        self.journal_step(run.shard, &run.id, trigger)?;
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
         self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
         if !run.status.is_terminal() {
@@ -402,12 +404,26 @@ impl Store {
         }
     }
 
-    /// Forgets a run's journal, for a retry that starts over.
-    pub fn clear_journal(&self, shard: u16, run_id: &str) -> Result<()> {
-        for item in self.journal.scan_prefix(shard_run_key(shard, run_id)) {
-            self.journal.remove(item?.0)?;
+    /// Forgets a run's steps but keeps its trigger record, for a retry that starts over.
+    pub fn clear_steps(&self, shard: u16, run_id: &str) -> Result<()> {
+        let prefix = shard_run_key(shard, run_id);
+        for item in self.journal.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            if k[prefix.len()..] != 0u32.to_be_bytes() {
+                self.journal.remove(k)?;
+            }
         }
         Ok(())
+    }
+
+    /// The trigger output a run started from (its journal's first record).
+    pub fn trigger_output(&self, shard: u16, run_id: &str) -> Result<Value> {
+        let mut key = shard_run_key(shard, run_id);
+        key.extend_from_slice(&0u32.to_be_bytes());
+        Ok(match self.journal.get(key)? {
+            Some(b) => from_json::<StepRecord>(&b)?.output,
+            None => Value::Null,
+        })
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<FlowRun>> {
@@ -566,7 +582,9 @@ impl Store {
             match self.get_run(&id)? {
                 Some(run) if !run.status.is_terminal() => continue,
                 Some(run) => {
-                    self.clear_journal(run.shard, &run.id)?;
+                    for item in self.journal.scan_prefix(shard_run_key(run.shard, &run.id)) {
+                        self.journal.remove(item?.0)?;
+                    }
                     if let Some(w) = &run.webhook_id {
                         self.webhook_runs.remove(w.as_bytes())?;
                     }
@@ -706,6 +724,14 @@ mod tests {
         assert_eq!(back.data, p2.data);
     }
 
+    fn trigger_record() -> StepRecord {
+        serde_json::from_value(serde_json::json!({
+            "seq": 0, "stepName": "trigger", "type": "PIECE_TRIGGER", "status": "SUCCEEDED",
+            "input": {}, "output": {"body": 1}, "duration": 0
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn a_webhook_makes_at_most_one_run() {
         let (_d, store) = temp_store();
@@ -715,9 +741,10 @@ mod tests {
             "environment": "PRODUCTION", "webhookId": "w1", "shard": 3, "createdMicros": 1
         }))
         .unwrap();
-        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Created);
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
         run.id = "r2".into();
-        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.trigger_output(3, "r1").unwrap(), serde_json::json!({"body": 1}));
         assert_eq!(store.active_runs(3).unwrap().len(), 1);
     }
 
@@ -731,7 +758,7 @@ mod tests {
             "environment": "PRODUCTION", "webhookId": "w1", "shard": 0, "createdMicros": 1
         }))
         .unwrap();
-        assert_eq!(store.create_run(&mut run).unwrap(), RunCreation::Created);
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
         assert_eq!(run.id, "r1");
         assert!(store.get_run("r1").unwrap().is_some());
     }

@@ -119,8 +119,9 @@ pub struct FlowRun {
     /// The webhook (JetStream message id) that made this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_id: Option<String>,
-    /// The trigger output the run started from.
-    #[serde(default)]
+    /// The trigger output the run started from. Stored once, as the journal's first record
+    /// (seq 0), not in the header that is rewritten as the run moves; filled in for the API.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub trigger_output: Value,
     /// Core-NATS subject of a sync webhook waiting for this run's response.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,12 +28,16 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
         created_after: query_one(&q, "createdAfter").map(String::from),
         created_before: query_one(&q, "createdBefore").map(String::from),
     };
-    let page = state.store.list_runs(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
+    let mut page = state.store.list_runs(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
+    for run in &mut page.data {
+        run.trigger_output = state.store.trigger_output(run.shard, &run.id)?;
+    }
     Ok(json_response(StatusCode::OK, &json!({"data": page.data, "next": page.next, "previous": page.previous})))
 }
 
-pub fn run_with_steps(state: &AppState, run: FlowRun) -> Result<Value, ApiError> {
+pub fn run_with_steps(state: &AppState, mut run: FlowRun) -> Result<Value, ApiError> {
     let steps = state.store.run_steps(run.shard, &run.id)?;
+    run.trigger_output = steps.iter().find(|r| r.seq == 0).map(|r| r.output.clone()).unwrap_or_default();
     let mut body = serde_json::to_value(&run).expect("serializes");
     body["steps"] = steps_object(&steps);
     Ok(body)
@@ -106,7 +110,7 @@ pub async fn retry(state: &AppState, id: &str, req: Request<Incoming>) -> Resp {
         Ok(())
     })?;
     if latest.is_some() {
-        state.store.clear_journal(run.shard, &run.id)?;
+        state.store.clear_steps(run.shard, &run.id)?;
     }
     state.store.flush().await?;
     start_on_shard(state, &run).await?;
