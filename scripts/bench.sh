@@ -16,10 +16,20 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null &&
 rows="$dir/rows.md"
 lt() { ./target/release/troupe-loadtest --base-url "http://127.0.0.1:$port" --duration "$DURATION" --markdown "$rows" "$@"; }
 lt --scenario ingress --connections 64
-lt --scenario ingress --connections 64 --rate 5000
+lt --scenario ingress --connections 64 --rate 2000
 lt --scenario sync3 --connections 32
 lt --scenario sync3 --connections 32 --rate 1000
 lt --scenario store --connections 32
+
+# 10,000 runs paused on a 20 s delay: they must all resume on time, and waiting must not cost
+# memory. RSS is sampled every second while they wait.
+rss_before=$(ps -o rss= -p $pid | tr -d ' ')
+( while kill -0 $pid 2>/dev/null; do ps -o rss= -p $pid | tr -d ' '; sleep 1; done ) > "$dir/rss.txt" &
+sampler=$!
+lt --scenario pauses --count 10000 --pause-seconds 20 --connections 64 --json "$dir/pauses.json"
+kill $sampler 2>/dev/null || true
+rss_peak=$(sort -n "$dir/rss.txt" | tail -1)
+lag=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timerFireLagMs"])' "$dir/pauses.json")
 
 rss_kb=$(ps -o rss= -p $pid | tr -d ' ')
 machine="$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr)"
@@ -31,6 +41,8 @@ commit=$(git rev-parse --short HEAD)
   echo "| scenario | connections | arrival rate | throughput /s | p50 ms | p99 ms | max ms | every accepted request made one run |"
   echo "|---|---|---|---|---|---|---|---|"
   cat "$rows"
+  echo
+  echo "Pauses: 10,000 runs paused on a 20 s delay; timer fire lag (ms, bucket bounds): $lag. troupe RSS before $((rss_before / 1024)) MiB, peak while they waited and resumed $((rss_peak / 1024)) MiB."
   echo "<!-- BENCH:END -->"
 } > "$dir/table.md"
 python3 - "$dir/table.md" <<'PY'

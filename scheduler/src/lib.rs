@@ -160,32 +160,60 @@ async fn fire_due(ctx: &Ctx) -> usize {
     };
     let n = due.len();
     metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
+    // Delay ends are batched: every due resume is swapped in, one flush covers them all, and
+    // their StartRun messages go out together. Other timers fire one by one.
+    let mut fired = Vec::with_capacity(n);
+    let mut starts = Vec::new();
     for timer in due {
-        let lag = now.saturating_sub(timer.due_ms);
-        match fire(ctx, &timer).await {
-            Ok(()) => {
-                metric_definitions::FIRE_LAG.observe(lag as f64 / 1000.0);
-                let kind = match timer.kind {
-                    TimerKind::ResumeRun { .. } => "resume_run",
-                    TimerKind::ExpirePause { .. } => "expire_pause",
-                    TimerKind::ScheduleTick { .. } => "schedule_tick",
-                    TimerKind::Poll { .. } => "poll",
-                    TimerKind::Retention => "retention",
-                };
-                metric_definitions::FIRED.with_label_values(&[kind]).inc();
-                tracing::debug!(timer = timer.id, lag_ms = lag, "timer fired");
-                if let Err(e) = ctx.store.remove_timer(&timer) {
-                    tracing::error!(error = %e, "removing a fired timer");
+        let result = match &timer.kind {
+            TimerKind::ResumeRun { run_id } => match ctx.store.resume_run(run_id, ResumeBy::Timer, json!({}), None) {
+                Ok(run) => {
+                    starts.push((run.shard, format!("resume-{}-{}", run.id, timer.id), ShardMessage::StartRun { run_id: run.id }));
+                    Ok(())
                 }
-            }
+                // canceled, already resumed, deleted: nothing to do
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => fire(ctx, &timer).await,
+        };
+        match result {
+            Ok(()) => fired.push(timer),
             // left in place: fired again on the next pass
             Err(e) => tracing::warn!(timer = timer.id, error = %e, "timer could not fire; will retry"),
         }
     }
-    if n > 0 {
-        if let Err(e) = ctx.store.flush().await {
-            tracing::error!(error = %e, "flushing after timers");
+    if n == 0 {
+        return 0;
+    }
+    if let Err(e) = ctx.store.flush().await {
+        tracing::error!(error = %e, "flushing resumed runs");
+        return 0;
+    }
+    let publishes = starts.iter().map(|(shard, id, msg)| publish(ctx, *shard, id, msg));
+    for (result, (_, id, _)) in futures::future::join_all(publishes).await.into_iter().zip(&starts) {
+        // the resume is durable: if StartRun is lost, the shard sweeper starts the queued run
+        if let Err(e) = result {
+            tracing::warn!(msg = id, error = %e, "StartRun not published; the sweeper will start the run");
         }
+    }
+    let now = ms(ctx.clock.now());
+    for timer in fired {
+        metric_definitions::FIRE_LAG.observe(now.saturating_sub(timer.due_ms) as f64 / 1000.0);
+        let kind = match timer.kind {
+            TimerKind::ResumeRun { .. } => "resume_run",
+            TimerKind::ExpirePause { .. } => "expire_pause",
+            TimerKind::ScheduleTick { .. } => "schedule_tick",
+            TimerKind::Poll { .. } => "poll",
+            TimerKind::Retention => "retention",
+        };
+        metric_definitions::FIRED.with_label_values(&[kind]).inc();
+        if let Err(e) = ctx.store.remove_timer(&timer) {
+            tracing::error!(error = %e, "removing a fired timer");
+        }
+    }
+    if let Err(e) = ctx.store.flush().await {
+        tracing::error!(error = %e, "flushing after timers");
     }
     n
 }
@@ -203,18 +231,7 @@ async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, msg: &ShardMessage) -> Res
 
 async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
     match &timer.kind {
-        TimerKind::ResumeRun { run_id } => {
-            match ctx.store.resume_run(run_id, ResumeBy::Timer, json!({}), None) {
-                Ok(run) => {
-                    ctx.store.flush().await.map_err(|e| e.to_string())?;
-                    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
-                    publish(ctx, run.shard, &format!("resume-{}-{}", run.id, timer.id), &msg).await
-                }
-                // canceled, already resumed, deleted: nothing to do
-                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        TimerKind::ResumeRun { .. } => unreachable!("resumes are fired in batches by fire_due"),
         TimerKind::ExpirePause { run_id } => {
             let days = ctx.config.paused_flow_timeout_days;
             let ended = ctx.store.update_run(run_id, |run| {
