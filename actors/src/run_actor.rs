@@ -452,33 +452,22 @@ impl Exec<'_> {
                         step.name,
                         self.engine.config.flow_timeout.as_secs()
                     );
-                    self.journal(
-                        &step.name,
-                        kind,
-                        path,
-                        StepStatus::Failed,
-                        input.clone(),
-                        Value::Null,
-                        Some(msg.clone()),
-                        started.elapsed().as_millis() as u64,
-                        attempt,
-                    );
-                    return Err(Halt::Fail(RunStatus::Timeout, failed(step, msg)));
+                    let took = started.elapsed().as_millis() as u64;
+                    return Err(self.abort_step(step, kind, path, &input, msg, took, attempt, RunStatus::Timeout));
                 }
                 Ok(Err(panic)) => {
                     let msg = panic_message(&panic);
-                    self.journal(
-                        &step.name,
+                    let took = started.elapsed().as_millis() as u64;
+                    return Err(self.abort_step(
+                        step,
                         kind,
                         path,
-                        StepStatus::Failed,
-                        input.clone(),
-                        Value::Null,
-                        Some(msg.clone()),
-                        started.elapsed().as_millis() as u64,
+                        &input,
+                        msg,
+                        took,
                         attempt,
-                    );
-                    return Err(Halt::Fail(RunStatus::InternalError, failed(step, msg)));
+                        RunStatus::InternalError,
+                    ));
                 }
                 Ok(Ok(Ok(r))) => break Ok(r),
                 Ok(Ok(Err(e))) if attempt >= attempts_allowed => break Err(e),
@@ -559,6 +548,33 @@ impl Exec<'_> {
                 self.on_failure(step, e)
             }
         }
+    }
+
+    /// Journals a step that ends the run (timeout, panic) and says how the run ends.
+    #[allow(clippy::too_many_arguments)]
+    fn abort_step(
+        &mut self,
+        step: &Action,
+        kind: &str,
+        path: &[(String, usize)],
+        input: &Value,
+        msg: String,
+        took_ms: u64,
+        attempt: u32,
+        status: RunStatus,
+    ) -> Halt {
+        self.journal(
+            &step.name,
+            kind,
+            path,
+            StepStatus::Failed,
+            input.clone(),
+            Value::Null,
+            Some(msg.clone()),
+            took_ms,
+            attempt,
+        );
+        Halt::Fail(status, failed(step, msg))
     }
 
     /// True when the stored run is already terminal: canceled, or swept as timed out. Looked

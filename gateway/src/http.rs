@@ -66,6 +66,19 @@ pub fn check_content_length(req: &Request<Incoming>, limit: usize) -> Result<(),
     }
 }
 
+/// The head of a request and its whole body, refusing more than `limit` bytes with 413.
+pub async fn read_request(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<(hyper::http::request::Parts, Bytes), ApiError> {
+    if let Err(e) = check_content_length(&req, limit) {
+        discard(req.into_body()).await;
+        return Err(e);
+    }
+    let (parts, body) = req.into_parts();
+    Ok((parts, read_body(body, limit).await?))
+}
+
 pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Result<T, ApiError> {
     if let Err(e) = check_content_length(&req, limit) {
         discard(req.into_body()).await;

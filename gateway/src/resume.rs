@@ -7,7 +7,7 @@
 //! wins; the other, like a resume of a finished run, gets 409.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{check_content_length, discard, read_body};
+use crate::http::read_request;
 use crate::webhooks::{trigger_payload, wait_for_reply};
 use crate::AppState;
 use bytes::Bytes;
@@ -15,20 +15,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use troupe_store::message::ShardMessage;
-use troupe_store::names::subjects;
 use troupe_store::run::ResumeBy;
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: ResumeBy<'_>, sync: bool) -> Resp {
-    let limit = state.config.webhook_body_limit;
-    if let Err(e) = check_content_length(&req, limit) {
-        discard(req.into_body()).await;
-        return Err(e);
-    }
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, limit).await?;
+    let (parts, body) = read_request(req, state.config.webhook_body_limit).await?;
     let payload = trigger_payload(&parts, &body);
     if state.store.get_run(run_id)?.is_none() {
         return Err(ApiError::not_found("flow run", run_id));
@@ -46,22 +38,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: 
     let reply_to = inbox.as_ref().map(|(s, _)| s.clone());
     let run = state.store.resume_run(run_id, by, payload, reply_to)?;
     state.store.flush().await?;
-    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", format!("resume-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
-    let ack = state
-        .js
-        .publish_with_headers(
-            subjects::webhook(run.shard),
-            headers,
-            serde_json::to_vec(&msg).expect("serializes").into(),
-        )
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the resume is recorded but could not be queued: {e}")))?;
     // The resume is durable in sled already; if the queue refuses, the shard sweeper picks
     // the queued run up, so this is not an error for the caller.
-    if let Err(e) = ack.await {
-        tracing::warn!(run_id, error = %e, "StartRun not acknowledged; the sweeper will start the run");
+    if let Err(e) = crate::api::runs::start_on_shard(state, &run).await {
+        tracing::warn!(run_id, error = %e.message, "StartRun not acknowledged; the sweeper will start the run");
     }
     match inbox {
         None => Ok(json_response(StatusCode::OK, &json!({"runId": run.id, "status": run.status.as_str()}))),

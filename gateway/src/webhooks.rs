@@ -5,7 +5,6 @@
 //! run's response, and answers 202 with the run's location when that takes too long.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{check_content_length, read_body};
 use crate::AppState;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -84,12 +83,13 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
             ))
         }
     };
-    let limit = state.config.webhook_body_limit;
-    if let Err(e) = check_content_length(&req, limit) {
-        crate::http::discard(req.into_body()).await;
-        return Err(e);
-    }
-    let flow = crate::api::flows::load_flow(state, flow_id)?;
+    let flow = match crate::api::flows::load_flow(state, flow_id) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::http::discard(req.into_body()).await;
+            return Err(e);
+        }
+    };
     let version_id = if draft {
         Some(flow.latest_version_id.clone())
     } else {
@@ -102,8 +102,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         }
         None
     };
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, limit).await?;
+    let (parts, body) = crate::http::read_request(req, state.config.webhook_body_limit).await?;
     let payload = trigger_payload(&parts, &body);
     let webhook_id = new_id();
     let msg = WebhookMessage {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -90,10 +90,6 @@ async fn check(name: &str, t: &Troupe, flow_id: &str, accepted: &HashSet<u64>, r
     let probe = t.publish(fixture("greeting-flow.json")).await;
     let r = t.webhook(&probe, "/sync", json!({"name": "probe", "items": [1]})).await;
     assert_eq!(r.status(), 201, "{name}: troupe stopped serving");
-}
-
-fn counting_flow() -> Value {
-    webhook_flow(piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})))
 }
 
 #[tokio::test]

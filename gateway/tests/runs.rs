@@ -502,10 +502,6 @@ fn assert_one_succeeded_run_per_webhook(runs: &[Value], accepted: &HashSet<u64>)
     assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"));
 }
 
-fn counting_flow() -> Value {
-    webhook_flow(piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})))
-}
-
 #[tokio::test]
 async fn two_thousand_webhooks_make_exactly_two_thousand_runs_across_a_worker_crash() {
     let mut t = Troupe::start().await;

@@ -168,7 +168,11 @@ async fn fire_due(ctx: &Ctx) -> usize {
         let result = match &timer.kind {
             TimerKind::ResumeRun { run_id } => match ctx.store.resume_run(run_id, ResumeBy::Timer, json!({}), None) {
                 Ok(run) => {
-                    starts.push((run.shard, format!("resume-{}-{}", run.id, timer.id), ShardMessage::StartRun { run_id: run.id }));
+                    starts.push((
+                        run.shard,
+                        format!("resume-{}-{}", run.id, timer.id),
+                        ShardMessage::StartRun { run_id: run.id },
+                    ));
                     Ok(())
                 }
                 // canceled, already resumed, deleted: nothing to do

@@ -194,6 +194,14 @@ fn shard_run_key(shard: u16, run_id: &str) -> Vec<u8> {
     k
 }
 
+/// `owner ‖ 0 ‖ timer id`; with an empty id, the prefix of all of an owner's timers.
+fn timer_owner_key(owner: &str, timer_id: &str) -> Vec<u8> {
+    let mut k = owner.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(timer_id.as_bytes());
+    k
+}
+
 /// Hashes an API key for storage; the key itself is never stored.
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -201,7 +209,13 @@ pub fn hash_api_key(key: &str) -> String {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).flush_every_ms(Some(200)).open()?;
+        // The page cache bounds the store's memory; 256 MiB keeps RSS flat under long loads.
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             meta: t(trees::META)?,
@@ -518,27 +532,19 @@ impl Store {
 
     pub fn add_timer(&self, timer: &Timer) -> Result<()> {
         self.timers.insert(timer.key(), to_json(timer))?;
-        let mut owner_key = timer.owner.as_bytes().to_vec();
-        owner_key.push(0);
-        owner_key.extend_from_slice(timer.id.as_bytes());
-        self.timer_owners.insert(owner_key, timer.key())?;
+        self.timer_owners.insert(timer_owner_key(&timer.owner, &timer.id), timer.key())?;
         Ok(())
     }
 
     pub fn remove_timer(&self, timer: &Timer) -> Result<()> {
         self.timers.remove(timer.key())?;
-        let mut owner_key = timer.owner.as_bytes().to_vec();
-        owner_key.push(0);
-        owner_key.extend_from_slice(timer.id.as_bytes());
-        self.timer_owners.remove(owner_key)?;
+        self.timer_owners.remove(timer_owner_key(&timer.owner, &timer.id))?;
         Ok(())
     }
 
     /// Removes every timer of `owner` (a flow's schedule, a run's pause timers).
     pub fn remove_timers_of(&self, owner: &str) -> Result<()> {
-        let mut prefix = owner.as_bytes().to_vec();
-        prefix.push(0);
-        for item in self.timer_owners.scan_prefix(&prefix) {
+        for item in self.timer_owners.scan_prefix(timer_owner_key(owner, "")) {
             let (k, timer_key) = item?;
             self.timers.remove(timer_key)?;
             self.timer_owners.remove(k)?;
@@ -547,10 +553,8 @@ impl Store {
     }
 
     pub fn timers_of(&self, owner: &str) -> Result<Vec<Timer>> {
-        let mut prefix = owner.as_bytes().to_vec();
-        prefix.push(0);
         let mut out = Vec::new();
-        for item in self.timer_owners.scan_prefix(&prefix) {
+        for item in self.timer_owners.scan_prefix(timer_owner_key(owner, "")) {
             if let Some(t) = self.timers.get(item?.1)? {
                 out.push(from_json(&t)?);
             }
@@ -732,15 +736,19 @@ mod tests {
         .unwrap()
     }
 
+    fn queued_run(id: &str, shard: u16) -> FlowRun {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
+            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
+            "environment": "PRODUCTION", "webhookId": "w1", "shard": shard, "createdMicros": 1
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn a_webhook_makes_at_most_one_run() {
         let (_d, store) = temp_store();
-        let mut run: FlowRun = serde_json::from_value(serde_json::json!({
-            "id": "r1", "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
-            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
-            "environment": "PRODUCTION", "webhookId": "w1", "shard": 3, "createdMicros": 1
-        }))
-        .unwrap();
+        let mut run = queued_run("r1", 3);
         assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
         run.id = "r2".into();
         assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
@@ -752,12 +760,7 @@ mod tests {
     fn a_mapping_whose_run_was_lost_gets_its_run_back_under_the_same_id() {
         let (_d, store) = temp_store();
         store.webhook_runs.insert("w1", "r1").unwrap();
-        let mut run: FlowRun = serde_json::from_value(serde_json::json!({
-            "id": "r9", "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
-            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
-            "environment": "PRODUCTION", "webhookId": "w1", "shard": 0, "createdMicros": 1
-        }))
-        .unwrap();
+        let mut run = queued_run("r9", 0);
         assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
         assert_eq!(run.id, "r1");
         assert!(store.get_run("r1").unwrap().is_some());

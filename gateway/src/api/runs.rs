@@ -62,7 +62,7 @@ enum RetryStrategy {
 }
 
 /// Asks the run's shard worker to start a queued run, through JetStream like a webhook.
-async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError> {
+pub(crate) async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError> {
     let msg = ShardMessage::StartRun { run_id: run.id.clone() };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("start-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
@@ -74,8 +74,8 @@ async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError>
             serde_json::to_vec(&msg).expect("serializes").into(),
         )
         .await
-        .map_err(|e| ApiError::unavailable(format!("could not queue the retry: {e}")))?;
-    ack.await.map_err(|e| ApiError::unavailable(format!("could not queue the retry: {e}")))?;
+        .map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))?;
+    ack.await.map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))?;
     Ok(())
 }
 

@@ -295,3 +295,8 @@ impl Troupe {
         assert!(status.success(), "no embedded nats-server to kill");
     }
 }
+
+/// A webhook flow with one step that echoes `trigger.body.n`: counts runs per webhook.
+pub fn counting_flow() -> Value {
+    webhook_flow(piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})))
+}
