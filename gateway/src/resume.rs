@@ -27,12 +27,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: 
     }
     let mut inbox = None;
     if sync {
-        let subject = state.nats.new_inbox();
-        let sub = state
-            .nats
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
+        let (subject, sub) = crate::webhooks::subscribe_inbox(state).await?;
         inbox = Some((subject, sub));
     }
     let reply_to = inbox.as_ref().map(|(s, _)| s.clone());

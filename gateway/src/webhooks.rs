@@ -116,12 +116,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     headers.insert("Nats-Msg-Id", webhook_id.as_str());
     let mut inbox = None;
     if sync {
-        let subject = state.nats.new_inbox();
-        let sub = state
-            .nats
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
+        let (subject, sub) = subscribe_inbox(state).await?;
         headers.insert(subjects::REPLY_HEADER, subject.as_str());
         inbox = Some(sub);
     }
@@ -159,6 +154,17 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     let mut resp = wait_for_reply(state, &mut sub, webhook_run).await?;
     resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
     Ok(resp)
+}
+
+/// A fresh core-NATS inbox a sync caller waits on, subscribed before anything is published.
+pub(crate) async fn subscribe_inbox(state: &AppState) -> Result<(String, async_nats::Subscriber), ApiError> {
+    let subject = state.nats.new_inbox();
+    let sub = state
+        .nats
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
+    Ok((subject, sub))
 }
 
 /// Waits on a sync caller's inbox for the run's response, up to `AP_WEBHOOK_TIMEOUT_SECONDS`;
