@@ -52,15 +52,15 @@ impl Actor for RunActor {
         let fut = async move {
             let project = run.project_id.clone();
             let run_id = run.id.clone();
-            if engine.executing.insert(run_id.clone(), ()).is_some() {
-                // already executing here (dispatched twice): the other actor owns it
-                return;
+            // a run dispatched twice is executed by the first actor only; both give back the
+            // project slot they were handed
+            if engine.executing.insert(run_id.clone(), ()).is_none() {
+                LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
+                let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
+                execute_run(&engine, version, run).instrument(span).await;
+                engine.executing.remove(&run_id);
+                LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
             }
-            LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
-            let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
-            execute_run(&engine, version, run).instrument(span).await;
-            engine.executing.remove(&run_id);
-            LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
             if let Some((flow_id, run_id)) = engine.limiter.release(&project) {
                 start_run(&engine, &flow_id, &run_id);
             }
