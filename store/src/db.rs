@@ -405,13 +405,19 @@ impl Store {
         loop {
             let old = self.runs.get(id.as_bytes())?.ok_or_else(|| StoreError::NotFound(format!("flow run {id:?}")))?;
             let mut run: FlowRun = from_json(&old)?;
+            let was_terminal = run.status.is_terminal();
             f(&mut run).map_err(StoreError::Conflict)?;
             let swapped = self.runs.compare_and_swap(id.as_bytes(), Some(old), Some(to_json(&run)))?;
             if swapped.is_ok() {
-                if run.status.is_terminal() {
-                    self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
-                } else {
-                    self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+                // the active set changes only when the run starts or stops being terminal
+                match (was_terminal, run.status.is_terminal()) {
+                    (false, true) => {
+                        self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+                    }
+                    (true, false) => {
+                        self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+                    }
+                    _ => {}
                 }
                 return Ok(run);
             }
