@@ -11,7 +11,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use troupe_store::db::RunCreation;
-use troupe_store::ids::{new_id, now_iso, now_micros};
+use troupe_store::ids::{new_ordered_id, now_iso, now_micros};
 use troupe_store::message::{ShardMessage, WebhookMessage};
 use troupe_store::names::subjects;
 use troupe_store::run::{FlowRun, RunEnvironment, RunStatus, StepRecord, StepStatus};
@@ -259,7 +259,7 @@ fn run_for(
         attempts: 1,
     };
     let run = FlowRun {
-        id: new_id(),
+        id: new_ordered_id(),
         created: now.clone(),
         updated: now,
         project_id: flow.project_id,

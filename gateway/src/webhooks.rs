@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use troupe_store::flow::FlowStatus;
-use troupe_store::ids::{new_id, now_iso, shard_for_flow};
+use troupe_store::ids::{new_ordered_id, now_iso, shard_for_flow};
 use troupe_store::message::{ShardMessage, WebhookMessage, WebhookResponse};
 use troupe_store::names::subjects;
 
@@ -104,7 +104,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     };
     let (parts, body) = crate::http::read_request(req, state.config.webhook_body_limit).await?;
     let payload = trigger_payload(&parts, &body);
-    let webhook_id = new_id();
+    let webhook_id = new_ordered_id();
     let msg = WebhookMessage {
         webhook_id: webhook_id.clone(),
         flow_id: flow_id.to_string(),

@@ -11,6 +11,21 @@ pub fn new_id() -> String {
     (0..ID_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
+/// A new id that sorts by creation time: 9 characters of milliseconds since the epoch (base
+/// 62), then 12 random ones. Same length and alphabet as [`new_id`]; runs and webhooks use it
+/// so that sled appends their records instead of rewriting nodes at random keys.
+pub fn new_ordered_id() -> String {
+    let mut ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let mut head = [b'0'; 9];
+    for slot in head.iter_mut().rev() {
+        *slot = ALPHABET[(ms % 62) as usize];
+        ms /= 62;
+    }
+    let mut rng = rand::rng();
+    let tail: String = (0..ID_LEN - 9).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("{}{tail}", std::str::from_utf8(&head).expect("ascii"))
+}
+
 /// Now, as the ISO-8601 UTC string Activepieces writes (`2024-01-01T00:00:00.000Z`).
 pub fn now_iso() -> String {
     iso(chrono::Utc::now())
@@ -44,6 +59,15 @@ mod tests {
         let a = new_id();
         assert_eq!(a.len(), ID_LEN);
         assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_time() {
+        let a = new_ordered_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_ordered_id();
+        assert_eq!(a.len(), ID_LEN);
+        assert!(a < b, "{a} < {b}");
     }
 
     #[test]
