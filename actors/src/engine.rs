@@ -128,6 +128,8 @@ pub fn start_run(ctx: &Arc<EngineCtx>, flow_id: &str, run_id: &str) {
 pub struct ProjectLimiter {
     max: usize,
     projects: Mutex<HashMap<String, Slots>>,
+    /// Every queued run id, so the sweeper's lookups stay O(1) under a large backlog.
+    queued: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -138,7 +140,7 @@ struct Slots {
 
 impl ProjectLimiter {
     pub fn new(max: usize) -> ProjectLimiter {
-        ProjectLimiter { max: max.max(1), projects: Mutex::new(HashMap::new()) }
+        ProjectLimiter { max: max.max(1), projects: Mutex::new(HashMap::new()), queued: Mutex::default() }
     }
 
     /// True when the run may start now; otherwise it is queued behind the others.
@@ -150,14 +152,14 @@ impl ProjectLimiter {
             true
         } else {
             slots.queue.push_back((flow_id.to_string(), run_id.to_string()));
+            self.queued.lock().expect("limiter lock").insert(run_id.to_string());
             false
         }
     }
 
     /// True when the run waits in a project queue.
     pub fn is_queued(&self, run_id: &str) -> bool {
-        let p = self.projects.lock().expect("limiter lock");
-        p.values().any(|slots| slots.queue.iter().any(|(_, r)| r == run_id))
+        self.queued.lock().expect("limiter lock").contains(run_id)
     }
 
     /// A run of `project` ended: the next queued run, which takes over its slot.
@@ -165,7 +167,10 @@ impl ProjectLimiter {
         let mut p = self.projects.lock().expect("limiter lock");
         let slots = p.get_mut(project)?;
         match slots.queue.pop_front() {
-            Some(next) => Some(next),
+            Some(next) => {
+                self.queued.lock().expect("limiter lock").remove(&next.1);
+                Some(next)
+            }
             None => {
                 slots.running = slots.running.saturating_sub(1);
                 None
@@ -185,8 +190,10 @@ mod tests {
         assert!(l.try_acquire("p", "f", "r2"));
         assert!(!l.try_acquire("p", "f", "r3"));
         assert!(!l.try_acquire("p", "f", "r4"));
+        assert!(l.is_queued("r3") && !l.is_queued("r1"));
         assert!(l.try_acquire("q", "f", "other-project"));
         assert_eq!(l.release("p"), Some(("f".into(), "r3".into())));
+        assert!(!l.is_queued("r3"));
         assert_eq!(l.release("p"), Some(("f".into(), "r4".into())));
         assert_eq!(l.release("p"), None);
         assert!(l.try_acquire("p", "f", "r5"));
