@@ -335,6 +335,7 @@ async fn consume(
                     Ok(ShardMessage::StartRun { run_id }) => {
                         match ctx.store.get_run(&run_id) {
                             Ok(Some(run)) if run.status == RunStatus::Queued => {
+                                RUNS_CREATED.with_label_values(&["start"]).inc();
                                 created.push((run.project_id, run.flow_id, run.id))
                             }
                             Ok(_) => tracing::debug!(shard, run_id, "start asked for a run that is not queued"),
@@ -354,11 +355,14 @@ async fn consume(
                 };
                 let reply_to = msg.headers.as_ref().and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
                 match run_for(&ctx, shard, &parsed, reply_to) {
-                    None => tracing::warn!(
-                        shard,
-                        flow_id = parsed.flow_id,
-                        "webhook for a flow that no longer exists; dropped"
-                    ),
+                    None => {
+                        RUNS_CREATED.with_label_values(&["dropped"]).inc();
+                        tracing::warn!(
+                            shard,
+                            flow_id = parsed.flow_id,
+                            "webhook for a flow that no longer exists; dropped"
+                        )
+                    }
                     Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
                         Ok(RunCreation::Created) => {
                             RUNS_CREATED.with_label_values(&["created"]).inc();

@@ -29,6 +29,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 const BATCH: usize = 1000;
 /// A polling trigger that fails this many times in a row disables its flow.
 pub const POLL_FAILURE_LIMIT: u32 = 5;
+/// Passes between two samples of the pending-timer gauge (about 5 s).
+const PENDING_SAMPLE_EVERY: u64 = 50;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where "now" comes from, so tests can move time.
@@ -129,7 +131,13 @@ impl Scheduler {
         let ctx = Arc::new(Ctx { config, store, js, http, clock });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
+            let mut passes = 0u64;
             loop {
+                // counting timers walks the whole tree: sample it, not every 100 ms pass
+                if passes.is_multiple_of(PENDING_SAMPLE_EVERY) {
+                    metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
+                }
+                passes += 1;
                 let fired = fire_due(&ctx).await;
                 if fired < BATCH {
                     tokio::select! {
@@ -159,7 +167,6 @@ async fn fire_due(ctx: &Ctx) -> usize {
         }
     };
     let n = due.len();
-    metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
     // Delay ends are batched: every due resume is swapped in, one flush covers them all, and
     // their StartRun messages go out together. Other timers fire one by one.
     let mut fired = Vec::with_capacity(n);

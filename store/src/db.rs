@@ -558,16 +558,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn timers_of(&self, owner: &str) -> Result<Vec<Timer>> {
-        let mut out = Vec::new();
-        for item in self.timer_owners.scan_prefix(timer_owner_key(owner, "")) {
-            if let Some(t) = self.timers.get(item?.1)? {
-                out.push(from_json(&t)?);
-            }
-        }
-        Ok(out)
-    }
-
     /// Timers due at or before `now_ms`, earliest first, at most `limit`.
     pub fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<Timer>> {
         let mut end = (now_ms + 1).to_be_bytes().to_vec();
@@ -575,7 +565,7 @@ impl Store {
         self.timers.range(..end).take(limit).map(|item| from_json(&item?.1)).collect()
     }
 
-    /// How many timers wait, due or not.
+    /// How many timers wait, due or not. Walks the tree: for sampled gauges only.
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
     }

@@ -284,10 +284,6 @@ impl FlowVersion {
         visit_actions(self.trigger.next_action.as_deref(), &mut |a| out.push(a));
         out
     }
-
-    pub fn find_action(&self, name: &str) -> Option<&Action> {
-        self.actions().into_iter().find(|a| a.name == name)
-    }
 }
 
 /// A flow with its newest version, as `GET /flows/{id}` answers (Activepieces' PopulatedFlow).
