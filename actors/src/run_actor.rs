@@ -414,17 +414,7 @@ impl Exec<'_> {
         let input = match template::resolve(&raw_input, &self.outputs) {
             Ok(v) => v,
             Err(e) => {
-                self.journal(
-                    &step.name,
-                    kind,
-                    path,
-                    StepStatus::Failed,
-                    raw_input,
-                    Value::Null,
-                    Some(e.to_string()),
-                    0,
-                    1,
-                );
+                self.journal_failure(step, kind, path, raw_input, e.to_string(), 0, 1);
                 return self.on_failure(step, e.to_string());
             }
         };
@@ -534,20 +524,25 @@ impl Exec<'_> {
                 }
             }
             Err(e) => {
-                self.journal(
-                    &step.name,
-                    kind,
-                    path,
-                    StepStatus::Failed,
-                    input,
-                    Value::Null,
-                    Some(e.clone()),
-                    duration,
-                    attempt,
-                );
+                self.journal_failure(step, kind, path, input, e.clone(), duration, attempt);
                 self.on_failure(step, e)
             }
         }
+    }
+
+    /// Journals a failed execution of a step.
+    #[allow(clippy::too_many_arguments)]
+    fn journal_failure(
+        &mut self,
+        step: &Action,
+        kind: &str,
+        path: &[(String, usize)],
+        input: Value,
+        msg: String,
+        took_ms: u64,
+        attempt: u32,
+    ) {
+        self.journal(&step.name, kind, path, StepStatus::Failed, input, Value::Null, Some(msg), took_ms, attempt);
     }
 
     /// Journals a step that ends the run (timeout, panic) and says how the run ends.
@@ -563,17 +558,7 @@ impl Exec<'_> {
         attempt: u32,
         status: RunStatus,
     ) -> Halt {
-        self.journal(
-            &step.name,
-            kind,
-            path,
-            StepStatus::Failed,
-            input.clone(),
-            Value::Null,
-            Some(msg.clone()),
-            took_ms,
-            attempt,
-        );
+        self.journal_failure(step, kind, path, input.clone(), msg.clone(), took_ms, attempt);
         Halt::Fail(status, failed(step, msg))
     }
 

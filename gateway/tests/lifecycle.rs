@@ -6,23 +6,6 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use support::*;
 
-fn debug(name: &str, action: &str, input: Value) -> Value {
-    json!({"name": name, "type": "PIECE", "displayName": name,
-        "settings": {"pieceName": "@troupe/piece-debug", "pieceVersion": "0.1.0", "actionName": action, "input": input}})
-}
-
-async fn wait_status(t: &Troupe, run_id: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = t.run(run_id).await;
-        if run["status"] == status {
-            return run;
-        }
-        assert!(std::time::Instant::now() < deadline, "run stayed {} instead of {status}", run["status"]);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn set_flag(t: &Troupe) {
     let setter = t.publish(webhook_flow(piece("put", "store", "put", json!({"key": "go", "value": true})))).await;
     assert_eq!(t.webhook(&setter, "/sync", json!({})).await.status(), 200);
@@ -59,7 +42,7 @@ async fn retry_from_the_failed_step_skips_the_steps_that_succeeded() {
     set_flag(&t).await;
     let (s, b) = t.post(&format!("/flow-runs/{run_id}/retry"), json!({"strategy": "FROM_FAILED_STEP"})).await;
     assert_eq!(s, 200, "{b}");
-    let run = wait_status(&t, &run_id, "SUCCEEDED").await;
+    let run = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(30)).await;
     assert_eq!(run["steps"]["count"]["output"], "x", "the step that succeeded ran once");
     assert_eq!(run["steps"]["gate"]["status"], "SUCCEEDED");
     assert!(run["failedStep"].is_null());
@@ -95,7 +78,7 @@ async fn retry_on_the_latest_version_reruns_from_the_trigger_output() {
     let (_, flow) = t.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
     let (s, b) = t.post(&format!("/flow-runs/{run_id}/retry"), json!({"strategy": "ON_LATEST_VERSION"})).await;
     assert_eq!(s, 200, "{b}");
-    let run = wait_status(&t, &run_id, "SUCCEEDED").await;
+    let run = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(30)).await;
     assert_eq!(run["flowVersionId"], flow["publishedVersionId"]);
     assert_eq!(run["steps"]["count"]["output"], "a,a", "rerun from the trigger output");
     assert!(run["steps"].get("gate").is_none(), "the old version's steps are gone");

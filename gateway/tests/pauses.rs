@@ -7,18 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 
-async fn wait_status(t: &Troupe, run_id: &str, status: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let run = t.run(run_id).await;
-        if run["status"] == status {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run stayed {} instead of {status}: {run}", run["status"]);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn only_run(t: &Troupe, flow_id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -45,10 +33,10 @@ async fn a_delay_pauses_the_run_then_resumes_it_on_time() {
     let sent = chrono::Utc::now();
     t.webhook(&id, "", json!({})).await;
     let run_id = only_run(&t, &id).await;
-    let paused = wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+    let paused = t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
     assert_eq!(paused["pause"]["type"], "DELAY");
     assert_eq!(paused["steps"]["wait"]["status"], "PAUSED");
-    let done = wait_status(&t, &run_id, "SUCCEEDED", Duration::from_secs(10)).await;
+    let done = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(10)).await;
     assert_eq!(done["steps"]["wait"]["output"], json!({"delayForInMs": 2000, "success": true}));
     assert_eq!(done["steps"]["after"]["output"], "x");
     let finished = chrono::DateTime::parse_from_rfc3339(done["finishTime"].as_str().unwrap()).unwrap();
@@ -64,11 +52,11 @@ async fn a_run_paused_across_a_crash_resumes_exactly_once() {
     let id = t.publish(webhook_flow(chain(vec![counter("before"), delay(2), counter("after")]))).await;
     t.webhook(&id, "", json!({})).await;
     let run_id = only_run(&t, &id).await;
-    wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+    t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
     t.kill();
     tokio::time::sleep(Duration::from_millis(2500)).await; // due while down
     t.spawn().await;
-    let done = wait_status(&t, &run_id, "SUCCEEDED", Duration::from_secs(10)).await;
+    let done = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(10)).await;
     assert_eq!(done["steps"]["before"]["output"], "x", "steps before the pause ran once");
     assert_eq!(done["steps"]["after"]["output"], "x", "steps after the pause ran once");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -91,7 +79,7 @@ async fn return_response_and_wait_resumes_with_the_next_request() {
     let resume_url = r.headers()["x-activepieces-resume-webhook-url"].to_str().unwrap().to_string();
     let run_id = r.headers()["x-run-id"].to_str().unwrap().to_string();
     assert_eq!(r.json::<Value>().await.unwrap()["question"], "name?");
-    wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+    t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
     assert!(
         resume_url.contains(&format!("/api/v1/flow-runs/{run_id}/requests/")) && resume_url.ends_with("/sync"),
         "{resume_url}"
@@ -100,7 +88,7 @@ async fn return_response_and_wait_resumes_with_the_next_request() {
     let r = t.client.post(format!("{resume_url}?x=1")).json(&json!({"name": "Ada"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"hello": "Ada", "q": "1"}));
-    let run = wait_status(&t, &run_id, "SUCCEEDED", Duration::from_secs(5)).await;
+    let run = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(5)).await;
     assert_eq!(run["steps"]["ask"]["output"]["body"], json!({"name": "Ada"}));
     // a second resume of the same request, a finished run: 409; an unknown run: 404
     let again = t.client.post(&resume_url).json(&json!({})).send().await.unwrap();
@@ -131,7 +119,7 @@ async fn approval_links_approve_or_reject_a_waiting_run() {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let run = wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+        let run = t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
         let link = run["steps"]["links"]["output"]
             [if decision == "approve" { "approvalLink" } else { "disapprovalLink" }]
         .as_str()
@@ -140,7 +128,7 @@ async fn approval_links_approve_or_reject_a_waiting_run() {
         assert!(link.ends_with(&format!("?action={decision}")));
         let r = t.client.get(&link).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        let run = wait_status(&t, &run_id, "SUCCEEDED", Duration::from_secs(5)).await;
+        let run = t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(5)).await;
         outcomes.push((run["steps"]["approval"]["output"]["approved"].clone(), run["steps"].get("yes").is_some()));
     }
     assert_eq!(outcomes, vec![(json!(true), true), (json!(false), false)]);
@@ -161,12 +149,12 @@ async fn two_racing_resumes_make_one_resume_and_one_conflict() {
         let url =
             r.headers()["x-activepieces-resume-webhook-url"].to_str().unwrap().trim_end_matches("/sync").to_string();
         let run_id = r.headers()["x-run-id"].to_str().unwrap().to_string();
-        wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+        t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
         let (a, b) = tokio::join!(t.client.post(&url).send(), t.client.post(&url).send());
         let mut codes = vec![a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
         codes.sort();
         assert_eq!(codes, vec![200, 409]);
-        wait_status(&t, &run_id, "SUCCEEDED", Duration::from_secs(5)).await;
+        t.wait_status(&run_id, "SUCCEEDED", Duration::from_secs(5)).await;
     }
     let runs = t.all_runs(&id).await;
     assert_eq!(runs.len(), 5);
@@ -181,7 +169,7 @@ async fn a_run_paused_past_the_paused_timeout_ends_as_timeout() {
     let id = t.publish(webhook_flow(chain(vec![delay(30), counter("after")]))).await;
     t.webhook(&id, "", json!({})).await;
     let run_id = only_run(&t, &id).await;
-    let run = wait_status(&t, &run_id, "TIMEOUT", Duration::from_secs(5)).await;
+    let run = t.wait_status(&run_id, "TIMEOUT", Duration::from_secs(5)).await;
     assert!(run["failedStep"]["message"].as_str().unwrap().contains("AP_PAUSED_FLOW_TIMEOUT_DAYS"));
     assert!(run["steps"].get("after").is_none());
 }
@@ -192,7 +180,7 @@ async fn a_canceled_paused_run_never_resumes() {
     let id = t.publish(webhook_flow(chain(vec![delay(1), counter("after")]))).await;
     t.webhook(&id, "", json!({})).await;
     let run_id = only_run(&t, &id).await;
-    wait_status(&t, &run_id, "PAUSED", Duration::from_secs(5)).await;
+    t.wait_status(&run_id, "PAUSED", Duration::from_secs(5)).await;
     let (s, _) = t.post(&format!("/flow-runs/{run_id}/cancel"), json!({})).await;
     assert_eq!(s, 200);
     tokio::time::sleep(Duration::from_millis(2000)).await;

@@ -10,11 +10,6 @@ fn steps(run: &Value) -> &serde_json::Map<String, Value> {
     run["steps"].as_object().expect("run has steps")
 }
 
-fn debug(name: &str, action: &str, input: Value) -> Value {
-    json!({"name": name, "type": "PIECE", "displayName": name,
-        "settings": {"pieceName": "@troupe/piece-debug", "pieceVersion": "0.1.0", "actionName": action, "input": input}})
-}
-
 #[tokio::test]
 async fn a_sync_webhook_answers_with_the_flows_response_and_the_run_shows_every_step() {
     let t = Troupe::start().await;

@@ -187,6 +187,19 @@ impl Troupe {
         }
     }
 
+    /// Waits until the run has `status`; returns it with its steps.
+    pub async fn wait_status(&self, run_id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let run = self.run(run_id).await;
+            if run["status"] == status {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run stayed {} instead of {status}: {run}", run["status"]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn run(&self, run_id: &str) -> Value {
         let (s, run) = self.get(&format!("/flow-runs/{run_id}")).await;
         assert_eq!(s, 200, "{run}");
@@ -299,4 +312,10 @@ impl Troupe {
 /// A webhook flow with one step that echoes `trigger.body.n`: counts runs per webhook.
 pub fn counting_flow() -> Value {
     webhook_flow(piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})))
+}
+
+/// A step of the fault-injection piece (`TROUPE_DEBUG_PIECES=1`): `panic`, `sleep`, `fail_unless_flag`.
+pub fn debug(name: &str, action: &str, input: Value) -> Value {
+    json!({"name": name, "type": "PIECE", "displayName": name,
+        "settings": {"pieceName": "@troupe/piece-debug", "pieceVersion": "0.1.0", "actionName": action, "input": input}})
 }
