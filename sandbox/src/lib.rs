@@ -1,6 +1,552 @@
-//! Running untrusted code in Wasmer: JavaScript code steps through a JS engine compiled to
-//! WebAssembly, and plain WASI modules, each under a memory cap, a deadline and fuel, with no
-//! filesystem, network or environment. It knows nothing of flows.
+//! Running untrusted code in Wasmer: JavaScript code steps and template expressions through
+//! QuickJS compiled to WebAssembly (`guests/js`), and plain WASI modules, each under a memory
+//! cap, a deadline and fuel, with no filesystem, network or environment. It knows nothing of
+//! flows.
 //!
-//! Not built yet: until it is, the engine refuses `CODE` steps and template expressions at
-//! validation (see `troupe-actors::validate`), so no flow depends on it.
+//! Every execution gets a fresh `Store` and instance, so nothing leaks from one run to the next.
+//! Modules are compiled once with a metered Cranelift engine, serialized under the cache folder
+//! by content hash and kept in memory. The JavaScript engine is initialised once; each execution
+//! restores the initialised memory (only the pages that differ from a fresh instance) instead of
+//! initialising QuickJS again.
+
+mod metric_definitions;
+mod tunables;
+mod wasi;
+mod watchdog;
+
+pub use metric_definitions::*;
+
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmer::sys::{Cranelift, CompilerConfig, EngineBuilder, NativeEngineExt};
+use wasmer::{Engine, FunctionEnv, Instance, Memory, Module, Pages, RuntimeError, Store};
+use wasmer_middlewares::metering::{get_remaining_points, set_remaining_points, MeteringPoints};
+use wasmer_middlewares::Metering;
+
+/// QuickJS, built for wasm32-wasip1 by `build.rs`.
+pub const JS_ENGINE_WASM: &[u8] = include_bytes!(env!("TROUPE_GUEST_JS"));
+/// Where the build left the example WASI step (`guests/wasi-example`), for tests and docs.
+pub const WASI_EXAMPLE_PATH: &str = env!("TROUPE_WASI_EXAMPLE");
+
+/// Changes whenever serialized artifacts would no longer load: Wasmer's version, the compiler,
+/// the middlewares.
+const ARTIFACT_TAG: &str = "wasmer-7.4.2-cranelift-metered-1";
+/// Bytes of JSON a JavaScript answer may add around the output itself (logs, framing).
+const ANSWER_SLACK: usize = 256 * 1024;
+/// Memory left to the JS engine's own bookkeeping and stack beyond QuickJS's heap limit.
+const JS_HEADROOM: u64 = 8 * 1024 * 1024;
+const PAGE: usize = 64 * 1024;
+
+/// What every execution is held to.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Linear memory cap (`AP_SANDBOX_MEMORY_LIMIT_MB`).
+    pub memory_bytes: u64,
+    /// Largest output, in bytes of JSON.
+    pub max_output_bytes: usize,
+    /// Largest log (console output, stderr) kept per execution.
+    pub max_log_bytes: usize,
+    /// Wasm instructions an execution may run: the second guard after the deadline.
+    pub fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { memory_bytes: 128 << 20, max_output_bytes: 10 << 20, max_log_bytes: 64 << 10, fuel: 200_000_000_000 }
+    }
+}
+
+/// How an execution ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// The code threw, returned something that is not JSON, or exited non-zero.
+    #[error("{0}")]
+    Failed(String),
+    /// The deadline passed or the fuel ran out.
+    #[error("{0}")]
+    Timeout(String),
+    /// The code needed more memory than the cap.
+    #[error("{0}")]
+    MemoryLimit(String),
+    /// A module that cannot be loaded (not wasm, foreign imports, no `_start`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The sandbox itself failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SandboxError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            SandboxError::Failed(_) | SandboxError::Invalid(_) => "failed",
+            SandboxError::Timeout(_) => "timeout",
+            SandboxError::MemoryLimit(_) => "memory_limit",
+            SandboxError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A successful execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub output: Value,
+    /// What the code logged (console, stderr), bounded by `Limits::max_log_bytes`.
+    pub logs: String,
+}
+
+/// One expression's result: its value, or the error it threw.
+pub type Evaluated = Result<Value, String>;
+
+/// The initialised JS engine's memory: its size and the pages that differ from a fresh instance.
+struct Snapshot {
+    pages: Pages,
+    chunks: Vec<(u64, Vec<u8>)>,
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    modules: Mutex<HashMap<String, Module>>,
+    js: Module,
+    snapshot: Snapshot,
+}
+
+/// The sha256 of a module, in hex: its id.
+pub fn module_hash(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
+}
+
+static HIGH_WATER: AtomicU64 = AtomicU64::new(0);
+
+impl Sandbox {
+    /// Loads (or compiles, once) the JS engine and prepares its snapshot. `cache_dir` keeps
+    /// compiled artifacts across restarts.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Sandbox, SandboxError> {
+        let max_pages = Pages((limits.memory_bytes / PAGE as u64) as u32);
+        let mut engine: Engine = EngineBuilder::headless().engine().into();
+        engine.set_tunables(tunables::LimitingTunables::new(max_pages));
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| internal("create the sandbox cache folder", e))?;
+        }
+        let mut sandbox = Sandbox {
+            engine,
+            limits,
+            cache_dir,
+            modules: Mutex::new(HashMap::new()),
+            js: Module::new(&Engine::default(), "(module)").map_err(|e| internal("placeholder", e))?,
+            snapshot: Snapshot { pages: Pages(0), chunks: Vec::new() },
+        };
+        sandbox.js = sandbox.load(&module_hash(JS_ENGINE_WASM), || Some(JS_ENGINE_WASM.to_vec()))?;
+        sandbox.snapshot = sandbox.prepare_js()?;
+        Ok(sandbox)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs an Activepieces code step: `source` exports `code`, called with `inputs`.
+    pub fn run_js(&self, source: &str, inputs: &Value, deadline: Instant) -> Result<Outcome, SandboxError> {
+        let request = json!({"kind": "code", "source": source, "inputs": inputs});
+        let started = Instant::now();
+        let result = self.js_call(request, deadline).and_then(|(answer, logs)| {
+            if answer["ok"] == true {
+                Ok(Outcome { output: answer.get("value").cloned().unwrap_or(Value::Null), logs })
+            } else {
+                Err(js_error(&answer["error"]))
+            }
+        });
+        record("js", started, &result);
+        result
+    }
+
+    /// Evaluates template expressions (`step_1.items.length + 1`) with `scope`'s keys as names.
+    pub fn eval_expressions(
+        &self,
+        exprs: &[&str],
+        scope: &Value,
+        deadline: Instant,
+    ) -> Result<Vec<Evaluated>, SandboxError> {
+        let request = json!({"kind": "expr", "exprs": exprs, "scope": scope});
+        let started = Instant::now();
+        let result = self.js_call(request, deadline).and_then(|(answer, _)| {
+            let values = answer["value"].as_array().cloned().unwrap_or_default();
+            Ok(values
+                .into_iter()
+                .map(|v| {
+                    if v["ok"] == true {
+                        Ok(v.get("value").cloned().unwrap_or(Value::Null))
+                    } else {
+                        Err(v["error"].as_str().unwrap_or("the expression failed").to_string())
+                    }
+                })
+                .collect())
+        });
+        record("expression", started, &result);
+        result
+    }
+
+    /// Checks and compiles a WASI module, caching it; returns its id (sha256, hex).
+    pub fn add_module(&self, wasm: &[u8]) -> Result<String, SandboxError> {
+        let hash = module_hash(wasm);
+        let module = self.load(&hash, || Some(wasm.to_vec()))?;
+        if module.exports().functions().all(|f| f.name() != "_start") {
+            return Err(SandboxError::Invalid(
+                "the module has no `_start` export: build it as a wasm32-wasip1 program (a `main`)".into(),
+            ));
+        }
+        Ok(hash)
+    }
+
+    /// Runs a WASI module: `input` as JSON on stdin, the output JSON read from stdout.
+    /// `fetch` gives the module's bytes when it is neither in memory nor in the cache folder.
+    pub fn run_wasi(
+        &self,
+        hash: &str,
+        fetch: impl FnOnce() -> Option<Vec<u8>>,
+        input: &Value,
+        deadline: Instant,
+    ) -> Result<Outcome, SandboxError> {
+        let started = Instant::now();
+        let result = self.load(hash, fetch).and_then(|module| {
+            let stdin = serde_json::to_vec(input).map_err(|e| internal("encode the input", e))?;
+            let mut exec = Execution::new(self, &module, stdin, self.limits.max_output_bytes)?;
+            let call = exec.instance.exports.get_function("_start").cloned().map_err(|e| {
+                SandboxError::Invalid(format!("the module has no `_start` export ({e}); build it as a program"))
+            })?;
+            let outcome = exec.run(deadline, |store| call.call(store, &[]).map(|_| ()));
+            let exited_ok = match outcome {
+                Ok(()) => true,
+                Err(e) => match e.downcast_ref::<wasi::Exit>() {
+                    Some(wasi::Exit(0)) => true,
+                    Some(wasi::Exit(code)) => {
+                        let logs = exec.logs();
+                        return Err(SandboxError::Failed(format!("the module exited with code {code}{}", tail(&logs))));
+                    }
+                    None => return Err(exec.classify(e)),
+                },
+            };
+            debug_assert!(exited_ok);
+            let logs = exec.logs();
+            let out = &exec.host().stdout;
+            let output = if out.iter().all(u8::is_ascii_whitespace) {
+                Value::Null
+            } else {
+                serde_json::from_slice(out).map_err(|e| {
+                    SandboxError::Failed(format!("the module's stdout is not JSON ({e}){}", tail(&logs)))
+                })?
+            };
+            Ok(Outcome { output, logs })
+        });
+        record("wasi", started, &result);
+        result
+    }
+
+    /// The module with this hash: from memory, the cache folder, or compiled from `fetch`.
+    fn load(&self, hash: &str, fetch: impl FnOnce() -> Option<Vec<u8>>) -> Result<Module, SandboxError> {
+        if let Some(m) = self.modules.lock().unwrap().get(hash) {
+            MODULE_LOADS.with_label_values(&["memory"]).inc();
+            return Ok(m.clone());
+        }
+        let artifact = self.cache_dir.as_ref().map(|d| d.join(format!("{hash}.{ARTIFACT_TAG}.bin")));
+        let mut module = None;
+        if let Some(path) = artifact.as_ref().filter(|p| p.exists()) {
+            // SAFETY: artifacts in the cache folder are written by this process family only,
+            // from modules it compiled itself; a corrupt one fails to load and is rebuilt.
+            match unsafe { Module::deserialize_from_file(&self.engine, path) } {
+                Ok(m) => {
+                    MODULE_LOADS.with_label_values(&["disk"]).inc();
+                    module = Some(m);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "dropping an unreadable sandbox artifact");
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let module = match module {
+            Some(m) => m,
+            None => {
+                let wasm = fetch().ok_or_else(|| SandboxError::Invalid(format!("no WASI module with id {hash}")))?;
+                if module_hash(&wasm) != hash {
+                    return Err(SandboxError::Invalid(format!("the module's bytes do not hash to {hash}")));
+                }
+                let bytes = compile(&wasm)?;
+                if let Some(path) = &artifact {
+                    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                    if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                }
+                MODULE_LOADS.with_label_values(&["compiled"]).inc();
+                // SAFETY: these bytes were serialized just above by the same Wasmer build.
+                unsafe { Module::deserialize(&self.engine, bytes) }.map_err(|e| internal("load a compiled module", e))?
+            }
+        };
+        wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
+        self.modules.lock().unwrap().insert(hash.to_string(), module.clone());
+        Ok(module)
+    }
+
+    /// Initialises QuickJS in one instance and records how its memory differs from a fresh one.
+    fn prepare_js(&self) -> Result<Snapshot, SandboxError> {
+        let mut exec = Execution::new(self, &self.js, Vec::new(), 0)?;
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        if let Ok(f) = exec.instance.exports.get_function("_initialize").cloned() {
+            exec.run(far, |store| f.call(store, &[]).map(|_| ())).map_err(|e| internal("initialise the guest", e))?;
+        }
+        let init = exec
+            .instance
+            .exports
+            .get_typed_function::<i64, i32>(&exec.store, "troupe_init")
+            .map_err(|e| internal("find troupe_init", e))?;
+        let heap_limit = self.limits.memory_bytes.saturating_sub(JS_HEADROOM) as i64;
+        let status = exec.run(far, |store| init.call(store, heap_limit)).map_err(|e| internal("initialise QuickJS", e))?;
+        if status != 0 {
+            return Err(SandboxError::Internal(format!("QuickJS did not initialise (status {status})")));
+        }
+        let image = exec.memory.view(&exec.store).copy_to_vec().map_err(|e| internal("read memory", e))?;
+        let pages = exec.memory.view(&exec.store).size();
+        let fresh = Execution::new(self, &self.js, Vec::new(), 0)?;
+        let base = fresh.memory.view(&fresh.store).copy_to_vec().map_err(|e| internal("read memory", e))?;
+        const CHUNK: usize = 4096;
+        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (i, chunk) in image.chunks(CHUNK).enumerate() {
+            let at = i * CHUNK;
+            let same = match base.get(at..at + chunk.len()) {
+                Some(b) => b == chunk,
+                None => chunk.iter().all(|&b| b == 0),
+            };
+            if same {
+                continue;
+            }
+            match chunks.last_mut() {
+                Some((start, bytes)) if *start as usize + bytes.len() == at => bytes.extend_from_slice(chunk),
+                _ => chunks.push((at as u64, chunk.to_vec())),
+            }
+        }
+        let bytes: usize = chunks.iter().map(|(_, b)| b.len()).sum();
+        tracing::info!(pages = pages.0, differing_bytes = bytes, "JS engine snapshot ready");
+        Ok(Snapshot { pages, chunks })
+    }
+
+    /// One JS engine call: restore the snapshot, pass the request, read the answer.
+    fn js_call(&self, mut request: Value, deadline: Instant) -> Result<(Value, String), SandboxError> {
+        let mut rng = rand::rng();
+        request["seed"] = json!([rng.next_u32(), rng.next_u32()]);
+        let stdin = serde_json::to_vec(&request).map_err(|e| internal("encode the request", e))?;
+        let mut exec = Execution::new(self, &self.js, stdin, self.limits.max_output_bytes + ANSWER_SLACK)?;
+        let view_pages = exec.memory.view(&exec.store).size();
+        if self.snapshot.pages > view_pages {
+            exec.memory.grow(&mut exec.store, self.snapshot.pages - view_pages).map_err(|e| internal("grow memory", e))?;
+        }
+        {
+            let view = exec.memory.view(&exec.store);
+            for (at, bytes) in &self.snapshot.chunks {
+                view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
+            }
+        }
+        let run = exec
+            .instance
+            .exports
+            .get_typed_function::<(), i32>(&exec.store, "troupe_run")
+            .map_err(|e| internal("find troupe_run", e))?;
+        let status = match exec.run(deadline, |store| run.call(store)) {
+            Ok(status) => status,
+            Err(e) => return Err(exec.classify(e)),
+        };
+        if exec.host().output_overflow {
+            return Err(exec.output_too_large());
+        }
+        if status != 0 {
+            return Err(SandboxError::Internal(format!("the JS engine failed to run (status {status})")));
+        }
+        let answer: Value =
+            serde_json::from_slice(&exec.host().stdout).map_err(|e| internal("read the JS engine's answer", e))?;
+        let logs = format_logs(&answer["logs"], self.limits.max_log_bytes);
+        if let Some(value) = answer.get("value") {
+            let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
+            if size > self.limits.max_output_bytes {
+                return Err(exec.output_too_large());
+            }
+        }
+        Ok((answer, logs))
+    }
+}
+
+/// One instance in its own store, with the limits applied.
+struct Execution<'a> {
+    sandbox: &'a Sandbox,
+    store: Store,
+    env: FunctionEnv<wasi::Host>,
+    instance: Instance,
+    memory: Memory,
+    deadline_hit: bool,
+}
+
+impl<'a> Execution<'a> {
+    fn new(sandbox: &'a Sandbox, module: &Module, stdin: Vec<u8>, out_limit: usize) -> Result<Self, SandboxError> {
+        let mut store = Store::new(sandbox.engine.clone());
+        let env = FunctionEnv::new(&mut store, wasi::Host::new(stdin, out_limit, sandbox.limits.max_log_bytes));
+        let imports = wasi::imports_for(&mut store, &env, module);
+        let instance = Instance::new(&mut store, module, &imports).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("pages of memory at start") {
+                SandboxError::MemoryLimit(msg)
+            } else {
+                SandboxError::Invalid(format!("the module cannot be instantiated: {msg}"))
+            }
+        })?;
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .cloned()
+            .map_err(|_| SandboxError::Invalid("the module exports no memory".into()))?;
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        set_remaining_points(&mut store, &instance, sandbox.limits.fuel);
+        Ok(Execution { sandbox, store, env, instance, memory, deadline_hit: false })
+    }
+
+    fn host(&self) -> &wasi::Host {
+        self.env.as_ref(&self.store)
+    }
+
+    /// Calls into the instance under the deadline.
+    fn run<T>(
+        &mut self,
+        deadline: Instant,
+        call: impl FnOnce(&mut Store) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        if Instant::now() >= deadline {
+            self.deadline_hit = true;
+            return Err(RuntimeError::new("the deadline had already passed"));
+        }
+        ACTIVE.inc();
+        let guard = watchdog::watch(deadline, self.store.interrupter());
+        let result = call(&mut self.store);
+        self.deadline_hit = guard.fired();
+        drop(guard);
+        ACTIVE.dec();
+        let used = self.memory.view(&self.store).data_size();
+        if used > HIGH_WATER.fetch_max(used, Ordering::Relaxed) {
+            MEMORY_HIGH_WATER.set(used as i64);
+        }
+        result
+    }
+
+    fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.host().stderr).into_owned()
+    }
+
+    fn output_too_large(&self) -> SandboxError {
+        SandboxError::Failed(format!(
+            "the output is larger than the sandbox allows ({} bytes)",
+            self.sandbox.limits.max_output_bytes
+        ))
+    }
+
+    /// Why a call trapped: the deadline, the fuel, the memory cap, or the code itself.
+    fn classify(&mut self, e: RuntimeError) -> SandboxError {
+        if self.deadline_hit {
+            return SandboxError::Timeout("the code was still running at the run's deadline".into());
+        }
+        if matches!(get_remaining_points(&mut self.store, &self.instance), MeteringPoints::Exhausted) {
+            return SandboxError::Timeout(format!(
+                "the code used its instruction budget ({} wasm instructions)",
+                self.sandbox.limits.fuel
+            ));
+        }
+        if self.host().output_overflow {
+            return self.output_too_large();
+        }
+        let used = self.memory.view(&self.store).data_size();
+        let message = e.message();
+        let logs = self.logs();
+        // a guest whose allocation failed aborts (Rust prints this line first); a guest that
+        // traps with its memory at the cap ran out of it in some other way
+        if used + 2 * PAGE as u64 > self.sandbox.limits.memory_bytes || logs.contains("memory allocation of") {
+            return SandboxError::MemoryLimit(format!(
+                "the code used all the memory the sandbox allows ({} MiB): {message}",
+                self.sandbox.limits.memory_bytes >> 20
+            ));
+        }
+        SandboxError::Failed(format!("the code crashed: {message}{}", tail(&logs)))
+    }
+}
+
+/// Compiles with a fresh metered engine (one `Metering` can compile only one module) and
+/// returns the serialized artifact.
+fn compile(wasm: &[u8]) -> Result<bytes::Bytes, SandboxError> {
+    let mut compiler = Cranelift::default();
+    compiler.push_middleware(Arc::new(Metering::new(0, |_: &wasmer::wasmparser::Operator| 1)));
+    let engine: Engine = EngineBuilder::new(compiler).engine().into();
+    let module = Module::new(&engine, wasm).map_err(|e| SandboxError::Invalid(format!("not a valid module: {e}")))?;
+    wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
+    module.serialize().map_err(|e| internal("serialize a compiled module", e))
+}
+
+fn js_error(error: &Value) -> SandboxError {
+    let name = error["name"].as_str().unwrap_or("Error");
+    let message = error["message"].as_str().unwrap_or("");
+    if name == "InternalError" && message.contains("out of memory") {
+        return SandboxError::MemoryLimit(format!("the code ran out of memory: {name}: {message}"));
+    }
+    SandboxError::Failed(format!("{name}: {message}"))
+}
+
+/// `console` lines as text, one per call; levels other than `log` are marked.
+fn format_logs(logs: &Value, limit: usize) -> String {
+    let mut out = String::new();
+    for line in logs.as_array().into_iter().flatten() {
+        let level = line["level"].as_str().unwrap_or("log");
+        let message = line["message"].as_str().unwrap_or("");
+        if level != "log" && level != "info" {
+            out.push_str(&format!("[{level}] "));
+        }
+        out.push_str(message);
+        out.push('\n');
+        if out.len() > limit {
+            let mut cut = limit;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            break;
+        }
+    }
+    out
+}
+
+/// The end of a log, to append to an error message.
+fn tail(logs: &str) -> String {
+    let logs = logs.trim();
+    if logs.is_empty() {
+        return String::new();
+    }
+    let mut start = logs.len().saturating_sub(500);
+    while !logs.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("; its last output: {}", &logs[start..])
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Internal(format!("could not {what}: {e}"))
+}
+
+fn record<T>(kind: &str, started: Instant, result: &Result<T, SandboxError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    EXECUTIONS.with_label_values(&[kind, outcome]).inc();
+    EXECUTION_DURATION.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+}

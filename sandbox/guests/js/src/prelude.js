@@ -1,0 +1,87 @@
+// Runs once, before the memory snapshot every execution starts from.
+(() => {
+  'use strict';
+  const LOG_LIMIT = 64 * 1024;
+  const state = { logs: [], logBytes: 0, truncated: false, timers: [], timerSeq: 0, rng: [1, 2] };
+  const show = (v) => {
+    if (typeof v === 'string') return v;
+    if (v instanceof Error) return v.stack ? `${v.name}: ${v.message}\n${v.stack}` : `${v.name}: ${v.message}`;
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') return String(v);
+    try { const s = JSON.stringify(v); return s === undefined ? String(v) : s; } catch (_) { return String(v); }
+  };
+  const log = (level) => (...args) => {
+    if (state.truncated) return;
+    const line = args.map(show).join(' ');
+    if (state.logBytes + line.length > LOG_LIMIT) {
+      state.logs.push({ level: 'warn', message: `[log truncated at ${LOG_LIMIT} bytes]` });
+      state.truncated = true;
+      return;
+    }
+    state.logBytes += line.length;
+    state.logs.push({ level, message: line });
+  };
+  globalThis.console = {
+    log: log('log'), info: log('info'), warn: log('warn'), error: log('error'), debug: log('debug'), trace: log('debug'),
+  };
+  // Timers run in due order once the microtask queue is empty, without waiting in real time:
+  // the step's wall-clock budget is the host's to enforce.
+  globalThis.setTimeout = (fn, ms, ...args) => {
+    const id = ++state.timerSeq;
+    state.timers.push({ id, due: Number(ms) || 0, seq: id, fn, args });
+    return id;
+  };
+  globalThis.clearTimeout = (id) => { state.timers = state.timers.filter((t) => t.id !== id); };
+  globalThis.setImmediate = (fn, ...args) => globalThis.setTimeout(fn, 0, ...args);
+  globalThis.queueMicrotask = (fn) => { Promise.resolve().then(fn); };
+  // xorshift128+, reseeded from the host on every execution (a snapshot would otherwise freeze it).
+  Math.random = () => {
+    let [s1, s0] = state.rng;
+    state.rng[0] = s0;
+    s1 ^= s1 << 23; s1 ^= s1 >>> 17; s1 ^= s0; s1 ^= s0 >>> 26;
+    state.rng[1] = s1;
+    return ((state.rng[0] + state.rng[1]) >>> 0) / 4294967296;
+  };
+  const errorOf = (e) => {
+    if (e instanceof Error) return { name: e.name, message: String(e.message), stack: e.stack || '' };
+    return { name: 'Error', message: show(e), stack: '' };
+  };
+  const encode = (ok, value) => {
+    const out = { ok, logs: state.logs };
+    if (ok) {
+      try {
+        out.value = value === undefined ? null : JSON.parse(JSON.stringify(value) ?? 'null');
+      } catch (e) {
+        return JSON.stringify({ ok: false, error: { name: 'TypeError', message: `the output is not JSON: ${e.message}`, stack: '' }, logs: state.logs });
+      }
+    } else {
+      out.error = errorOf(value);
+    }
+    return JSON.stringify(out);
+  };
+  globalThis.__troupe = {
+    begin(seedHi, seedLo) {
+      state.rng = [seedHi | 1, seedLo | 2];
+    },
+    runTimer() {
+      if (state.timers.length === 0) return false;
+      state.timers.sort((a, b) => a.due - b.due || a.seq - b.seq);
+      const t = state.timers.shift();
+      t.fn(...t.args);
+      return true;
+    },
+    done: (value) => encode(true, value),
+    failed: (error) => encode(false, error),
+    expressions(exprs, scope) {
+      const values = exprs.map((e) => {
+        try {
+          const f = new Function('__scope', `with (__scope) { return (${e}\n); }`);
+          const v = f(scope);
+          return { ok: true, value: v === undefined ? null : JSON.parse(JSON.stringify(v) ?? 'null') };
+        } catch (err) {
+          return { ok: false, error: errorOf(err).message };
+        }
+      });
+      return encode(true, values);
+    },
+  };
+})();
