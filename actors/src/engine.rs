@@ -32,6 +32,8 @@ pub struct EngineCtx {
     pub paused_per_shard: DashMap<u16, usize>,
     /// What run creation needs of each published (immutable) version.
     pub version_meta: DashMap<String, Arc<crate::shard::VersionMeta>>,
+    /// Code steps and template expressions.
+    pub code: Arc<crate::code::CodeRunner>,
 }
 
 /// How long a graceful stop waits for runs in flight before it leaves them to recovery.
@@ -44,7 +46,12 @@ pub struct Engine {
 
 impl Engine {
     /// Starts a ShardActor for every shard. Call from inside the actix `System`.
-    pub async fn start(config: Config, store: Store, nats: async_nats::Client) -> Result<Engine, EngineError> {
+    pub async fn start(
+        config: Config,
+        store: Store,
+        nats: async_nats::Client,
+        code: Arc<crate::code::CodeRunner>,
+    ) -> Result<Engine, EngineError> {
         let js = jetstream::new(nats.clone());
         let http = reqwest::Client::builder()
             .timeout(config.flow_timeout)
@@ -61,6 +68,7 @@ impl Engine {
             executing: DashMap::new(),
             paused_per_shard: DashMap::new(),
             version_meta: DashMap::new(),
+            code,
         });
         let stream = ctx
             .js

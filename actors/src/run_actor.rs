@@ -95,10 +95,39 @@ struct Exec<'a> {
     /// The resume the paused step consumes when execution reaches it again.
     pending_resume: Option<Resume>,
     last_cancel_check: Instant,
+    /// What the step being journaled logged (code steps).
+    pending_logs: Option<String>,
+}
+
+/// How a step's own work went wrong.
+enum Fault {
+    /// The step failed: retried, then continue-on-failure or a FAILED run.
+    Failed(String),
+    /// The run ends with this status whatever the step's settings say (timeout, memory cap).
+    Fatal(RunStatus, String),
+}
+
+impl Fault {
+    fn from_sandbox(step: &Action, e: troupe_sandbox::SandboxError) -> Fault {
+        use troupe_sandbox::SandboxError as E;
+        match e {
+            E::Failed(m) | E::Invalid(m) => Fault::Failed(m),
+            E::Timeout(m) => Fault::Fatal(RunStatus::Timeout, format!("step {:?}: {m}", step.name)),
+            E::MemoryLimit(m) => Fault::Fatal(RunStatus::MemoryLimitExceeded, format!("step {:?}: {m}", step.name)),
+            E::Internal(m) => Fault::Fatal(RunStatus::InternalError, format!("step {:?}: {m}", step.name)),
+        }
+    }
 }
 
 fn failed(step: &Action, message: String) -> FailedStep {
     FailedStep { name: step.name.clone(), display_name: step.display().to_string(), message }
+}
+
+fn fault_halt(step: &Action, f: Fault) -> Halt {
+    match f {
+        Fault::Failed(m) => Halt::Fail(RunStatus::Failed, failed(step, m)),
+        Fault::Fatal(status, m) => Halt::Fail(status, failed(step, m)),
+    }
 }
 
 fn type_name(kind: ActionType) -> &'static str {
@@ -164,6 +193,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         next_seq,
         deadline: stretch_start + active_left,
         replied: false,
+        pending_logs: None,
         run,
     };
     // the trigger record (seq 0) holds the output the run started from
@@ -356,6 +386,7 @@ impl Exec<'_> {
             error_message: error,
             duration,
             attempts,
+            logs: self.pending_logs.take(),
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
@@ -411,12 +442,13 @@ impl Exec<'_> {
             _ => None,
         };
         let raw_input = Value::Object(step.settings.input.clone().unwrap_or_default());
-        let input = match template::resolve(&raw_input, &self.outputs) {
+        let input = match self.resolve(step, &raw_input).await {
             Ok(v) => v,
-            Err(e) => {
-                self.journal_failure(step, kind, path, raw_input, e.to_string(), 0, 1);
-                return self.on_failure(step, e.to_string());
+            Err(Fault::Failed(e)) => {
+                self.journal_failure(step, kind, path, raw_input, e.clone(), 0, 1);
+                return self.on_failure(step, e);
             }
+            Err(Fault::Fatal(status, e)) => return Err(self.abort_step(step, kind, path, &raw_input, e, 0, 1, status)),
         };
         let input_map = input.as_object().cloned().unwrap_or_default();
         let attempts_allowed = if step.retry_on_failure() { RETRY_ATTEMPTS } else { 1 };
@@ -427,12 +459,12 @@ impl Exec<'_> {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             let fut = async {
                 if step.kind == ActionType::Code {
-                    return Err("CODE steps run in the code sandbox, which this build does not have yet".to_string());
+                    return self.code_step(step, &input_map).await;
                 }
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
                 let ctx = PieceCtx { engine: self.engine, run: &self.run, resume: resume_payload.as_ref() };
-                pieces::execute(&ctx, piece, action, &input_map).await
+                pieces::execute(&ctx, piece, action, &input_map).await.map(|r| (r, None)).map_err(Fault::Failed)
             };
             let outcome = tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
             match outcome {
@@ -459,9 +491,16 @@ impl Exec<'_> {
                         RunStatus::InternalError,
                     ));
                 }
-                Ok(Ok(Ok(r))) => break Ok(r),
-                Ok(Ok(Err(e))) if attempt >= attempts_allowed => break Err(e),
-                Ok(Ok(Err(e))) => {
+                Ok(Ok(Ok((r, logs)))) => {
+                    self.pending_logs = logs;
+                    break Ok(r);
+                }
+                Ok(Ok(Err(Fault::Fatal(status, msg)))) => {
+                    let took = started.elapsed().as_millis() as u64;
+                    return Err(self.abort_step(step, kind, path, &input, msg, took, attempt, status));
+                }
+                Ok(Ok(Err(Fault::Failed(e)))) if attempt >= attempts_allowed => break Err(e),
+                Ok(Ok(Err(Fault::Failed(e)))) => {
                     let delay = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
                     tracing::info!(
                         run_id = self.run.id,
@@ -573,6 +612,41 @@ impl Exec<'_> {
         matches!(self.engine.store.get_run(&self.run.id), Ok(Some(r)) if r.status.is_terminal())
     }
 
+    /// Resolves the templates of `value`, evaluating its expressions in the sandbox first.
+    async fn resolve(&self, step: &Action, value: &Value) -> Result<Value, Fault> {
+        let exprs = template::expressions(value);
+        let mut evals = template::Evaluations::new();
+        if !exprs.is_empty() {
+            let scope = Value::Object(self.outputs.clone());
+            let results = self
+                .engine
+                .code
+                .eval(exprs.clone(), scope, self.deadline)
+                .await
+                .map_err(|e| Fault::from_sandbox(step, e))?;
+            evals.extend(exprs.into_iter().zip(results));
+        }
+        template::resolve(value, &self.outputs, &evals).map_err(|e| Fault::Failed(e.to_string()))
+    }
+
+    /// A CODE step: JavaScript from `sourceCode.code`, or the WASI module `wasmModule`.
+    async fn code_step(
+        &self,
+        step: &Action,
+        inputs: &Map<String, Value>,
+    ) -> Result<(pieces::ActionResult, Option<String>), Fault> {
+        let inputs = Value::Object(inputs.clone());
+        let code = &self.engine.code;
+        let outcome = match (&step.settings.wasm_module, &step.settings.source_code) {
+            (Some(id), _) => code.run_wasi(self.engine.store.clone(), id.clone(), inputs, self.deadline).await,
+            (None, Some(src)) => code.run_js(src.code.clone(), inputs, self.deadline).await,
+            (None, None) => return Err(Fault::Failed("the step has no sourceCode".into())),
+        }
+        .map_err(|e| Fault::from_sandbox(step, e))?;
+        let logs = Some(outcome.logs).filter(|l| !l.is_empty());
+        Ok((pieces::ActionResult { output: outcome.output, control: Control::Continue }, logs))
+    }
+
     fn on_failure(&mut self, step: &Action, message: String) -> Result<(), Halt> {
         if step.continue_on_failure() {
             Ok(())
@@ -603,7 +677,9 @@ impl Exec<'_> {
     async fn loop_step(&mut self, step: &Action, path: &[(String, usize)]) -> Result<(), Halt> {
         let started = Instant::now();
         let raw = step.settings.items.clone().unwrap_or(Value::Null);
-        let items = match template::resolve(&raw, &self.outputs) {
+        let items = match self.resolve(step, &raw).await.map_err(|f| match f {
+            Fault::Failed(m) | Fault::Fatal(_, m) => m,
+        }) {
             Ok(Value::Array(a)) => a,
             Ok(Value::Null) => vec![],
             Ok(other) => {
@@ -715,11 +791,9 @@ impl Exec<'_> {
                 let mut all_hold = !group.is_empty();
                 let mut conds = Vec::new();
                 for c in group {
-                    let first = template::resolve(&c.first_value, &self.outputs)
-                        .map_err(|e| Halt::Fail(RunStatus::Failed, failed(step, e.to_string())))?;
+                    let first = self.resolve(step, &c.first_value).await.map_err(|f| fault_halt(step, f))?;
                     let second = match &c.second_value {
-                        Some(v) => template::resolve(v, &self.outputs)
-                            .map_err(|e| Halt::Fail(RunStatus::Failed, failed(step, e.to_string())))?,
+                        Some(v) => self.resolve(step, v).await.map_err(|f| fault_halt(step, f))?,
                         None => Value::Null,
                     };
                     let op = c.operator.as_deref().unwrap_or_default();

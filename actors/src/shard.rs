@@ -257,6 +257,7 @@ fn run_for(
         error_message: None,
         duration: 0,
         attempts: 1,
+        logs: None,
     };
     let run = FlowRun {
         id: new_ordered_id(),

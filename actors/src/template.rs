@@ -2,11 +2,16 @@
 //!
 //! A string may hold `{{ ... }}` tokens. A token that is a plain path
 //! (`trigger.body.x`, `step_1['body']['items'][0]`) is resolved natively against the run's
-//! outputs. Anything else is a JavaScript expression, which needs the sandbox; until it lands
-//! such templates are refused at validation. A string that is exactly one token keeps the
-//! value's type; tokens inside text are interpolated, non-strings JSON-encoded.
+//! outputs. Anything else is a JavaScript expression (`step_1.items.length + 1`), evaluated in
+//! the code sandbox with the trigger and steps as names: the caller evaluates
+//! [`expressions`] first and hands the results to [`resolve`]. A string that is exactly one
+//! token keeps the value's type; tokens inside text are interpolated, non-strings JSON-encoded.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Results of the expressions of a value, by expression text.
+pub type Evaluations = HashMap<String, Result<Value, String>>;
 
 /// One step of a path: `.name` / `['name']`, or `[3]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,30 +129,53 @@ pub fn lookup<'a>(outputs: &'a Map<String, Value>, path: &Path) -> Option<&'a Va
     Some(cur)
 }
 
+/// An expression that threw, or that was not evaluated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("template {{{{{0}}}}} is a JavaScript expression; expressions run in the code sandbox, which this build does not have yet; use a plain path such as {{{{step_1.body.field}}}}")]
-pub struct ExpressionNotSupported(pub String);
+#[error("template {{{{{expression}}}}} failed: {message}")]
+pub struct TemplateError {
+    pub expression: String,
+    pub message: String,
+}
+
+/// The distinct expressions (tokens that are not plain paths) in the strings of `value`.
+pub fn expressions(value: &Value) -> Vec<String> {
+    let mut all = Vec::new();
+    tokens(value, &mut all);
+    let mut out: Vec<String> = Vec::new();
+    for t in all {
+        if parse_path(&t).is_none() && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
 
 /// Resolves every template in `value` (strings, recursively through arrays and objects).
-pub fn resolve(value: &Value, outputs: &Map<String, Value>) -> Result<Value, ExpressionNotSupported> {
+pub fn resolve(value: &Value, outputs: &Map<String, Value>, evals: &Evaluations) -> Result<Value, TemplateError> {
     Ok(match value {
-        Value::String(s) => resolve_str(s, outputs)?,
-        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, outputs)).collect::<Result<_, _>>()?),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| Ok((k.clone(), resolve(v, outputs)?))).collect::<Result<_, _>>()?)
-        }
+        Value::String(s) => resolve_str(s, outputs, evals)?,
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, outputs, evals)).collect::<Result<_, _>>()?),
+        Value::Object(m) => Value::Object(
+            m.iter().map(|(k, v)| Ok((k.clone(), resolve(v, outputs, evals)?))).collect::<Result<_, _>>()?,
+        ),
         other => other.clone(),
     })
 }
 
-pub fn resolve_str(s: &str, outputs: &Map<String, Value>) -> Result<Value, ExpressionNotSupported> {
+pub fn resolve_str(s: &str, outputs: &Map<String, Value>, evals: &Evaluations) -> Result<Value, TemplateError> {
     if !s.contains("{{") {
         return Ok(Value::String(s.to_string()));
     }
     let parts = split(s);
-    let eval = |token: &str| -> Result<Value, ExpressionNotSupported> {
-        let path = parse_path(token).ok_or_else(|| ExpressionNotSupported(token.to_string()))?;
-        Ok(lookup(outputs, &path).cloned().unwrap_or(Value::Null))
+    let eval = |token: &str| -> Result<Value, TemplateError> {
+        match parse_path(token) {
+            Some(path) => Ok(lookup(outputs, &path).cloned().unwrap_or(Value::Null)),
+            None => match evals.get(token) {
+                Some(Ok(v)) => Ok(v.clone()),
+                Some(Err(message)) => Err(TemplateError { expression: token.to_string(), message: message.clone() }),
+                None => Err(TemplateError { expression: token.to_string(), message: "it was not evaluated".into() }),
+            },
+        }
     };
     if let [Part::Token(t)] = parts.as_slice() {
         return eval(t);
@@ -197,6 +225,10 @@ mod tests {
         .clone()
     }
 
+    fn resolve_str(s: &str, o: &Map<String, Value>) -> Result<Value, TemplateError> {
+        super::resolve_str(s, o, &Evaluations::new())
+    }
+
     #[test]
     fn a_lone_template_keeps_its_type() {
         let o = outputs();
@@ -216,10 +248,18 @@ mod tests {
     }
 
     #[test]
-    fn expressions_are_recognised_and_refused() {
+    fn expressions_are_found_and_their_results_used() {
         assert!(parse_path("step_1.items.length + 1").is_none());
         assert!(parse_path("trigger.body.name.toUpperCase()").is_none());
-        assert!(resolve_str("{{ a + b }}", &outputs()).is_err());
         assert_eq!(parse_path("trigger[\"body\"].x").unwrap().segments.len(), 2);
+        let v = json!({"a": "{{ a + b }} and {{trigger.body.x}}", "b": ["{{ a + b }}", "{{ c() }}"]});
+        assert_eq!(expressions(&v), vec!["a + b".to_string(), "c()".to_string()]);
+        assert!(resolve_str("{{ a + b }}", &outputs()).is_err());
+        let evals: Evaluations =
+            [("a + b".to_string(), Ok(json!(3))), ("c()".to_string(), Err("c is not defined".to_string()))].into();
+        assert_eq!(super::resolve_str("{{ a + b }}", &outputs(), &evals).unwrap(), json!(3));
+        assert_eq!(super::resolve_str("x={{ a + b }}/{{trigger.body.x}}", &outputs(), &evals).unwrap(), json!("x=3/5"));
+        let err = super::resolve(&v, &outputs(), &evals).unwrap_err();
+        assert_eq!(err.to_string(), "template {{c()}} failed: c is not defined");
     }
 }

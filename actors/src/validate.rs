@@ -64,7 +64,8 @@ impl Checker {
         template::tokens(value, &mut tokens);
         for token in tokens {
             match template::parse_path(&token) {
-                None => self.problem(step, field, template::ExpressionNotSupported(token).to_string()),
+                // an expression: JavaScript, evaluated in the sandbox at run time
+                None => {}
                 Some(path) if !before.contains(&path.root) => self.problem(
                     step,
                     field,
@@ -121,9 +122,18 @@ impl Checker {
                 }
             }
             ActionType::Code => {
-                match &s.source_code {
-                    None => self.problem(&a.name, "settings.sourceCode", "is required"),
-                    Some(src) => {
+                match (&s.wasm_module, &s.source_code) {
+                    (Some(id), _) => {
+                        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            self.problem(
+                                &a.name,
+                                "settings.wasmModule",
+                                "must be a module id (64 hex characters) from POST /api/v1/wasm-modules",
+                            );
+                        }
+                    }
+                    (None, None) => self.problem(&a.name, "settings.sourceCode", "is required"),
+                    (None, Some(src)) => {
                         if src.code.trim().is_empty() {
                             self.problem(&a.name, "settings.sourceCode.code", "is required");
                         }
@@ -136,7 +146,11 @@ impl Checker {
                         }
                     }
                 }
-                self.problem(&a.name, "type", "CODE steps run in the code sandbox, which this build does not have yet");
+                if let Some(input) = &s.input {
+                    for (k, v) in input {
+                        self.templates(&a.name, &format!("settings.input.{k}"), v, before);
+                    }
+                }
             }
             ActionType::LoopOnItems => {
                 match &s.items {
@@ -304,14 +318,21 @@ mod tests {
     }
 
     #[test]
-    fn code_dependencies_and_expressions_are_refused() {
+    fn code_dependencies_are_refused_and_expressions_accepted() {
         let code = json!({"name": "step_1", "type": "CODE", "settings": {"input": {},
             "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"lodash\":\"4\"}}"}}});
         let problems = validate(&version(code));
-        assert!(problems.iter().any(|p| p.field == "settings.sourceCode.packageJson" && p.message.contains("lodash")));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "settings.sourceCode.packageJson");
+        assert!(problems[0].message.contains("lodash"));
+        let fine = json!({"name": "step_1", "type": "CODE", "settings": {"input": {"n": "{{trigger.body.n}}"},
+            "sourceCode": {"code": "export const code = async (inputs) => inputs.n", "packageJson": "{}"}}});
+        assert_eq!(validate(&version(fine)), vec![]);
         let expr =
             piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": "{{ trigger.body.a + 1 }}"}));
-        assert!(validate(&version(expr))[0].message.contains("JavaScript expression"));
+        assert_eq!(validate(&version(expr)), vec![]);
+        let wasm = json!({"name": "step_1", "type": "CODE", "settings": {"input": {}, "wasmModule": "nope"}});
+        assert_eq!(validate(&version(wasm))[0].field, "settings.wasmModule");
     }
 
     #[test]

@@ -101,8 +101,9 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     ensure_api_key(config, &store)?;
     store.flush().await?;
 
+    let code = Arc::new(troupe_actors::code::CodeRunner::start(config));
     let engine = if config.container_type != ContainerType::App {
-        Some(troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone()).await?)
+        Some(troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone(), code.clone()).await?)
     } else {
         None
     };
@@ -121,7 +122,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
-    let state = Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project });
+    let state = Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project, code });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = if config.container_type != ContainerType::Worker {
         let listener = TcpListener::bind(("0.0.0.0", config.port))

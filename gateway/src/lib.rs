@@ -24,4 +24,6 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub default_project: String,
+    /// The code sandbox, for checking uploaded WASI modules.
+    pub code: std::sync::Arc<troupe_actors::code::CodeRunner>,
 }

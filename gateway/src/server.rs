@@ -163,6 +163,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["flow-runs", id, "retry"], &Method::POST) => api::runs::retry(state, id, req).await,
                 (["flow-runs", id, "cancel"], &Method::POST) => api::runs::cancel(state, id).await,
                 (["flow-runs", _, "retry" | "cancel"], _) => Err(method_not_allowed("POST")),
+                (["wasm-modules"], &Method::POST) => api::wasm_modules::upload(state, req).await,
+                (["wasm-modules"], _) => Err(method_not_allowed("POST")),
+                (["wasm-modules", id], &Method::GET) => api::wasm_modules::get(state, id).await,
+                (["wasm-modules", _], _) => Err(method_not_allowed("GET")),
                 _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
             }
         }

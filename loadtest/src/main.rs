@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 enum Scenario {
     /// Async webhooks to a one-step flow: 200 only after the JetStream ack.
     Ingress,
-    /// Sync webhooks to a 3-step flow (data mapper → text helper → return_response).
+    /// Sync webhooks to a 3-step flow (data mapper → JavaScript code step → return_response).
     Sync3,
     /// Sync webhooks to a store-heavy flow (put → append → get → return_response).
     Store,
@@ -162,7 +162,10 @@ fn flow_for(scenario: Scenario, pause_seconds: u64) -> Value {
                 "advanced_mapping",
                 json!({"mapping": {"n": "{{trigger.body.n}}", "who": "{{trigger.body.who}}"}}),
             ),
-            step("greet", "text-helper", "concat", json!({"texts": ["hello ", "{{map.who}}"], "seperator": ""})),
+            json!({"name": "greet", "type": "CODE", "valid": true, "displayName": "greet", "settings": {
+                "input": {"who": "{{map.who}}"},
+                "sourceCode": {"packageJson": "{}",
+                    "code": "export const code = async (inputs) => { return `hello ${inputs.who}`; };"}}}),
             respond(json!({"n": "{{map.n}}", "greeting": "{{greet}}"})),
         ]),
         Scenario::Pauses => chain(vec![

@@ -21,6 +21,13 @@ pub struct Config {
     pub trigger_default_poll_interval: Duration,
     pub max_concurrent_jobs_per_project: usize,
     pub sandbox_memory_limit_mb: u64,
+    /// Wasm instructions one sandbox execution may run (`AP_SANDBOX_FUEL`): a guard behind the
+    /// deadline against tight loops.
+    pub sandbox_fuel: u64,
+    /// Sandbox executions at once (`AP_SANDBOX_CONCURRENCY`); more wait for a slot.
+    pub sandbox_concurrency: usize,
+    /// Compiled sandbox modules (`AP_SANDBOX_CACHE_DIR`, default `$AP_CONFIG_PATH/sandbox-cache`).
+    pub sandbox_cache_dir: PathBuf,
     pub api_key: Option<String>,
     pub encryption_key: Option<String>,
     pub container_type: ContainerType,
@@ -100,6 +107,8 @@ impl Config {
                 reason: "at least one shard is needed".into(),
             });
         }
+        let sandbox_cache_dir =
+            get("AP_SANDBOX_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| config_path.join("sandbox-cache"));
         Ok(Config {
             config_path,
             port: num("AP_PORT", get("AP_PORT"), 8080)?,
@@ -136,6 +145,9 @@ impl Config {
                 100,
             )?,
             sandbox_memory_limit_mb: num("AP_SANDBOX_MEMORY_LIMIT_MB", get("AP_SANDBOX_MEMORY_LIMIT_MB"), 128)?,
+            sandbox_fuel: num("AP_SANDBOX_FUEL", get("AP_SANDBOX_FUEL"), 200_000_000_000)?,
+            sandbox_concurrency: num("AP_SANDBOX_CONCURRENCY", get("AP_SANDBOX_CONCURRENCY"), 64)?.max(1),
+            sandbox_cache_dir,
             api_key: get("AP_API_KEY"),
             encryption_key: get("AP_ENCRYPTION_KEY"),
             container_type,

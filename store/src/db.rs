@@ -124,6 +124,7 @@ pub struct Store {
     api_keys: sled::Tree,
     timers: sled::Tree,
     timer_owners: sled::Tree,
+    wasm_modules: sled::Tree,
 }
 
 /// A page of a list, as Activepieces answers: `{data, next, previous}`.
@@ -233,6 +234,7 @@ impl Store {
             api_keys: t(trees::API_KEYS)?,
             timers: t(trees::TIMERS)?,
             timer_owners: t(trees::TIMER_OWNERS)?,
+            wasm_modules: t(trees::WASM_MODULES)?,
             group_commit: GroupCommit::start(db),
         })
     }
@@ -277,6 +279,20 @@ impl Store {
 
     pub fn api_key_is_valid(&self, key: &str) -> Result<bool> {
         Ok(self.api_keys.contains_key(hash_api_key(key).as_bytes())?)
+    }
+
+    /// Stores a WASI module under its id (the sha-256 of its bytes, hex); idempotent.
+    pub fn put_wasm_module(&self, id: &str, wasm: &[u8]) -> Result<()> {
+        self.wasm_modules.insert(id.as_bytes(), wasm)?;
+        Ok(())
+    }
+
+    pub fn wasm_module(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.wasm_modules.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn has_wasm_module(&self, id: &str) -> bool {
+        self.wasm_modules.contains_key(id.as_bytes()).unwrap_or(false)
     }
 
     pub fn has_api_keys(&self) -> bool {

@@ -144,6 +144,10 @@ pub struct Settings {
     pub trigger_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_code: Option<SourceCode>,
+    /// Troupe's extension for CODE steps: the id (sha-256, hex) of a WASI module uploaded
+    /// through `POST /api/v1/wasm-modules`, run in place of `sourceCode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_module: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_handling_options: Option<ErrorHandlingOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,8 @@ pub mod trees {
     pub const TIMERS: &str = "timers";
     /// `owner ‖ 0 ‖ timer id` → timer key: a flow's or run's timers, to remove them together.
     pub const TIMER_OWNERS: &str = "timer_owners";
+    /// sha-256 of a WASI module (hex) → the module's bytes, as uploaded.
+    pub const WASM_MODULES: &str = "wasm_modules";
 }
 
 /// JetStream streams and subjects.

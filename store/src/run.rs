@@ -237,6 +237,9 @@ pub struct StepRecord {
     pub duration: u64,
     #[serde(default)]
     pub attempts: u32,
+    /// What a code step logged (console, stderr), bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
 }
 
 /// The run's steps in Activepieces' shape: `{stepName: {type, status, input, output,
@@ -250,6 +253,9 @@ pub fn steps_object(records: &[StepRecord]) -> Value {
         });
         if let Some(e) = &r.error_message {
             entry["errorMessage"] = Value::String(e.clone());
+        }
+        if let Some(logs) = &r.logs {
+            entry["logs"] = Value::String(logs.clone());
         }
         let mut map = &mut root;
         for (loop_name, index) in &r.loop_path {
@@ -322,6 +328,7 @@ mod tests {
             error_message: None,
             duration: 1,
             attempts: 1,
+            logs: None,
         };
         let l = |i| vec![("loop_1".to_string(), i)];
         let steps = steps_object(&[

@@ -118,8 +118,19 @@ fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result
 }
 
 /// Validation of the version plus what only the scheduler knows (schedule inputs).
-fn problems_of(version: &FlowVersion) -> Vec<troupe_actors::validate::Problem> {
+fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::validate::Problem> {
     let mut problems = validate(version);
+    for action in version.actions() {
+        if let Some(id) = &action.settings.wasm_module {
+            if problems.iter().all(|p| p.step != action.name) && !state.store.has_wasm_module(id) {
+                problems.push(troupe_actors::validate::Problem {
+                    step: action.name.clone(),
+                    field: "settings.wasmModule".into(),
+                    message: format!("no WASI module with id {id}; upload it with POST /api/v1/wasm-modules first"),
+                });
+            }
+        }
+    }
     let t = &version.trigger;
     if let (Some(piece), Some(trigger)) = (&t.settings.piece_name, &t.settings.trigger_name) {
         if let Err(m) = troupe_scheduler::check_trigger(piece, trigger, &t.settings.input.clone().unwrap_or_default()) {
@@ -202,7 +213,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                     draft.display_name = parse::<ChangeName>(kind, op.request)?.display_name;
                 }
             }
-            draft.valid = problems_of(&draft).is_empty();
+            draft.valid = problems_of(state, &draft).is_empty();
             draft.updated = now_iso();
             edited = Some(draft);
         }
@@ -217,7 +228,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                 .store
                 .get_version(&flow.latest_version_id)?
                 .ok_or_else(|| ApiError::internal("flow has lost its version"))?;
-            let problems = problems_of(&version);
+            let problems = problems_of(state, &version);
             if !problems.is_empty() {
                 let list = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
                 return Err(ApiError::new(
@@ -262,7 +273,7 @@ pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp
                 .filter(|v| v.flow_id == flow.id)
                 .ok_or_else(|| ApiError::not_found("flow version", &version_id))?;
             let mut draft = new_draft_from(&mut flow, source);
-            draft.valid = problems_of(&draft).is_empty();
+            draft.valid = problems_of(state, &draft).is_empty();
             edited = Some(draft);
         }
         other => {

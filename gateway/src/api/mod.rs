@@ -2,3 +2,4 @@
 
 pub mod flows;
 pub mod runs;
+pub mod wasm_modules;

@@ -65,6 +65,8 @@ impl Troupe {
             .env("AP_SHARDS", "4")
             .env("NATS_SERVER_BIN", nats_server_bin())
             .env("RUST_LOG", "warn")
+            // every test's troupe shares the compiled QuickJS and WASI modules
+            .env("AP_SANDBOX_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &self.env {
@@ -318,4 +320,11 @@ pub fn counting_flow() -> Value {
 pub fn debug(name: &str, action: &str, input: Value) -> Value {
     json!({"name": name, "type": "PIECE", "displayName": name,
         "settings": {"pieceName": "@troupe/piece-debug", "pieceVersion": "0.1.0", "actionName": action, "input": input}})
+}
+
+/// An Activepieces CODE step running `source` with `input`.
+pub fn code(name: &str, source: &str, input: Value) -> Value {
+    json!({"name": name, "type": "CODE", "valid": true, "displayName": name,
+        "settings": {"input": input, "sourceCode": {"code": source, "packageJson": "{}"}, "errorHandlingOptions": {
+            "continueOnFailure": {"value": false}, "retryOnFailure": {"value": false}}}})
 }
