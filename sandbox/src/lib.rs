@@ -14,7 +14,7 @@ mod tunables;
 mod wasi;
 mod watchdog;
 
-pub use metric_definitions::*;
+pub use metric_definitions::{register as register_metrics, *};
 
 use rand::RngCore;
 use serde_json::{json, Value};

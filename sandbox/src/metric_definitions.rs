@@ -41,3 +41,18 @@ pub static MEMORY_HIGH_WATER: LazyLock<IntGauge> = LazyLock::new(|| {
 /// Executions running now.
 pub static ACTIVE: LazyLock<IntGauge> =
     LazyLock::new(|| register_int_gauge!("troupe_sandbox_active_executions", "Sandbox executions running now").unwrap());
+
+/// Touches every metric so that each is exported from the start, even before it moves.
+pub fn register() {
+    for kind in ["js", "expression", "wasi"] {
+        for outcome in ["ok", "failed", "timeout", "memory_limit", "internal"] {
+            EXECUTIONS.with_label_values(&[kind, outcome]);
+        }
+        EXECUTION_DURATION.with_label_values(&[kind]);
+    }
+    for source in ["memory", "disk", "compiled"] {
+        MODULE_LOADS.with_label_values(&[source]);
+    }
+    LazyLock::force(&MEMORY_HIGH_WATER);
+    LazyLock::force(&ACTIVE);
+}
