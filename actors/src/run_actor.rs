@@ -97,6 +97,62 @@ struct Exec<'a> {
     last_cancel_check: Instant,
     /// What the step being journaled logged (code steps).
     pending_logs: Option<String>,
+    /// Secret values of the connections this run resolved: redacted from everything it writes.
+    secrets: Vec<String>,
+}
+
+pub const REDACTED: &str = "**REDACTED**";
+
+/// Replaces every secret inside the strings of `v`.
+fn redact_value(v: &mut Value, secrets: &[String]) {
+    match v {
+        Value::String(s) => redact_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|x| redact_value(x, secrets)),
+        Value::Object(m) => m.values_mut().for_each(|x| redact_value(x, secrets)),
+        _ => {}
+    }
+}
+
+fn redact_str(s: &mut String, secrets: &[String]) {
+    for secret in secrets {
+        if s.contains(secret.as_str()) {
+            *s = s.replace(secret.as_str(), REDACTED);
+        }
+    }
+}
+
+/// The parts of a connection value that are secret (and the forms they travel in).
+fn secrets_of(kind: troupe_store::connection::ConnectionType, value: &Value) -> Vec<String> {
+    use troupe_store::connection::ConnectionType as T;
+    let text = |k: &str| value.get(k).and_then(Value::as_str).map(String::from);
+    let mut out: Vec<String> = match kind {
+        T::SecretText => text("secret_text").into_iter().collect(),
+        T::BasicAuth => {
+            let user = text("username").unwrap_or_default();
+            let pass = text("password").unwrap_or_default();
+            use base64::Engine as _;
+            vec![base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")), pass]
+        }
+        T::OAuth2 => {
+            ["access_token", "refresh_token", "client_secret", "id_token"].iter().filter_map(|k| text(k)).collect()
+        }
+        T::CustomAuth => {
+            fn leaves(v: &Value, out: &mut Vec<String>) {
+                match v {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+                    Value::Object(m) => m.values().for_each(|x| leaves(x, out)),
+                    _ => {}
+                }
+            }
+            let mut out = Vec::new();
+            leaves(value.get("props").unwrap_or(&Value::Null), &mut out);
+            out
+        }
+    };
+    // very short values would redact ordinary words; they are not secrets worth the name
+    out.retain(|s| s.len() >= 4);
+    out
 }
 
 /// How a step's own work went wrong.
@@ -194,6 +250,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         deadline: stretch_start + active_left,
         replied: false,
         pending_logs: None,
+        secrets: Vec::new(),
         run,
     };
     // the trigger record (seq 0) holds the output the run started from
@@ -212,7 +269,10 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             return;
         }
         Ok(Ok(())) | Ok(Err(Halt::Stop)) => (RunStatus::Succeeded, None),
-        Ok(Err(Halt::Fail(status, step))) => (status, Some(step)),
+        Ok(Err(Halt::Fail(status, mut step))) => {
+            redact_str(&mut step.message, &exec.secrets);
+            (status, Some(step))
+        }
         Err(panic) => {
             let msg = panic_message(&panic);
             (
@@ -375,6 +435,15 @@ impl Exec<'_> {
         duration: u64,
         attempts: u32,
     ) {
+        let (mut input, mut output, mut error) = (input, output, error);
+        let mut logs = self.pending_logs.take();
+        if !self.secrets.is_empty() {
+            redact_value(&mut input, &self.secrets);
+            redact_value(&mut output, &self.secrets);
+            for s in error.iter_mut().chain(logs.iter_mut()) {
+                redact_str(s, &self.secrets);
+            }
+        }
         let record = StepRecord {
             seq: self.next_seq,
             step_name: name.to_string(),
@@ -386,7 +455,7 @@ impl Exec<'_> {
             error_message: error,
             duration,
             attempts,
-            logs: self.pending_logs.take(),
+            logs,
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
@@ -502,6 +571,8 @@ impl Exec<'_> {
                 Ok(Ok(Err(Fault::Failed(e)))) if attempt >= attempts_allowed => break Err(e),
                 Ok(Ok(Err(Fault::Failed(e)))) => {
                     let delay = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
+                    let mut e = e;
+                    redact_str(&mut e, &self.secrets);
                     tracing::info!(
                         run_id = self.run.id,
                         step = step.name,
@@ -552,7 +623,8 @@ impl Exec<'_> {
                 self.outputs.insert(step.name.clone(), r.output);
                 match r.control {
                     Control::Continue | Control::Pause(_) => Ok(()),
-                    Control::Stop(response) => {
+                    Control::Stop(mut response) => {
+                        redact_value(&mut response, &self.secrets);
                         self.run.response = Some(response);
                         Err(Halt::Stop)
                     }
@@ -613,7 +685,8 @@ impl Exec<'_> {
     }
 
     /// Resolves the templates of `value`, evaluating its expressions in the sandbox first.
-    async fn resolve(&self, step: &Action, value: &Value) -> Result<Value, Fault> {
+    async fn resolve(&mut self, step: &Action, value: &Value) -> Result<Value, Fault> {
+        let connections = self.connections(value)?;
         let exprs = template::expressions(value);
         let mut evals = template::Evaluations::new();
         if !exprs.is_empty() {
@@ -626,7 +699,52 @@ impl Exec<'_> {
                 .map_err(|e| Fault::from_sandbox(step, e))?;
             evals.extend(exprs.into_iter().zip(results));
         }
-        template::resolve(value, &self.outputs, &evals).map_err(|e| Fault::Failed(e.to_string()))
+        let resolved = match connections {
+            None => template::resolve(value, &self.outputs, &evals),
+            Some(conns) => {
+                let mut outputs = self.outputs.clone();
+                outputs.insert(crate::validate::CONNECTIONS.into(), Value::Object(conns));
+                template::resolve(value, &outputs, &evals)
+            }
+        };
+        resolved.map_err(|e| {
+            let mut msg = e.to_string();
+            redact_str(&mut msg, &self.secrets);
+            Fault::Failed(msg)
+        })
+    }
+
+    /// The connections `value` names, decrypted and shaped as pieces see them; their secrets
+    /// join the run's list of values to redact.
+    fn connections(&mut self, value: &Value) -> Result<Option<Map<String, Value>>, Fault> {
+        let mut tokens = Vec::new();
+        template::tokens(value, &mut tokens);
+        let mut found = Map::new();
+        for t in tokens {
+            let Some(path) = template::parse_path(&t).filter(|p| p.root == crate::validate::CONNECTIONS) else {
+                continue;
+            };
+            let Some(template::Segment::Key(name)) = path.segments.first() else { continue };
+            if found.contains_key(name) {
+                continue;
+            }
+            let store = &self.engine.store;
+            let conn = store
+                .connection_by_name(&self.run.project_id, name)
+                .map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?
+                .ok_or_else(|| Fault::Failed(format!("connection {name:?} does not exist in this project")))?;
+            let secret =
+                store.connection_value(&conn).map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?;
+            for s in secrets_of(conn.kind, &secret) {
+                if !self.secrets.contains(&s) {
+                    self.secrets.push(s);
+                }
+            }
+            // longest first, so that a secret inside another is not half-redacted
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            found.insert(name.clone(), conn.kind.resolved(&secret));
+        }
+        Ok((!found.is_empty()).then_some(found))
     }
 
     /// A CODE step: JavaScript from `sourceCode.code`, or the WASI module `wasmModule`.
@@ -657,6 +775,9 @@ impl Exec<'_> {
 
     /// "Respond and continue": the sync webhook gets its answer now, durably recorded first.
     async fn respond_now(&mut self, response: &Value) {
+        let mut response = response.clone();
+        redact_value(&mut response, &self.secrets);
+        let response = &response;
         self.run.response = Some(response.clone());
         let Some(reply_to) = self.run.reply_to.clone() else {
             return;

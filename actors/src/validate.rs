@@ -53,6 +53,28 @@ struct Checker {
     seen: HashSet<String>,
 }
 
+/// The template root under which connections are found: `{{connections['name']}}`.
+pub const CONNECTIONS: &str = "connections";
+
+/// The connections the steps of `version` refer to, by name.
+pub fn connection_names(version: &FlowVersion) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for a in version.actions() {
+        let mut tokens = Vec::new();
+        if let Some(input) = &a.settings.input {
+            template::tokens(&Value::Object(input.clone()), &mut tokens);
+        }
+        for t in tokens {
+            if let Some(p) = template::parse_path(&t).filter(|p| p.root == CONNECTIONS) {
+                if let Some(template::Segment::Key(name)) = p.segments.first() {
+                    out.push((a.name.clone(), name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Checker {
     fn problem(&mut self, step: &str, field: &str, message: impl Into<String>) {
         self.problems.push(Problem { step: step.into(), field: field.into(), message: message.into() });
@@ -66,6 +88,16 @@ impl Checker {
             match template::parse_path(&token) {
                 // an expression: JavaScript, evaluated in the sandbox at run time
                 None => {}
+                // a connection: whether it exists in the flow's project is checked at publish
+                Some(path) if path.root == CONNECTIONS => {
+                    if !matches!(path.segments.first(), Some(template::Segment::Key(_))) {
+                        self.problem(
+                            step,
+                            field,
+                            format!("template {{{{{token}}}}} must name a connection: {{{{connections['name']}}}}"),
+                        );
+                    }
+                }
                 Some(path) if !before.contains(&path.root) => self.problem(
                     step,
                     field,

@@ -35,19 +35,44 @@ fn ensure_api_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     let key = format!("sk-{key}");
     store.add_api_key(&key, "generated at first start")?;
     let path = config.api_key_file();
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        writeln!(f, "{key}")?;
-    }
+    write_private(&path, &key)?;
     println!("Created an admin API key (shown once, also saved in {}):\n{key}", path.display());
+    Ok(())
+}
+
+/// Writes a secret to a file only its owner can read.
+fn write_private(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+/// Installs the connections' encryption key: `AP_ENCRYPTION_KEY`, or the key generated into
+/// `$AP_CONFIG_PATH/encryption-key` at first start. A key that does not open the stored data
+/// stops the start.
+fn unlock_store(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let path = config.config_path.join("encryption-key");
+    let key = match &config.encryption_key {
+        Some(k) => k.clone(),
+        None if path.exists() => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string()
+        }
+        None => {
+            let key = troupe_store::connection::Cipher::generate_key();
+            write_private(&path, &key)?;
+            println!("Generated an encryption key for connections into {} (mode 0600); back it up", path.display());
+            key
+        }
+    };
+    store.unlock(&key).context("refusing to start")?;
     Ok(())
 }
 
@@ -99,6 +124,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir())
         .with_context(|| format!("opening the store in {}", config.data_dir().display()))?;
     let default_project = store.ensure_default_project()?;
+    unlock_store(config, &store)?;
     ensure_api_key(config, &store)?;
     store.flush().await?;
 

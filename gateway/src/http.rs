@@ -121,7 +121,40 @@ pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
 }
 
 /// `Authorization: Bearer <key>` against the stored (hashed) keys.
-pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError> {
+/// Who is asking: an admin key sees every project, a project key only its own. Objects of
+/// other projects answer 404, as if they did not exist, so that ids do not leak.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub project: Option<String>,
+}
+
+impl Scope {
+    pub fn allows(&self, project: &str) -> bool {
+        self.project.as_deref().is_none_or(|p| p == project)
+    }
+
+    /// The project a list is about: a project key's own; for an admin, the one asked for (if any).
+    pub fn list_filter(&self, asked: Option<&str>) -> Result<Option<String>, ApiError> {
+        match (&self.project, asked) {
+            (Some(own), Some(other)) if own != other => Err(ApiError::not_found("project", other)),
+            (Some(own), _) => Ok(Some(own.clone())),
+            (None, asked) => Ok(asked.map(String::from)),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.project {
+            None => Ok(()),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "this API key belongs to a project; managing projects and keys needs an admin key",
+            )),
+        }
+    }
+}
+
+pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Scope, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m);
     let header = req
         .headers()
@@ -133,9 +166,8 @@ pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<(), Api
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| unauthorized("Authorization header must be `Bearer <api key>`"))?;
-    if state.store.api_key_is_valid(key)? {
-        Ok(())
-    } else {
-        Err(unauthorized("invalid API key"))
+    match state.store.api_key(key)? {
+        Some(rec) => Ok(Scope { project: rec.project_id }),
+        None => Err(unauthorized("invalid API key")),
     }
 }

@@ -60,7 +60,8 @@ async fn a_throwing_step_fails_the_run_with_the_javascript_message() {
 #[tokio::test]
 async fn hostile_steps_end_their_own_runs_and_nothing_else() {
     let t = Troupe::start_with(&[("AP_FLOW_TIMEOUT_SECONDS", "3"), ("AP_SANDBOX_MEMORY_LIMIT_MB", "64")]).await;
-    let looping = t.publish(webhook_flow(code("spin", "export const code = async () => { for (;;) {} };", json!({})))).await;
+    let looping =
+        t.publish(webhook_flow(code("spin", "export const code = async () => { for (;;) {} };", json!({})))).await;
     let bomb = t
         .publish(webhook_flow(code(
             "hog",
@@ -68,7 +69,13 @@ async fn hostile_steps_end_their_own_runs_and_nothing_else() {
             json!({}),
         )))
         .await;
-    let fine = t.publish(webhook_flow(code("ok", "export const code = async (i) => i.n * 2;", json!({"n": "{{trigger.body.n}}"})))).await;
+    let fine = t
+        .publish(webhook_flow(code(
+            "ok",
+            "export const code = async (i) => i.n * 2;",
+            json!({"n": "{{trigger.body.n}}"}),
+        )))
+        .await;
     t.webhook(&looping, "", json!({})).await;
     t.webhook(&bomb, "", json!({})).await;
     // while the spinning step holds a sandbox slot, other code runs carry on
@@ -139,9 +146,8 @@ async fn npm_dependencies_are_refused_at_publish() {
 async fn a_wasi_module_is_uploaded_once_and_runs_as_a_code_step() {
     let t = Troupe::start().await;
     let wasm = std::fs::read(troupe_sandbox::WASI_EXAMPLE_PATH).unwrap();
-    let upload = |body: Vec<u8>| {
-        t.client.post(t.url("/api/v1/wasm-modules")).bearer_auth(support::KEY).body(body).send()
-    };
+    let upload =
+        |body: Vec<u8>| t.client.post(t.url("/api/v1/wasm-modules")).bearer_auth(support::KEY).body(body).send();
     let r = upload(wasm.clone()).await.unwrap();
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
@@ -173,7 +179,12 @@ async fn a_wasi_module_is_uploaded_once_and_runs_as_a_code_step() {
 #[tokio::test]
 async fn an_expression_that_throws_fails_its_step_by_name() {
     let t = Troupe::start().await;
-    let step = piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"x": "{{ trigger.body.nope.deeper.toString() }}"}}));
+    let step = piece(
+        "step_1",
+        "data-mapper",
+        "advanced_mapping",
+        json!({"mapping": {"x": "{{ trigger.body.nope.deeper.toString() }}"}}),
+    );
     let id = t.publish(webhook_flow(step)).await;
     t.webhook(&id, "", json!({})).await;
     let runs = t.wait_runs(&id, 1).await;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wasmer::sys::{Cranelift, CompilerConfig, EngineBuilder, NativeEngineExt};
+use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer::{Engine, FunctionEnv, Instance, Memory, Module, Pages, RuntimeError, Store};
 use wasmer_middlewares::metering::{get_remaining_points, set_remaining_points, MeteringPoints};
 use wasmer_middlewares::Metering;
@@ -288,7 +288,8 @@ impl Sandbox {
                 }
                 MODULE_LOADS.with_label_values(&["compiled"]).inc();
                 // SAFETY: these bytes were serialized just above by the same Wasmer build.
-                unsafe { Module::deserialize(&self.engine, bytes) }.map_err(|e| internal("load a compiled module", e))?
+                unsafe { Module::deserialize(&self.engine, bytes) }
+                    .map_err(|e| internal("load a compiled module", e))?
             }
         };
         wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
@@ -309,7 +310,8 @@ impl Sandbox {
             .get_typed_function::<i64, i32>(&exec.store, "troupe_init")
             .map_err(|e| internal("find troupe_init", e))?;
         let heap_limit = self.limits.memory_bytes.saturating_sub(JS_HEADROOM) as i64;
-        let status = exec.run(far, |store| init.call(store, heap_limit)).map_err(|e| internal("initialise QuickJS", e))?;
+        let status =
+            exec.run(far, |store| init.call(store, heap_limit)).map_err(|e| internal("initialise QuickJS", e))?;
         if status != 0 {
             return Err(SandboxError::Internal(format!("QuickJS did not initialise (status {status})")));
         }
@@ -346,7 +348,9 @@ impl Sandbox {
         let mut exec = Execution::new(self, &self.js, stdin, self.limits.max_output_bytes + ANSWER_SLACK)?;
         let view_pages = exec.memory.view(&exec.store).size();
         if self.snapshot.pages > view_pages {
-            exec.memory.grow(&mut exec.store, self.snapshot.pages - view_pages).map_err(|e| internal("grow memory", e))?;
+            exec.memory
+                .grow(&mut exec.store, self.snapshot.pages - view_pages)
+                .map_err(|e| internal("grow memory", e))?;
         }
         {
             let view = exec.memory.view(&exec.store);

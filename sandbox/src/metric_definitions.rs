@@ -39,8 +39,9 @@ pub static MEMORY_HIGH_WATER: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Executions running now.
-pub static ACTIVE: LazyLock<IntGauge> =
-    LazyLock::new(|| register_int_gauge!("troupe_sandbox_active_executions", "Sandbox executions running now").unwrap());
+pub static ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("troupe_sandbox_active_executions", "Sandbox executions running now").unwrap()
+});
 
 /// Touches every metric so that each is exported from the start, even before it moves.
 pub fn register() {

@@ -1,8 +1,8 @@
 //! The memory cap: Wasmer tunables that clamp every linear memory's maximum.
 
 use std::ptr::NonNull;
-use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::sys::vm::{VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle, TableStyle};
 use wasmer::{MemoryType, Pages, TableType};
 

@@ -29,7 +29,8 @@ struct Watchdog {
 }
 
 static WATCHDOG: LazyLock<&'static Watchdog> = LazyLock::new(|| {
-    let dog: &'static Watchdog = Box::leak(Box::new(Watchdog { entries: Mutex::new(Vec::new()), wake: Condvar::new() }));
+    let dog: &'static Watchdog =
+        Box::leak(Box::new(Watchdog { entries: Mutex::new(Vec::new()), wake: Condvar::new() }));
     std::thread::Builder::new().name("sandbox-watchdog".into()).spawn(move || dog.run()).expect("spawn watchdog");
     dog
 });

@@ -55,7 +55,8 @@ fn return_values_of_every_shape_come_back_as_json() {
 
 #[test]
 fn a_step_that_throws_fails_with_the_javascript_message() {
-    let err = js("export const code = async () => { throw new TypeError('no such customer'); };", json!({})).unwrap_err();
+    let err =
+        js("export const code = async () => { throw new TypeError('no such customer'); };", json!({})).unwrap_err();
     assert_eq!(err, SandboxError::Failed("TypeError: no such customer".into()));
     let err = js("export const code = async (inputs) => inputs.missing.field;", json!({})).unwrap_err();
     assert!(matches!(&err, SandboxError::Failed(m) if m.starts_with("TypeError")), "{err}");
@@ -68,7 +69,13 @@ fn a_step_that_throws_fails_with_the_javascript_message() {
 #[test]
 fn an_infinite_loop_is_stopped_at_the_deadline() {
     let started = Instant::now();
-    let err = SANDBOX.run_js("export const code = async () => { while (true) {} };", &json!({}), Instant::now() + Duration::from_millis(300)).unwrap_err();
+    let err = SANDBOX
+        .run_js(
+            "export const code = async () => { while (true) {} };",
+            &json!({}),
+            Instant::now() + Duration::from_millis(300),
+        )
+        .unwrap_err();
     assert!(matches!(err, SandboxError::Timeout(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     // the same sandbox carries on
@@ -79,7 +86,13 @@ fn an_infinite_loop_is_stopped_at_the_deadline() {
 fn fuel_stops_a_loop_when_the_deadline_is_far() {
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache");
     let small = Sandbox::new(Limits { fuel: 50_000_000, ..Limits::default() }, Some(cache)).unwrap();
-    let err = small.run_js("export const code = async () => { for (;;) {} };", &json!({}), Instant::now() + Duration::from_secs(600)).unwrap_err();
+    let err = small
+        .run_js(
+            "export const code = async () => { for (;;) {} };",
+            &json!({}),
+            Instant::now() + Duration::from_secs(600),
+        )
+        .unwrap_err();
     assert!(matches!(&err, SandboxError::Timeout(m) if m.contains("instruction budget")), "{err}");
 }
 
@@ -109,7 +122,8 @@ fn a_huge_output_is_refused() {
 
 #[test]
 fn logs_are_bounded() {
-    let code = "export const code = async () => { for (let i = 0; i < 100000; i++) console.log('line', i); return 1; };";
+    let code =
+        "export const code = async () => { for (let i = 0; i < 100000; i++) console.log('line', i); return 1; };";
     let out = js(code, json!({})).unwrap();
     assert!(out.logs.len() <= 64 * 1024, "{}", out.logs.len());
     assert!(out.logs.contains("line 0\n"));
@@ -130,7 +144,8 @@ fn there_is_no_file_system_network_or_environment() {
         let err = js(&code, json!({})).unwrap_err();
         assert!(matches!(err, SandboxError::Failed(_)), "{module}: {err}");
     }
-    let err = js("export const code = async () => (await import('fs')).readFileSync('/etc/passwd');", json!({})).unwrap_err();
+    let err =
+        js("export const code = async () => (await import('fs')).readFileSync('/etc/passwd');", json!({})).unwrap_err();
     assert!(matches!(err, SandboxError::Failed(_)), "{err}");
 }
 
@@ -148,7 +163,13 @@ fn nothing_survives_from_one_execution_to_the_next() {
 #[test]
 fn expressions_evaluate_against_the_scope() {
     let scope = json!({"trigger": {"body": {"name": "ada", "items": [1, 2, 3]}}, "step_1": {"n": 4}});
-    let exprs = ["trigger.body.items.length + 1", "trigger.body.name.toUpperCase()", "step_1.n * 2", "nope.x", "(() => { while (true) {} })()"];
+    let exprs = [
+        "trigger.body.items.length + 1",
+        "trigger.body.name.toUpperCase()",
+        "step_1.n * 2",
+        "nope.x",
+        "(() => { while (true) {} })()",
+    ];
     let err = SANDBOX.eval_expressions(&exprs, &scope, Instant::now() + Duration::from_millis(500)).unwrap_err();
     assert!(matches!(err, SandboxError::Timeout(_)), "{err}");
     let got = SANDBOX.eval_expressions(&exprs[..4], &scope, soon()).unwrap();
@@ -164,7 +185,11 @@ fn many_threads_at_once_each_get_their_own_answer() {
         .map(|i| {
             std::thread::spawn(move || {
                 for j in 0..10 {
-                    let out = js("export const code = async (inputs) => inputs.i * 1000 + inputs.j;", json!({"i": i, "j": j})).unwrap();
+                    let out = js(
+                        "export const code = async (inputs) => inputs.i * 1000 + inputs.j;",
+                        json!({"i": i, "j": j}),
+                    )
+                    .unwrap();
                     assert_eq!(out.output, json!(i * 1000 + j));
                 }
             })
@@ -221,7 +246,9 @@ fn a_hostile_wasi_module_is_contained() {
 fn modules_that_are_not_wasi_programs_are_refused() {
     let err = SANDBOX.add_module(b"not wasm at all").unwrap_err();
     assert!(matches!(err, SandboxError::Invalid(_)), "{err}");
-    let foreign = wat_module(r#"(module (import "env" "open" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "_start")))"#);
+    let foreign = wat_module(
+        r#"(module (import "env" "open" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "_start")))"#,
+    );
     let err = SANDBOX.add_module(&foreign).unwrap_err();
     assert!(matches!(&err, SandboxError::Invalid(m) if m.contains("env.open")), "{err}");
     let greedy = wat_module(r#"(module (memory (export "memory") 4000) (func (export "_start")))"#);

@@ -4,6 +4,7 @@
 //! callers await before they acknowledge a message or answer a client (sled groups
 //! concurrent flushes into one fsync).
 
+use crate::connection::Connection;
 use crate::flow::{Flow, FlowStatus, FlowVersion};
 use crate::names::{meta, trees};
 use crate::run::{FlowRun, PauseMetadata, Resume, ResumeBy, RunStatus, StepRecord};
@@ -28,6 +29,10 @@ pub enum StoreError {
     Flush(String),
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error(transparent)]
+    Key(#[from] crate::connection::KeyError),
+    #[error("connections need an encryption key; the store was opened without one")]
+    Locked,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -125,6 +130,10 @@ pub struct Store {
     timers: sled::Tree,
     timer_owners: sled::Tree,
     wasm_modules: sled::Tree,
+    connections: sled::Tree,
+    connection_names: sled::Tree,
+    connection_order: sled::Tree,
+    cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
 }
 
 /// A page of a list, as Activepieces answers: `{data, next, previous}`.
@@ -149,6 +158,10 @@ pub struct ApiKeyRecord {
     pub id: String,
     pub created: String,
     pub display_name: String,
+    /// The one project this key may see; none for an admin key (`AP_API_KEY`, the first-start
+    /// key), which sees every project and manages keys and projects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
 }
 
 /// What happened when a webhook asked for a run.
@@ -186,6 +199,13 @@ fn from_json<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 fn order_key(micros: u64, id: &str) -> Vec<u8> {
     let mut k = micros.to_be_bytes().to_vec();
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn connection_name_key(project: &str, external_id: &str) -> Vec<u8> {
+    let mut k = project.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(external_id.as_bytes());
     k
 }
 
@@ -235,6 +255,10 @@ impl Store {
             timers: t(trees::TIMERS)?,
             timer_owners: t(trees::TIMER_OWNERS)?,
             wasm_modules: t(trees::WASM_MODULES)?,
+            connections: t(trees::CONNECTIONS)?,
+            connection_names: t(trees::CONNECTION_NAMES)?,
+            connection_order: t(trees::CONNECTION_ORDER)?,
+            cipher: Default::default(),
             group_commit: GroupCommit::start(db),
         })
     }
@@ -261,8 +285,105 @@ impl Store {
         Ok(project.id)
     }
 
+    pub fn create_project(&self, display_name: &str) -> Result<Project> {
+        let project =
+            Project { id: crate::ids::new_id(), created: crate::ids::now_iso(), display_name: display_name.into() };
+        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        Ok(project)
+    }
+
+    pub fn get_project(&self, id: &str) -> Result<Option<Project>> {
+        self.projects.get(id.as_bytes())?.map(|v| from_json(&v)).transpose()
+    }
+
+    pub fn list_projects(&self) -> Result<Vec<Project>> {
+        self.projects.iter().values().map(|v| from_json(&v?)).collect()
+    }
+
     pub fn project_exists(&self, id: &str) -> Result<bool> {
         Ok(self.projects.contains_key(id.as_bytes())?)
+    }
+
+    // ---- connections ----------------------------------------------------------------
+
+    /// Installs the encryption key. The first key ever used is remembered through a sealed
+    /// check value, so that a different key later fails here rather than at the first run.
+    pub fn unlock(&self, key: &str) -> Result<()> {
+        const CHECK: &[u8] = b"troupe encryption key check";
+        let cipher = crate::connection::Cipher::from_key(key)?;
+        match self.meta.get(b"encryption_check")? {
+            Some(sealed) => {
+                let plain = cipher.open(&String::from_utf8_lossy(&sealed))?;
+                if plain != CHECK {
+                    return Err(crate::connection::KeyError::Wrong.into());
+                }
+            }
+            None => {
+                self.meta.insert(b"encryption_check", cipher.seal(CHECK).as_bytes())?;
+            }
+        }
+        let _ = self.cipher.set(cipher);
+        Ok(())
+    }
+
+    fn cipher(&self) -> Result<&crate::connection::Cipher> {
+        self.cipher.get().ok_or(StoreError::Locked)
+    }
+
+    /// Creates or replaces the connection `external_id` of `project` (its id stays).
+    pub fn upsert_connection(&self, mut conn: Connection, value: &serde_json::Value) -> Result<Connection> {
+        let name_key = connection_name_key(&conn.project_id, &conn.external_id);
+        conn.sealed_value = self.cipher()?.seal(&to_json(value));
+        if let Some(existing) =
+            self.connection_names.get(&name_key)?.and_then(|id| self.get_connection_raw(&id).ok()?)
+        {
+            conn.id = existing.id;
+            conn.created = existing.created;
+            conn.created_micros = existing.created_micros;
+        } else {
+            self.connection_order.insert(order_key(conn.created_micros, &conn.id), &[])?;
+            self.connection_names.insert(name_key, conn.id.as_bytes())?;
+        }
+        self.connections.insert(conn.id.as_bytes(), to_json(&conn))?;
+        Ok(conn)
+    }
+
+    fn get_connection_raw(&self, id: &[u8]) -> Result<Option<Connection>> {
+        self.connections.get(id)?.map(|v| from_json(&v)).transpose()
+    }
+
+    pub fn get_connection(&self, id: &str) -> Result<Option<Connection>> {
+        self.get_connection_raw(id.as_bytes())
+    }
+
+    pub fn connection_by_name(&self, project: &str, external_id: &str) -> Result<Option<Connection>> {
+        match self.connection_names.get(connection_name_key(project, external_id))? {
+            Some(id) => self.get_connection_raw(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// The decrypted value of a connection.
+    pub fn connection_value(&self, conn: &Connection) -> Result<serde_json::Value> {
+        from_json(&self.cipher()?.open(&conn.sealed_value)?)
+    }
+
+    pub fn delete_connection(&self, conn: &Connection) -> Result<()> {
+        self.connections.remove(conn.id.as_bytes())?;
+        self.connection_names.remove(connection_name_key(&conn.project_id, &conn.external_id))?;
+        self.connection_order.remove(order_key(conn.created_micros, &conn.id))?;
+        Ok(())
+    }
+
+    pub fn list_connections(
+        &self,
+        project: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Connection>> {
+        paginate(&self.connection_order, limit, cursor, |id| {
+            Ok(self.get_connection(id)?.filter(|c| project.is_none_or(|p| p == c.project_id)))
+        })
     }
 
     // ---- API keys -------------------------------------------------------------------
@@ -272,9 +393,45 @@ impl Store {
             id: crate::ids::new_id(),
             created: crate::ids::now_iso(),
             display_name: display_name.into(),
+            project_id: None,
         };
         self.api_keys.insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
         Ok(())
+    }
+
+    /// A new key for one project; the key itself is returned once and only its hash is kept.
+    pub fn create_project_key(&self, project_id: &str, display_name: &str) -> Result<(ApiKeyRecord, String)> {
+        let key = format!("sk-{}{}", crate::ids::new_id(), crate::ids::new_id());
+        let rec = ApiKeyRecord {
+            id: crate::ids::new_id(),
+            created: crate::ids::now_iso(),
+            display_name: display_name.into(),
+            project_id: Some(project_id.into()),
+        };
+        self.api_keys.insert(hash_api_key(&key).as_bytes(), to_json(&rec))?;
+        Ok((rec, key))
+    }
+
+    /// The record of a key, when it is valid.
+    pub fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
+        self.api_keys.get(hash_api_key(key).as_bytes())?.map(|v| from_json(&v)).transpose()
+    }
+
+    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.api_keys.iter().values().map(|v| from_json(&v?)).collect()
+    }
+
+    /// Revokes the key with this id; false when there is none.
+    pub fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        for item in self.api_keys.iter() {
+            let (hash, v) = item?;
+            let rec: ApiKeyRecord = from_json(&v)?;
+            if rec.id == id {
+                self.api_keys.remove(hash)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn api_key_is_valid(&self, key: &str) -> Result<bool> {

@@ -10,6 +10,7 @@
 //! belong to `troupe-actors`.
 
 pub mod config;
+pub mod connection;
 pub mod db;
 pub mod flow;
 pub mod flow_ops;

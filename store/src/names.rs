@@ -28,6 +28,12 @@ pub mod trees {
     pub const TIMER_OWNERS: &str = "timer_owners";
     /// sha-256 of a WASI module (hex) → the module's bytes, as uploaded.
     pub const WASM_MODULES: &str = "wasm_modules";
+    /// connection id → connection (metadata, and the value sealed with AES-256-GCM).
+    pub const CONNECTIONS: &str = "connections";
+    /// `project id ‖ 0 ‖ externalId` → connection id: what `{{connections['name']}}` finds.
+    pub const CONNECTION_NAMES: &str = "connection_names";
+    /// `created (u64 be) ‖ connection id` → `()`: the seek-pagination order of connections.
+    pub const CONNECTION_ORDER: &str = "connection_order";
 }
 
 /// JetStream streams and subjects.

@@ -30,6 +30,34 @@ fn string_map(input: &Map<String, Value>, key: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Authentication, from `authType` + `authFields` (as the HTTP piece's props), or from the
+/// step's `auth` input (`{{connections['my-api']}}`): a secret text is a bearer token, a basic
+/// auth connection a username and password, an OAuth2 connection its access token.
+fn authenticate(req: reqwest::RequestBuilder, input: &Map<String, Value>) -> Result<reqwest::RequestBuilder, String> {
+    let fields = input.get("authFields").and_then(Value::as_object);
+    let field = |k: &str| fields.and_then(|f| f.get(k)).and_then(Value::as_str);
+    match input.get("authType").and_then(Value::as_str).unwrap_or("NONE") {
+        "BEARER_TOKEN" => {
+            return Ok(req.bearer_auth(field("token").ok_or("authFields.token is required for BEARER_TOKEN")?))
+        }
+        "BASIC" => {
+            let user = field("username").ok_or("authFields.username is required for BASIC")?;
+            return Ok(req.basic_auth(user, field("password")));
+        }
+        _ => {}
+    }
+    Ok(match input.get("auth") {
+        None | Some(Value::Null) => req,
+        Some(Value::String(token)) => req.bearer_auth(token),
+        Some(Value::Object(m)) => match (m.get("username"), m.get("password"), m.get("access_token")) {
+            (Some(Value::String(u)), p, _) => req.basic_auth(u, p.and_then(Value::as_str)),
+            (_, _, Some(Value::String(t))) => req.bearer_auth(t),
+            _ => return Err("auth must be a secret text, a basic auth or an OAuth2 connection".into()),
+        },
+        Some(_) => return Err("auth must be a connection (`{{connections['name']}}`)".into()),
+    })
+}
+
 async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, String> {
     let method = required_text(input, "method")?.to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes())
@@ -39,6 +67,7 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
     for (k, v) in string_map(input, "headers") {
         req = req.header(k, v);
     }
+    req = authenticate(req, input)?;
     if let Some(secs) = input.get("timeout").and_then(Value::as_f64).filter(|s| *s > 0.0) {
         req = req.timeout(Duration::from_secs_f64(secs));
     }

@@ -1,7 +1,7 @@
 //! `/api/v1/flows`: create, list, get, delete, and the flow operations.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{query_limit, query_one, query_pairs, read_json};
+use crate::http::{query_limit, query_one, query_pairs, read_json, Scope};
 use crate::AppState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,10 +35,10 @@ fn populated(state: &AppState, flow: Flow) -> Result<PopulatedFlow, ApiError> {
     Ok(PopulatedFlow { flow, version })
 }
 
-pub async fn create(state: &AppState, req: Request<Incoming>) -> Resp {
+pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     let body: CreateFlowRequest = read_json(req, state.config.api_body_limit).await?;
-    let project_id = body.project_id.unwrap_or_else(|| state.default_project.clone());
-    if !state.store.project_exists(&project_id)? {
+    let project_id = body.project_id.or_else(|| scope.project.clone()).unwrap_or_else(|| state.default_project.clone());
+    if !scope.allows(&project_id) || !state.store.project_exists(&project_id)? {
         return Err(ApiError::not_found("project", &project_id));
     }
     let now = now_iso();
@@ -73,7 +73,7 @@ pub async fn create(state: &AppState, req: Request<Incoming>) -> Resp {
     Ok(json_response(StatusCode::CREATED, &populated(state, flow)?))
 }
 
-pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
+pub async fn list(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     let q = query_pairs(&req)?;
     let status = match query_one(&q, "status") {
         None => None,
@@ -83,7 +83,7 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
         ),
     };
     let filter = FlowFilter {
-        project_id: query_one(&q, "projectId").map(String::from),
+        project_id: scope.list_filter(query_one(&q, "projectId"))?,
         folder_id: query_one(&q, "folderId").map(String::from),
         status,
     };
@@ -92,18 +92,19 @@ pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
     Ok(json_response(StatusCode::OK, &json!({"data": data, "next": page.next, "previous": page.previous})))
 }
 
-pub fn load_flow(state: &AppState, id: &str) -> Result<Flow, ApiError> {
+pub fn load_flow(state: &AppState, scope: &Scope, id: &str) -> Result<Flow, ApiError> {
     match state.store.get_flow(id)? {
-        Some(f) => Ok(f),
-        None if state.store.flow_was_deleted(id)? => {
+        Some(f) if scope.allows(&f.project_id) => Ok(f),
+        Some(_) => Err(ApiError::not_found("flow", id)),
+        None if scope.project.is_none() && state.store.flow_was_deleted(id)? => {
             Err(ApiError::new(StatusCode::GONE, "GONE", format!("flow {id:?} was deleted")))
         }
         None => Err(ApiError::not_found("flow", id)),
     }
 }
 
-pub async fn get(state: &AppState, id: &str) -> Resp {
-    let flow = load_flow(state, id)?;
+pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    let flow = load_flow(state, scope, id)?;
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }
 
@@ -120,6 +121,20 @@ fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result
 /// Validation of the version plus what only the scheduler knows (schedule inputs).
 fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::validate::Problem> {
     let mut problems = validate(version);
+    let project = state.store.get_flow(&version.flow_id).ok().flatten().map(|f| f.project_id);
+    for (step, name) in troupe_actors::validate::connection_names(version) {
+        let exists =
+            project.as_deref().is_some_and(|p| state.store.connection_by_name(p, &name).ok().flatten().is_some());
+        if !exists {
+            problems.push(troupe_actors::validate::Problem {
+                step,
+                field: "settings.input".into(),
+                message: format!(
+                    "connection {name:?} does not exist in this project; create it with POST /api/v1/app-connections"
+                ),
+            });
+        }
+    }
     for action in version.actions() {
         if let Some(id) = &action.settings.wasm_module {
             if problems.iter().all(|p| p.step != action.name) && !state.store.has_wasm_module(id) {
@@ -144,8 +159,8 @@ fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::va
     problems
 }
 
-pub async fn delete(state: &AppState, id: &str) -> Resp {
-    load_flow(state, id)?;
+pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    load_flow(state, scope, id)?;
     state.store.delete_flow(id)?;
     sync_triggers(state, id, None)?;
     state.store.flush().await?;
@@ -185,9 +200,9 @@ fn new_draft_from(flow: &mut Flow, source: FlowVersion) -> FlowVersion {
 
 const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION, DELETE_ACTION, LOCK_AND_PUBLISH, CHANGE_STATUS, CHANGE_NAME, USE_AS_DRAFT";
 
-pub async fn operate(state: &AppState, id: &str, req: Request<Incoming>) -> Resp {
+pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
-    let mut flow = load_flow(state, id)?;
+    let mut flow = load_flow(state, scope, id)?;
     let edit_error = |e: flow_ops::EditError| ApiError::bad_request(e.to_string());
     let kind = op.kind.as_str();
     let mut edited: Option<FlowVersion> = None;

@@ -1,5 +1,7 @@
 //! The REST API under `/api/v1`, shapes as in Activepieces.
 
+pub mod admin;
+pub mod connections;
 pub mod flows;
 pub mod runs;
 pub mod wasm_modules;

@@ -1,7 +1,7 @@
 //! `/api/v1/flow-runs`: list and get, each run with its journaled steps.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{query_all, query_limit, query_one, query_pairs, read_json};
+use crate::http::{query_all, query_limit, query_one, query_pairs, read_json, Scope};
 use crate::AppState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,14 +15,14 @@ use troupe_store::run::{steps_object, FlowRun, RunStatus};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
-pub async fn list(state: &AppState, req: Request<Incoming>) -> Resp {
+pub async fn list(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     let q = query_pairs(&req)?;
     let statuses = query_all(&q, "status")
         .into_iter()
         .map(|s| RunStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown run status {s:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let filter = RunFilter {
-        project_id: query_one(&q, "projectId").map(String::from),
+        project_id: scope.list_filter(query_one(&q, "projectId"))?,
         flow_ids: query_all(&q, "flowId").into_iter().map(String::from).collect(),
         statuses,
         created_after: query_one(&q, "createdAfter").map(String::from),
@@ -43,8 +43,13 @@ pub fn run_with_steps(state: &AppState, mut run: FlowRun) -> Result<Value, ApiEr
     Ok(body)
 }
 
-pub async fn get(state: &AppState, id: &str) -> Resp {
-    let run = state.store.get_run(id)?.ok_or_else(|| ApiError::not_found("flow run", id))?;
+/// A run the caller may see.
+fn load_run(state: &AppState, scope: &Scope, id: &str) -> Result<FlowRun, ApiError> {
+    state.store.get_run(id)?.filter(|r| scope.allows(&r.project_id)).ok_or_else(|| ApiError::not_found("flow run", id))
+}
+
+pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    let run = load_run(state, scope, id)?;
     Ok(json_response(StatusCode::OK, &run_with_steps(state, run)?))
 }
 
@@ -82,9 +87,9 @@ pub(crate) async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<()
 /// `POST /flow-runs/{id}/retry`: `FROM_FAILED_STEP` continues the run, skipping the steps that
 /// succeeded; `ON_LATEST_VERSION` runs it again from its trigger output on the published
 /// version. Only failed runs can be retried.
-pub async fn retry(state: &AppState, id: &str, req: Request<Incoming>) -> Resp {
+pub async fn retry(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let body: RetryRequest = read_json(req, state.config.api_body_limit).await?;
-    let run = state.store.get_run(id)?.ok_or_else(|| ApiError::not_found("flow run", id))?;
+    let run = load_run(state, scope, id)?;
     let latest = if body.strategy == RetryStrategy::OnLatestVersion {
         let flow =
             state.store.get_flow(&run.flow_id)?.ok_or_else(|| ApiError::conflict("the run's flow was deleted"))?;
@@ -119,7 +124,8 @@ pub async fn retry(state: &AppState, id: &str, req: Request<Incoming>) -> Resp {
 
 /// `POST /flow-runs/{id}/cancel`: a queued, running or paused run ends as `CANCELED` and never
 /// resumes; a running run stops before its next step.
-pub async fn cancel(state: &AppState, id: &str) -> Resp {
+pub async fn cancel(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    load_run(state, scope, id)?;
     let run = state.store.update_run(id, |stored| {
         if stored.status.is_terminal() {
             return Err(format!("the run already ended as {}", stored.status.as_str()));

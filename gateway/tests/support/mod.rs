@@ -35,6 +35,8 @@ pub struct Troupe {
     child: Option<Child>,
     pub client: reqwest::Client,
     pub scheme: &'static str,
+    /// Where troupe's stderr goes, when a test reads its logs.
+    pub log: Option<PathBuf>,
 }
 
 impl Troupe {
@@ -43,7 +45,17 @@ impl Troupe {
     }
 
     pub async fn start_with(env: &[(&str, &str)]) -> Troupe {
+        Troupe::start_inner(env, false).await
+    }
+
+    /// Like `start_with`, with troupe's stderr (its logs) kept in `self.log`.
+    pub async fn start_logged(env: &[(&str, &str)]) -> Troupe {
+        Troupe::start_inner(env, true).await
+    }
+
+    async fn start_inner(env: &[(&str, &str)], logged: bool) -> Troupe {
         let dir = tempfile::tempdir().unwrap();
+        let log = logged.then(|| dir.path().join("troupe.log"));
         let mut t = Troupe {
             dir,
             port: free_port(),
@@ -51,6 +63,7 @@ impl Troupe {
             child: None,
             client: reqwest::Client::new(),
             scheme: "http",
+            log,
         };
         t.spawn().await;
         t
@@ -68,7 +81,10 @@ impl Troupe {
             // every test's troupe shares the compiled QuickJS and WASI modules
             .env("AP_SANDBOX_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache"))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(match &self.log {
+                Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+                None => Stdio::inherit(),
+            });
         for (k, v) in &self.env {
             cmd.env(k, v);
             if k == "AP_TLS_CERT" {

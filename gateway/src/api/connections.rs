@@ -1,0 +1,101 @@
+//! `/api/v1/app-connections`, as in Activepieces: upsert by `externalId`, list, get, delete.
+//!
+//! The value (a secret text, basic auth, custom auth props, or OAuth2 tokens) is encrypted
+//! before it reaches the store and is never answered back: every answer is metadata only.
+
+use crate::error::{json_response, ApiError};
+use crate::http::{query_limit, query_one, query_pairs, read_json, Scope};
+use crate::AppState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe_store::connection::{Connection, ConnectionType};
+use troupe_store::ids::{new_id, now_iso, now_micros};
+
+type Resp = Result<Response<Full<Bytes>>, ApiError>;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Upsert {
+    external_id: String,
+    display_name: String,
+    piece_name: String,
+    project_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: ConnectionType,
+    value: Value,
+    /// Accepted for compatibility with Activepieces clients; Troupe's connections are per project.
+    #[serde(default)]
+    #[allow(dead_code)]
+    scope: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    metadata: Option<Value>,
+}
+
+pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
+    let body: Upsert = read_json(req, state.config.api_body_limit).await?;
+    let project_id = body.project_id.or_else(|| scope.project.clone()).unwrap_or_else(|| state.default_project.clone());
+    if !scope.allows(&project_id) || !state.store.project_exists(&project_id)? {
+        return Err(ApiError::not_found("project", &project_id));
+    }
+    if body.external_id.trim().is_empty() {
+        return Err(ApiError::bad_request("externalId is required"));
+    }
+    if let Some(t) = body.value.get("type").and_then(Value::as_str) {
+        if t != body.kind.as_str() {
+            return Err(ApiError::bad_request(format!(
+                "value.type {t:?} does not match type {:?}",
+                body.kind.as_str()
+            )));
+        }
+    }
+    body.kind.check_value(&body.value).map_err(ApiError::bad_request)?;
+    let now = now_iso();
+    let conn = Connection {
+        id: new_id(),
+        created: now.clone(),
+        updated: now,
+        external_id: body.external_id,
+        display_name: body.display_name,
+        piece_name: body.piece_name,
+        project_id,
+        kind: body.kind,
+        status: "ACTIVE".into(),
+        created_micros: now_micros(),
+        sealed_value: String::new(),
+    };
+    let stored = state.store.upsert_connection(conn, &body.value)?;
+    state.store.flush().await?;
+    Ok(json_response(StatusCode::CREATED, &stored.public()))
+}
+
+pub async fn list(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
+    let q = query_pairs(&req)?;
+    let project = scope.list_filter(query_one(&q, "projectId"))?;
+    let page = state.store.list_connections(project.as_deref(), query_limit(&q)?, query_one(&q, "cursor"))?;
+    let data: Vec<Value> = page.data.iter().map(Connection::public).collect();
+    Ok(json_response(StatusCode::OK, &json!({"data": data, "next": page.next, "previous": page.previous})))
+}
+
+fn load(state: &AppState, scope: &Scope, id: &str) -> Result<Connection, ApiError> {
+    state
+        .store
+        .get_connection(id)?
+        .filter(|c| scope.allows(&c.project_id))
+        .ok_or_else(|| ApiError::not_found("app connection", id))
+}
+
+pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    Ok(json_response(StatusCode::OK, &load(state, scope, id)?.public()))
+}
+
+pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    let conn = load(state, scope, id)?;
+    state.store.delete_connection(&conn)?;
+    state.store.flush().await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
+}
