@@ -89,15 +89,17 @@ impl Checker {
                 // an expression: JavaScript, evaluated in the sandbox at run time
                 None => {}
                 // a connection: whether it exists in the flow's project is checked at publish
-                Some(path) if path.root == CONNECTIONS => {
-                    if !matches!(path.segments.first(), Some(template::Segment::Key(_))) {
-                        self.problem(
-                            step,
-                            field,
-                            format!("template {{{{{token}}}}} must name a connection: {{{{connections['name']}}}}"),
-                        );
-                    }
+                Some(path)
+                    if path.root == CONNECTIONS
+                        && !matches!(path.segments.first(), Some(template::Segment::Key(_))) =>
+                {
+                    self.problem(
+                        step,
+                        field,
+                        format!("template {{{{{token}}}}} must name a connection: {{{{connections['name']}}}}"),
+                    );
                 }
+                Some(path) if path.root == CONNECTIONS => {}
                 Some(path) if !before.contains(&path.root) => self.problem(
                     step,
                     field,

@@ -26,12 +26,12 @@ fn an_activepieces_code_step_runs_with_its_inputs() {
         await new Promise((resolve) => setTimeout(resolve, 10));
         console.log('total is', total, {n: inputs.numbers.length});
         return { total, upper: inputs.name.toUpperCase(), re: /b+/.exec('abbbc')[0], keys: Object.keys(inputs).sort(),
-                 date: new Date(0).toISOString(), pi: Math.round(Math.PI * 100) / 100 };
+                 date: new Date(0).toISOString(), pi: Math.round(Math.E * 100) / 100 };
     };"#;
     let out = js(code, json!({"numbers": [1, 2, 3, 4], "name": "ada"})).unwrap();
     assert_eq!(
         out.output,
-        json!({"total": 10, "upper": "ADA", "re": "bbb", "keys": ["name", "numbers"], "date": "1970-01-01T00:00:00.000Z", "pi": 3.14})
+        json!({"total": 10, "upper": "ADA", "re": "bbb", "keys": ["name", "numbers"], "date": "1970-01-01T00:00:00.000Z", "pi": 2.72})
     );
     assert_eq!(out.logs, "total is 10 {\"n\":4}\n");
 }
