@@ -58,7 +58,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { memory_bytes: 128 << 20, max_output_bytes: 10 << 20, max_log_bytes: 64 << 10, fuel: 200_000_000_000 }
+        Limits { memory_bytes: 128 << 20, max_output_bytes: 10 << 20, max_log_bytes: 64 << 10, fuel: 1_000_000_000_000 }
     }
 }
 

@@ -145,7 +145,7 @@ impl Config {
                 100,
             )?,
             sandbox_memory_limit_mb: num("AP_SANDBOX_MEMORY_LIMIT_MB", get("AP_SANDBOX_MEMORY_LIMIT_MB"), 128)?,
-            sandbox_fuel: num("AP_SANDBOX_FUEL", get("AP_SANDBOX_FUEL"), 200_000_000_000)?,
+            sandbox_fuel: num("AP_SANDBOX_FUEL", get("AP_SANDBOX_FUEL"), 1_000_000_000_000)?,
             sandbox_concurrency: num("AP_SANDBOX_CONCURRENCY", get("AP_SANDBOX_CONCURRENCY"), 64)?.max(1),
             sandbox_cache_dir,
             api_key: get("AP_API_KEY"),
