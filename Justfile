@@ -38,9 +38,11 @@ toolchain:
     #!/usr/bin/env bash
     set -euo pipefail
     rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-    if command -v clang-19 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ]; then exit 0; fi
+    has_ar() { ls /usr/bin/llvm-ar /usr/bin/llvm-ar-* >/dev/null 2>&1; }
+    if command -v clang-19 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && has_ar; then exit 0; fi
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
     pkgs="clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32"
+    has_ar || pkgs="$pkgs llvm-19"
     echo "installing $pkgs (Debian) for the sandbox's QuickJS guest"
     $sudo apt-get install -y -q --no-install-recommends $pkgs >/dev/null \
         || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends $pkgs >/dev/null; }
