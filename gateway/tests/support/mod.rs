@@ -24,6 +24,22 @@ pub fn nats_server_bin() -> PathBuf {
         .expect("nats-server is needed for the tests: run `just nats`")
 }
 
+/// Where every test's troupe keeps compiled sandbox modules.
+pub fn sandbox_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache")
+}
+
+/// Compiles the JavaScript engine into the shared cache before a troupe starts, so that a cold
+/// cache (the first test on a fresh checkout) costs this wait once instead of eating into the
+/// deadline of a test's first code step.
+fn warm_sandbox_cache() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        troupe_sandbox::Sandbox::new(troupe_sandbox::Limits::default(), Some(sandbox_cache()))
+            .expect("the sandbox builds");
+    });
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -54,6 +70,7 @@ impl Troupe {
     }
 
     async fn start_inner(env: &[(&str, &str)], logged: bool) -> Troupe {
+        warm_sandbox_cache();
         let dir = tempfile::tempdir().unwrap();
         let log = logged.then(|| dir.path().join("troupe.log"));
         let mut t = Troupe {
@@ -79,7 +96,7 @@ impl Troupe {
             .env("NATS_SERVER_BIN", nats_server_bin())
             .env("RUST_LOG", "warn")
             // every test's troupe shares the compiled QuickJS and WASI modules
-            .env("AP_SANDBOX_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache"))
+            .env("AP_SANDBOX_CACHE_DIR", sandbox_cache())
             .stdout(Stdio::null())
             .stderr(match &self.log {
                 Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
