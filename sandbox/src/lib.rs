@@ -161,7 +161,11 @@ impl Sandbox {
             if answer["ok"] == true {
                 Ok(Outcome { output: answer.get("value").cloned().unwrap_or(Value::Null), logs })
             } else {
-                Err(js_error(&answer["error"]))
+                // what the step logged before it threw is kept with the error
+                Err(match js_error(&answer["error"]) {
+                    SandboxError::Failed(m) => SandboxError::Failed(format!("{m}{}", tail(&logs))),
+                    other => other,
+                })
             }
         });
         record("js", started, &result);

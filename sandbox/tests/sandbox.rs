@@ -58,6 +58,10 @@ fn a_step_that_throws_fails_with_the_javascript_message() {
     let err =
         js("export const code = async () => { throw new TypeError('no such customer'); };", json!({})).unwrap_err();
     assert_eq!(err, SandboxError::Failed("TypeError: no such customer".into()));
+    let err =
+        js("export const code = async () => { console.log('looking', 42); throw new Error('gone'); };", json!({}))
+            .unwrap_err();
+    assert_eq!(err, SandboxError::Failed("Error: gone; its last output: looking 42".into()));
     let err = js("export const code = async (inputs) => inputs.missing.field;", json!({})).unwrap_err();
     assert!(matches!(&err, SandboxError::Failed(m) if m.starts_with("TypeError")), "{err}");
     let err = js("export const code = (", json!({})).unwrap_err();
