@@ -519,15 +519,17 @@ async fn a_worker_that_dies_between_recording_runs_and_acking_them_makes_no_dupl
     let id = t.publish(counting_flow()).await;
     // the worker aborts once 300 runs are durable but unacked; the gateway dies with it
     let accepted = send_webhooks(&t, &id, 0..1000).await;
-    assert!(accepted.len() >= 300, "the webhooks before the abort were accepted: {}", accepted.len());
+    // 300 runs were durable when it aborted; some of their 200s may have died with the gateway
+    assert!(!accepted.is_empty(), "webhooks were accepted before the abort");
     assert!(accepted.len() < 1000, "the worker aborted as asked");
     t.kill();
     t.env.clear();
     t.spawn().await;
     // the restarted worker gets the unacked messages again (after ack_wait) and finds their runs
-    t.wait_runs(&id, accepted.len()).await;
+    t.wait_runs(&id, accepted.len().max(300)).await;
     tokio::time::sleep(std::time::Duration::from_secs(12)).await;
     let runs = t.all_runs(&id).await;
+    assert!(runs.len() >= 300, "every run recorded before the abort finished: {}", runs.len());
     assert_one_succeeded_run_per_webhook(&runs, &accepted);
 }
 
