@@ -136,9 +136,7 @@ async fn npm_dependencies_are_refused_at_publish() {
     let t = Troupe::start().await;
     let mut step = code("step_1", SUM, json!({}));
     step["settings"]["sourceCode"]["packageJson"] = json!("{\"dependencies\": {\"axios\": \"1.6.0\"}}");
-    let id = t.import(webhook_flow(step)).await;
-    let (s, b) = t.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
-    assert_eq!(s, 400, "{b}");
+    let b = t.publish_refused(webhook_flow(step)).await;
     assert!(b.to_string().contains("axios") && b.to_string().contains("step_1"), "{b}");
 }
 
@@ -170,9 +168,7 @@ async fn a_wasi_module_is_uploaded_once_and_runs_as_a_code_step() {
     // a step naming a module that was never uploaded cannot be published
     let missing = json!({"name": "count", "type": "CODE", "displayName": "x",
         "settings": {"wasmModule": "ab".repeat(32), "input": {}}});
-    let id = t.import(webhook_flow(missing)).await;
-    let (s, b) = t.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
-    assert_eq!(s, 400, "{b}");
+    let b = t.publish_refused(webhook_flow(missing)).await;
     assert!(b.to_string().contains("settings.wasmModule"), "{b}");
 }
 

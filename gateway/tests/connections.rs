@@ -168,9 +168,7 @@ async fn a_flow_naming_a_missing_connection_cannot_be_published() {
         json!({"method": "GET", "url": "http://127.0.0.1:9/",
         "headers": {}, "queryParams": {}, "auth": "{{connections['nope']}}"}),
     );
-    let id = t.import(webhook_flow(step)).await;
-    let (s, b) = t.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
-    assert_eq!(s, 400, "{b}");
+    let b = t.publish_refused(webhook_flow(step)).await;
     assert!(b.to_string().contains("nope") && b.to_string().contains("step_1"), "{b}");
 }
 

@@ -136,21 +136,14 @@ impl Sandbox {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|e| internal("create the sandbox cache folder", e))?;
         }
-        let mut sandbox = Sandbox {
-            engine,
-            limits,
-            cache_dir,
-            modules: Mutex::new(HashMap::new()),
-            js: Module::new(&Engine::default(), "(module)").map_err(|e| internal("placeholder", e))?,
-            snapshot: Snapshot { pages: Pages(0), chunks: Vec::new() },
-        };
-        sandbox.js = sandbox.load(&module_hash(JS_ENGINE_WASM), || Some(JS_ENGINE_WASM.to_vec()))?;
+        let modules = Mutex::new(HashMap::new());
+        let js = load_module(&engine, cache_dir.as_ref(), &modules, &module_hash(JS_ENGINE_WASM), || {
+            Some(JS_ENGINE_WASM.to_vec())
+        })?;
+        let empty = Snapshot { pages: Pages(0), chunks: Vec::new() };
+        let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: empty };
         sandbox.snapshot = sandbox.prepare_js()?;
         Ok(sandbox)
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Runs an Activepieces code step: `source` exports `code`, called with `inputs`.
@@ -254,51 +247,8 @@ impl Sandbox {
         result
     }
 
-    /// The module with this hash: from memory, the cache folder, or compiled from `fetch`.
     fn load(&self, hash: &str, fetch: impl FnOnce() -> Option<Vec<u8>>) -> Result<Module, SandboxError> {
-        if let Some(m) = self.modules.lock().unwrap().get(hash) {
-            MODULE_LOADS.with_label_values(&["memory"]).inc();
-            return Ok(m.clone());
-        }
-        let artifact = self.cache_dir.as_ref().map(|d| d.join(format!("{hash}.{ARTIFACT_TAG}.bin")));
-        let mut module = None;
-        if let Some(path) = artifact.as_ref().filter(|p| p.exists()) {
-            // SAFETY: artifacts in the cache folder are written by this process family only,
-            // from modules it compiled itself; a corrupt one fails to load and is rebuilt.
-            match unsafe { Module::deserialize_from_file(&self.engine, path) } {
-                Ok(m) => {
-                    MODULE_LOADS.with_label_values(&["disk"]).inc();
-                    module = Some(m);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "dropping an unreadable sandbox artifact");
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-        let module = match module {
-            Some(m) => m,
-            None => {
-                let wasm = fetch().ok_or_else(|| SandboxError::Invalid(format!("no WASI module with id {hash}")))?;
-                if module_hash(&wasm) != hash {
-                    return Err(SandboxError::Invalid(format!("the module's bytes do not hash to {hash}")));
-                }
-                let bytes = compile(&wasm)?;
-                if let Some(path) = &artifact {
-                    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                    if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
-                        let _ = std::fs::remove_file(&tmp);
-                    }
-                }
-                MODULE_LOADS.with_label_values(&["compiled"]).inc();
-                // SAFETY: these bytes were serialized just above by the same Wasmer build.
-                unsafe { Module::deserialize(&self.engine, bytes) }
-                    .map_err(|e| internal("load a compiled module", e))?
-            }
-        };
-        wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
-        self.modules.lock().unwrap().insert(hash.to_string(), module.clone());
-        Ok(module)
+        load_module(&self.engine, self.cache_dir.as_ref(), &self.modules, hash, fetch)
     }
 
     /// Initialises QuickJS in one instance and records how its memory differs from a fresh one.
@@ -388,6 +338,58 @@ impl Sandbox {
         }
         Ok((answer, logs))
     }
+}
+
+/// The module with this hash: from memory, the cache folder, or compiled from `fetch`.
+fn load_module(
+    engine: &Engine,
+    cache_dir: Option<&PathBuf>,
+    modules: &Mutex<HashMap<String, Module>>,
+    hash: &str,
+    fetch: impl FnOnce() -> Option<Vec<u8>>,
+) -> Result<Module, SandboxError> {
+    if let Some(m) = modules.lock().unwrap().get(hash) {
+        MODULE_LOADS.with_label_values(&["memory"]).inc();
+        return Ok(m.clone());
+    }
+    let artifact = cache_dir.map(|d| d.join(format!("{hash}.{ARTIFACT_TAG}.bin")));
+    let mut module = None;
+    if let Some(path) = artifact.as_ref().filter(|p| p.exists()) {
+        // SAFETY: artifacts in the cache folder are written by this process family only,
+        // from modules it compiled itself; a corrupt one fails to load and is rebuilt.
+        match unsafe { Module::deserialize_from_file(engine, path) } {
+            Ok(m) => {
+                MODULE_LOADS.with_label_values(&["disk"]).inc();
+                module = Some(m);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "dropping an unreadable sandbox artifact");
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let module = match module {
+        Some(m) => m,
+        None => {
+            let wasm = fetch().ok_or_else(|| SandboxError::Invalid(format!("no WASI module with id {hash}")))?;
+            if module_hash(&wasm) != hash {
+                return Err(SandboxError::Invalid(format!("the module's bytes do not hash to {hash}")));
+            }
+            let bytes = compile(&wasm)?;
+            if let Some(path) = &artifact {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            MODULE_LOADS.with_label_values(&["compiled"]).inc();
+            // SAFETY: these bytes were serialized just above by the same Wasmer build.
+            unsafe { Module::deserialize(engine, bytes) }.map_err(|e| internal("load a compiled module", e))?
+        }
+    };
+    wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
+    modules.lock().unwrap().insert(hash.to_string(), module.clone());
+    Ok(module)
 }
 
 /// One instance in its own store, with the limits applied.

@@ -434,10 +434,6 @@ impl Store {
         Ok(false)
     }
 
-    pub fn api_key_is_valid(&self, key: &str) -> Result<bool> {
-        Ok(self.api_keys.contains_key(hash_api_key(key).as_bytes())?)
-    }
-
     /// Stores a WASI module under its id (the sha-256 of its bytes, hex); idempotent.
     pub fn put_wasm_module(&self, id: &str, wasm: &[u8]) -> Result<()> {
         self.wasm_modules.insert(id.as_bytes(), wasm)?;
@@ -939,8 +935,8 @@ mod tests {
     fn api_keys_are_stored_hashed() {
         let (_d, store) = temp_store();
         store.add_api_key("sk-secret", "admin").unwrap();
-        assert!(store.api_key_is_valid("sk-secret").unwrap());
-        assert!(!store.api_key_is_valid("sk-other").unwrap());
+        assert!(store.api_key("sk-secret").unwrap().is_some());
+        assert!(store.api_key("sk-other").unwrap().is_none());
         assert!(store.api_keys.get("sk-secret").unwrap().is_none());
     }
 }

@@ -172,6 +172,15 @@ impl Troupe {
         id
     }
 
+    /// Imports `flow` into a new flow and tries to publish it: it must be refused (400); the
+    /// answer says why.
+    pub async fn publish_refused(&self, flow: Value) -> Value {
+        let id = self.import(flow).await;
+        let (s, b) = self.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
+        assert_eq!(s, 400, "{b}");
+        b
+    }
+
     pub async fn import(&self, flow: Value) -> String {
         let (s, created) = self.post("/flows", json!({"displayName": "test"})).await;
         assert_eq!(s, 201, "{created}");
