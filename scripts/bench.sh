@@ -9,7 +9,7 @@ dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export AP_API_KEY=bench-key
 # compiled sandbox modules survive between bench runs, as they do across restarts in production
-# (the first run ever compiles QuickJS, ≈ 3 s of CPU, before the scenarios start)
+# (the first run ever compiles QuickJS, ≈ 2.3 s of CPU, before the scenarios start)
 export AP_SANDBOX_CACHE_DIR="$PWD/target/sandbox-cache-bench"
 AP_CONFIG_PATH="$dir" AP_PORT="$port" RUST_LOG=info ./target/release/troupe serve > "$dir/troupe.log" 2>&1 &
 pid=$!
