@@ -52,6 +52,7 @@ fn main() {
             http: reqwest::Client::new(),
             flows: Default::default(),
             executing: Default::default(),
+            owned: Default::default(),
             paused_per_shard: Default::default(),
             version_meta: Default::default(),
             code: Arc::new(troupe_actors::code::CodeRunner::start(&config)),

@@ -17,6 +17,12 @@ use troupe_store::{Config, Store};
 #[error("engine: {0}")]
 pub struct EngineError(String);
 
+impl EngineError {
+    pub fn new(message: impl Into<String>) -> EngineError {
+        EngineError(message.into())
+    }
+}
+
 /// What every actor of the engine shares.
 pub struct EngineCtx {
     pub config: Config,
@@ -26,8 +32,10 @@ pub struct EngineCtx {
     pub http: reqwest::Client,
     pub limiter: ProjectLimiter,
     pub flows: DashMap<String, Addr<FlowActor>>,
-    /// Runs a RunActor of this process is executing now.
-    pub executing: DashMap<String, ()>,
+    /// Runs a RunActor of this process is executing now, with their shards.
+    pub executing: DashMap<String, u16>,
+    /// The shards this process owns now (all of them outside a cluster).
+    pub owned: Vec<std::sync::atomic::AtomicBool>,
     /// Paused runs per shard, as the sweepers last counted them.
     pub paused_per_shard: DashMap<u16, usize>,
     /// What run creation needs of each published (immutable) version.
@@ -39,24 +47,103 @@ pub struct EngineCtx {
 /// How long a graceful stop waits for runs in flight before it leaves them to recovery.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
+impl EngineCtx {
+    /// True while this process owns `shard`: runs of a shard it lost stop at their next step.
+    pub fn owns(&self, shard: u16) -> bool {
+        self.owned.get(shard as usize).is_some_and(|o| o.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// The shard actors of this process, started and stopped as ownership changes.
+pub struct Shards {
+    ctx: Arc<EngineCtx>,
+    stream: async_nats::jetstream::stream::Stream,
+    actors: std::sync::Mutex<HashMap<u16, Addr<ShardActor>>>,
+}
+
+impl Shards {
+    /// Starts consuming `shard`. Must be called on the actix arbiter.
+    pub async fn start(&self, shard: u16) -> Result<(), EngineError> {
+        if self.actors.lock().expect("shards lock").contains_key(&shard) {
+            return Ok(());
+        }
+        let consumer = crate::shard::shard_consumer(&self.stream, shard)
+            .await
+            .map_err(|e| EngineError(format!("creating the consumer of shard {shard}: {e}")))?;
+        self.ctx.owned[shard as usize].store(true, std::sync::atomic::Ordering::SeqCst);
+        let addr = ShardActor::new(shard, self.ctx.clone(), consumer).start();
+        crate::metric_definitions::SHARD_OWNED.with_label_values(&[&shard.to_string()]).set(1);
+        let n = {
+            let mut actors = self.actors.lock().expect("shards lock");
+            actors.insert(shard, addr);
+            actors.len()
+        };
+        self.counted(n);
+        Ok(())
+    }
+
+    /// Stops `shard` at once: no new message is taken and its runs stop at their next step
+    /// (they stay in the journal for the next owner). Waits up to `drain` for them to stop.
+    pub async fn stop(&self, shard: u16, drain: std::time::Duration) {
+        self.ctx.owned[shard as usize].store(false, std::sync::atomic::Ordering::SeqCst);
+        crate::metric_definitions::SHARD_OWNED.with_label_values(&[&shard.to_string()]).set(0);
+        let (addr, n) = {
+            let mut actors = self.actors.lock().expect("shards lock");
+            let addr = actors.remove(&shard);
+            (addr, actors.len())
+        };
+        if let Some(addr) = addr {
+            let _ = addr.send(StopShard).await;
+        }
+        self.counted(n);
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.ctx.executing.iter().any(|e| *e.value() == shard) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops taking messages on every shard; runs in flight go on.
+    pub async fn stop_consuming(&self) {
+        let actors: Vec<Addr<ShardActor>> = self.actors.lock().expect("shards lock").values().cloned().collect();
+        for a in actors {
+            let _ = a.send(StopShard).await;
+        }
+    }
+
+    pub fn owned(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.actors.lock().expect("shards lock").keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn counted(&self, n: usize) {
+        crate::metric_definitions::OWNED_SHARDS.set(n as i64);
+        crate::metric_definitions::LIVE_ACTORS.with_label_values(&["shard"]).set(n as i64);
+    }
+}
+
 pub struct Engine {
     ctx: Arc<EngineCtx>,
-    shards: Vec<Addr<ShardActor>>,
+    shards: Arc<Shards>,
+    leases: Option<crate::cluster::LeaseKeeper>,
 }
 
 impl Engine {
-    /// Starts a ShardActor for every shard. Call from inside the actix `System`.
+    /// Starts the engine. Outside a cluster (`node` is `None`) this process owns every shard;
+    /// in a cluster it takes its fair share through leases. Call from inside the actix `System`.
     pub async fn start(
         config: Config,
         store: Store,
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
+        node: Option<String>,
     ) -> Result<Engine, EngineError> {
         let js = jetstream::new(nats.clone());
         let http = reqwest::Client::builder()
             .timeout(config.flow_timeout)
             .build()
             .map_err(|e| EngineError(format!("building the HTTP client: {e}")))?;
+        let config_shards = config.shards;
         let ctx = Arc::new(EngineCtx {
             limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
             config,
@@ -66,6 +153,7 @@ impl Engine {
             http,
             flows: DashMap::new(),
             executing: DashMap::new(),
+            owned: (0..config_shards).map(|_| std::sync::atomic::AtomicBool::new(false)).collect(),
             paused_per_shard: DashMap::new(),
             version_meta: DashMap::new(),
             code,
@@ -75,26 +163,30 @@ impl Engine {
             .get_stream(subjects::WEBHOOK_STREAM)
             .await
             .map_err(|e| EngineError(format!("opening stream {}: {e}", subjects::WEBHOOK_STREAM)))?;
-        let mut shards = Vec::new();
-        for shard in 0..ctx.config.shards {
-            let consumer = crate::shard::shard_consumer(&stream, shard)
-                .await
-                .map_err(|e| EngineError(format!("creating the consumer of shard {shard}: {e}")))?;
-            shards.push(ShardActor::new(shard, ctx.clone(), consumer).start());
-        }
-        crate::metric_definitions::OWNED_SHARDS.set(shards.len() as i64);
         crate::metric_definitions::register_shards(ctx.config.shards);
-        crate::metric_definitions::LIVE_ACTORS.with_label_values(&["shard"]).set(shards.len() as i64);
-        Ok(Engine { ctx, shards })
+        let shards = Arc::new(Shards { ctx: ctx.clone(), stream, actors: Default::default() });
+        let leases = match node {
+            None => {
+                for shard in 0..ctx.config.shards {
+                    shards.start(shard).await?;
+                }
+                None
+            }
+            Some(node) => Some(crate::cluster::LeaseKeeper::start(ctx.clone(), shards.clone(), node).await?),
+        };
+        Ok(Engine { ctx, shards, leases })
+    }
+
+    /// The shards this process owns now.
+    pub fn owned_shards(&self) -> Vec<u16> {
+        self.shards.owned()
     }
 
     /// Stops consuming, then lets the runs in flight finish for up to [`SHUTDOWN_GRACE`].
     /// Runs still going after that stay `RUNNING` in the journal and are recovered at the next
     /// start; unacked messages are redelivered.
     pub async fn stop(self) {
-        for s in self.shards {
-            let _ = s.send(StopShard).await;
-        }
+        self.shards.stop_consuming().await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !self.ctx.executing.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -102,6 +194,10 @@ impl Engine {
         let left = self.ctx.executing.len();
         if left > 0 {
             tracing::warn!(left, "runs still executing at shutdown; they will be recovered at next start");
+        }
+        if let Some(leases) = self.leases {
+            // hands the shards back now, so that the others need not wait for their expiry
+            leases.stop().await;
         }
         let _ = self.ctx.store.flush().await;
     }

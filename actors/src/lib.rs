@@ -4,6 +4,7 @@
 //! It reads and writes through `troupe-store` and never speaks HTTP to clients; the gateway
 //! hands it webhooks through JetStream and reads results from the store.
 
+pub mod cluster;
 pub mod code;
 pub mod engine;
 pub mod flow_actor;

@@ -54,6 +54,15 @@ pub static LIVE_ACTORS: LazyLock<IntGaugeVec> =
 pub static OWNED_SHARDS: LazyLock<IntGauge> =
     LazyLock::new(|| register_int_gauge!("troupe_owned_shards", "Shards this process works on").unwrap());
 
+pub static SHARD_OWNED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "troupe_shard_owned",
+        "1 for each shard this process owns now, 0 for the others",
+        &["shard"]
+    )
+    .unwrap()
+});
+
 pub static RUNS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "troupe_consumer_messages_total",
@@ -97,5 +106,6 @@ pub fn register() {
 pub fn register_shards(shards: u16) {
     for shard in 0..shards {
         CONSUMER_LAG.with_label_values(&[&shard.to_string()]).set(0.0);
+        SHARD_OWNED.with_label_values(&[&shard.to_string()]).set(0);
     }
 }

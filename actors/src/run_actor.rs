@@ -54,7 +54,7 @@ impl Actor for RunActor {
             let run_id = run.id.clone();
             // a run dispatched twice is executed by the first actor only; both give back the
             // project slot they were handed
-            if engine.executing.insert(run_id.clone(), ()).is_none() {
+            if engine.executing.insert(run_id.clone(), run.shard).is_none() {
                 LIVE_ACTORS.with_label_values(&["run"]).set(engine.executing.len() as i64);
                 let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
                 execute_run(&engine, version, run).instrument(span).await;
@@ -198,7 +198,7 @@ fn type_name(kind: ActionType) -> &'static str {
 /// Runs a run to its end (or its pause), whatever happens inside: never panics out.
 async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut run: FlowRun) {
     let run_id = run.id.clone();
-    if run.status.is_terminal() {
+    if run.status.is_terminal() || !engine.owns(run.shard) {
         return;
     }
     let Some(version) = version else {
@@ -289,6 +289,10 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
 
 /// Records the pause and lets the actor go: a paused run is a journal, a header and a timer.
 async fn pause_run(engine: &EngineCtx, mut run: FlowRun, pause: PauseMetadata, elapsed_ms: u64, replied: bool) {
+    if !engine.owns(run.shard) {
+        tracing::info!(run_id = run.id, "shard lost before the pause was recorded; its new owner runs the step again");
+        return;
+    }
     run.active_ms += elapsed_ms;
     run.resume = None;
     let early_response = match &pause {
@@ -347,6 +351,10 @@ async fn finalize(
     failed_step: Option<FailedStep>,
     replied: bool,
 ) {
+    if !engine.owns(run.shard) {
+        tracing::info!(run_id = run.id, "shard lost before the run's end was recorded; its new owner ends it");
+        return;
+    }
     let now = now_iso();
     run.finish_time = Some(now.clone());
     run.updated = now;
@@ -459,7 +467,9 @@ impl Exec<'_> {
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
-        if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
+        if !self.engine.owns(self.run.shard) {
+            // another worker owns the shard now: its journal is not ours to write
+        } else if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
             tracing::error!(run_id = self.run.id, step = name, error = %e, "could not journal the step");
         }
         self.records.push(record);
@@ -677,6 +687,15 @@ impl Exec<'_> {
     /// up at most every [`CANCEL_CHECK_EVERY`], so a cancel stops a run within that time plus
     /// the step in flight, and fast runs do not pay a read per step.
     fn ended_elsewhere(&mut self) -> bool {
+        if !self.engine.owns(self.run.shard) {
+            // the shard moved to another worker, which recovers the run from the journal
+            tracing::info!(
+                run_id = self.run.id,
+                shard = self.run.shard,
+                "shard lost; leaving the run to its new owner"
+            );
+            return true;
+        }
         if self.last_cancel_check.elapsed() < CANCEL_CHECK_EVERY {
             return false;
         }

@@ -21,6 +21,8 @@ const BATCH: usize = 512;
 /// A message delivered but not acked (the worker died) is redelivered after this long.
 /// Redelivery is harmless (the run is found by its webhook id), so keep it short.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait for the replicated state a message was stamped with.
+const STAMP_WAIT: Duration = Duration::from_secs(5);
 /// How often each shard samples its consumer lag.
 pub const LAG_EVERY: Duration = Duration::from_secs(2);
 /// How often each shard sweeps its unfinished runs.
@@ -321,6 +323,12 @@ async fn consume(
         };
         let mut batches = messages.ready_chunks(BATCH);
         while let Some(batch) = batches.next().await {
+            // in a cluster: what the publishers had written (the flow, a resume) must be here
+            if ctx.store.replication().is_some() {
+                for m in batch.iter().flatten() {
+                    ctx.store.wait_for_stamp(m.headers.as_ref(), STAMP_WAIT).await;
+                }
+            }
             let mut to_ack = Vec::with_capacity(batch.len());
             let mut created = Vec::new();
             for item in batch {

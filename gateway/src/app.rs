@@ -76,6 +76,34 @@ fn unlock_store(config: &Config, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Joins the cluster's replicated state: this process's node id, the state applied through
+/// the stream's end, and the default project the cluster agreed on.
+async fn join_cluster(
+    config: &Config,
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+) -> anyhow::Result<(Option<String>, String)> {
+    if config.encryption_key.is_none() {
+        anyhow::bail!(
+            "AP_CONTAINER_TYPE is set, so this process joins a cluster: set AP_ENCRYPTION_KEY, the same on every process, so that each can open the connections the others stored"
+        );
+    }
+    let node = store.node_id()?;
+    // a new origin per start: what this node published before a crash is applied again
+    let origin = format!("{node}-{}", troupe_store::ids::new_ordered_id().to_lowercase());
+    let replication = store.replicate(js.clone(), origin);
+    tracing::info!(node, "applying the cluster's replicated state");
+    replication.catch_up(js, std::time::Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
+    let kv = troupe_store::lease::cluster_bucket(js, config.nats_replicas).await.map_err(anyhow::Error::msg)?;
+    let proposal = troupe_store::ids::new_ordered_id();
+    let default_project = troupe_store::lease::agree(&kv, troupe_store::names::cluster::DEFAULT_PROJECT, &proposal)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    store.set_default_project(&default_project)?;
+    tracing::info!(node, role = ?config.container_type, "joined the cluster");
+    Ok((Some(node), default_project))
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
@@ -115,7 +143,12 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(nats.clone());
     tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        troupe_store::streams::ensure_streams(&js, config.webhook_stream_max_bytes),
+        troupe_store::streams::ensure_streams(
+            &js,
+            config.webhook_stream_max_bytes,
+            config.nats_replicas,
+            config.cluster,
+        ),
     )
     .await
     .context("NATS did not answer within 30 s")?
@@ -123,26 +156,59 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
 
     let store = Store::open(&config.data_dir())
         .with_context(|| format!("opening the store in {}", config.data_dir().display()))?;
-    let default_project = store.ensure_default_project()?;
+    let (node, default_project) =
+        if config.cluster { join_cluster(config, &store, &js).await? } else { (None, store.ensure_default_project()?) };
     unlock_store(config, &store)?;
-    ensure_api_key(config, &store)?;
+    if config.container_type != ContainerType::Worker {
+        ensure_api_key(config, &store)?;
+    }
     store.flush().await?;
 
     let code = Arc::new(troupe_actors::code::CodeRunner::start(config));
     let engine = if config.container_type != ContainerType::App {
-        Some(troupe_actors::engine::Engine::start(config.clone(), store.clone(), nats.clone(), code.clone()).await?)
+        Some(
+            troupe_actors::engine::Engine::start(
+                config.clone(),
+                store.clone(),
+                nats.clone(),
+                code.clone(),
+                node.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };
 
-    let scheduler = (config.container_type != ContainerType::Worker).then(|| {
-        troupe_scheduler::Scheduler::start(
+    let (scheduler_stop, scheduler_stopped) = watch::channel(false);
+    let mut scheduler_lease = None;
+    let scheduler = if config.container_type != ContainerType::Worker {
+        // in a cluster, one APP at a time fires timers: the holder of the scheduler lease
+        let leader = match &node {
+            Some(node) => {
+                let kv =
+                    troupe_store::lease::lease_bucket(&js, config.nats_replicas).await.map_err(anyhow::Error::msg)?;
+                let (held, task) = troupe_store::lease::hold(
+                    kv,
+                    troupe_store::names::cluster::SCHEDULER_LEASE.into(),
+                    node.clone(),
+                    scheduler_stopped,
+                );
+                scheduler_lease = Some(task);
+                Some(held)
+            }
+            None => None,
+        };
+        Some(troupe_scheduler::Scheduler::start(
             config.clone(),
             store.clone(),
             async_nats::jetstream::new(nats.clone()),
             std::sync::Arc::new(troupe_scheduler::SystemClock),
-        )
-    });
+            leader,
+        ))
+    } else {
+        None
+    };
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => Some(crate::server::load_tls(c, k)?),
@@ -151,15 +217,13 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     };
     let state = Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project, code });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = if config.container_type != ContainerType::Worker {
+    let server = {
         let listener = TcpListener::bind(("0.0.0.0", config.port))
             .await
             .with_context(|| format!("binding port {} (AP_PORT)", config.port))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("troupe listening on {scheme}://127.0.0.1:{}", listener.local_addr()?.port());
         Some(tokio::spawn(crate::server::serve(listener, tls, state, stop_rx)))
-    } else {
-        None
     };
 
     shutdown_signal().await;
@@ -170,6 +234,10 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     }
     if let Some(scheduler) = scheduler {
         scheduler.stop().await;
+    }
+    let _ = scheduler_stop.send(true);
+    if let Some(task) = scheduler_lease {
+        let _ = task.await;
     }
     if let Some(engine) = engine {
         engine.stop().await;

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use troupe_store::config::ContainerType;
 
 /// Open connections beyond this wait to be accepted: a flood cannot grow memory unbounded.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -116,6 +117,11 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(crate::metric_definitions::render())))
             .expect("valid response")),
+        ["api", ..] if state.config.container_type == ContainerType::Worker => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "this process is a WORKER (AP_CONTAINER_TYPE); webhooks and the API are served by APP processes",
+        )),
         ["api", "v1", "webhooks", flow_id, rest @ ..] => {
             use crate::metric_definitions::{INGRESS_LATENCY, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED};
             WEBHOOKS_RECEIVED.inc();

@@ -114,6 +114,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", webhook_id.as_str());
+    state.store.stamp(&mut headers);
     let mut inbox = None;
     if sync {
         let (subject, sub) = subscribe_inbox(state).await?;

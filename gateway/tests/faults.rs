@@ -139,7 +139,12 @@ async fn fault_steps_panic_while_webhooks_stream_in() {
 #[tokio::test]
 async fn fault_stream_full_refuses_with_503_and_loses_nothing() {
     // workers off (gateway only), a small stream: it fills and the gateway answers 503
-    let mut t = Troupe::start_with(&[("AP_CONTAINER_TYPE", "APP"), ("AP_WEBHOOK_STREAM_MAX_BYTES", "262144")]).await;
+    let mut t = Troupe::start_with(&[
+        ("AP_CONTAINER_TYPE", "APP"),
+        ("AP_ENCRYPTION_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+        ("AP_WEBHOOK_STREAM_MAX_BYTES", "262144"),
+    ])
+    .await;
     let id = t.publish(counting_flow()).await;
     let s = stream_webhooks(&t, &id);
     let (accepted, rejected) = s.task.await.unwrap();

@@ -123,7 +123,15 @@ struct Ctx {
 }
 
 impl Scheduler {
-    pub fn start(config: Config, store: Store, js: jetstream::Context, clock: Arc<dyn Clock>) -> Scheduler {
+    /// Starts firing timers. With `leader`, only while it is true (in a cluster, the holder of
+    /// the scheduler lease fires; the other APP replicas stand by).
+    pub fn start(
+        config: Config,
+        store: Store,
+        js: jetstream::Context,
+        clock: Arc<dyn Clock>,
+        leader: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Scheduler {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
         // retention runs at every start, then hourly
         let _ = store.remove_timers_of(SYSTEM_OWNER);
@@ -138,7 +146,8 @@ impl Scheduler {
                     metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
                 }
                 passes += 1;
-                let fired = fire_due(&ctx).await;
+                let leading = leader.as_ref().is_none_or(|l| l.load(std::sync::atomic::Ordering::SeqCst));
+                let fired = if leading { fire_due(&ctx).await } else { 0 };
                 if fired < BATCH {
                     tokio::select! {
                         _ = tokio::time::sleep(TICK) => {}
@@ -232,6 +241,7 @@ async fn fire_due(ctx: &Ctx) -> usize {
 async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, msg: &ShardMessage) -> Result<(), String> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
+    ctx.store.stamp(&mut headers);
     let ack = ctx
         .js
         .publish_with_headers(subjects::webhook(shard), headers, serde_json::to_vec(msg).expect("serializes").into())

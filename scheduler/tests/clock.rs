@@ -105,12 +105,12 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     let store = Store::open(dir.path()).unwrap();
     let client = async_nats::connect(&nats.url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    troupe_store::streams::ensure_streams(&js, 1 << 24).await.unwrap();
+    troupe_store::streams::ensure_streams(&js, 1 << 24, 1, false).await.unwrap();
     let flow = scheduled_flow(&store);
     let clock = Arc::new(FakeClock(Mutex::new(at("2026-01-05T10:00:30Z"))));
     sync_flow_triggers(&store, "f1", Some(&flow), clock.as_ref()).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let scheduler = Scheduler::start(config, store.clone(), js.clone(), clock.clone());
+    let scheduler = Scheduler::start(config, store.clone(), js.clone(), clock.clone(), None);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(queued_ticks(&js).await, 0, "nothing before the first tick");

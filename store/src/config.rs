@@ -31,6 +31,11 @@ pub struct Config {
     pub api_key: Option<String>,
     pub encryption_key: Option<String>,
     pub container_type: ContainerType,
+    /// True when `AP_CONTAINER_TYPE` is set: the process joins a cluster (shard leases, state
+    /// replicated through JetStream). Unset, one process owns everything (the embedded default).
+    pub cluster: bool,
+    /// `AP_NATS_REPLICAS`: replicas of Troupe's streams and buckets (3 on a 3-node NATS cluster).
+    pub nats_replicas: usize,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Largest webhook body accepted (5 MB, as Activepieces).
@@ -151,6 +156,8 @@ impl Config {
             api_key: get("AP_API_KEY"),
             encryption_key: get("AP_ENCRYPTION_KEY"),
             container_type,
+            cluster: get("AP_CONTAINER_TYPE").is_some(),
+            nats_replicas: num("AP_NATS_REPLICAS", get("AP_NATS_REPLICAS"), 1)?.clamp(1, 5),
             tls_cert: get("AP_TLS_CERT").map(PathBuf::from),
             tls_key: get("AP_TLS_KEY").map(PathBuf::from),
             webhook_body_limit: 5 * 1024 * 1024,

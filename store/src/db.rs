@@ -7,6 +7,7 @@
 use crate::connection::Connection;
 use crate::flow::{Flow, FlowStatus, FlowVersion};
 use crate::names::{meta, trees};
+use crate::replication::Replication;
 use crate::run::{FlowRun, PauseMetadata, Resume, ResumeBy, RunStatus, StepRecord};
 use crate::timer::Timer;
 use serde::de::DeserializeOwned;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,29 +113,86 @@ impl GroupCommit {
     }
 }
 
+/// How long a flush waits for JetStream to acknowledge the replicated writes.
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+type Repl = Arc<std::sync::OnceLock<Arc<Replication>>>;
+
+/// A sled tree whose writes are replicated once the store joins a cluster. Reads go to sled
+/// (through `Deref`); `insert`, `remove` and `compare_and_swap` also queue the write for
+/// JetStream.
+#[derive(Clone)]
+struct RTree {
+    tree: sled::Tree,
+    name: &'static str,
+    replication: Repl,
+}
+
+impl std::ops::Deref for RTree {
+    type Target = sled::Tree;
+
+    fn deref(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+impl RTree {
+    fn insert<K: AsRef<[u8]>, V: Into<sled::IVec>>(&self, key: K, value: V) -> sled::Result<Option<sled::IVec>> {
+        let value = value.into();
+        let old = self.tree.insert(key.as_ref(), value.clone())?;
+        if let Some(r) = self.replication.get() {
+            r.record(self.name, key.as_ref(), Some(value));
+        }
+        Ok(old)
+    }
+
+    fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<sled::IVec>> {
+        let old = self.tree.remove(key.as_ref())?;
+        if let Some(r) = self.replication.get() {
+            r.record(self.name, key.as_ref(), None);
+        }
+        Ok(old)
+    }
+
+    fn compare_and_swap<K: AsRef<[u8]>, OV: AsRef<[u8]>, NV: Into<sled::IVec>>(
+        &self,
+        key: K,
+        old: Option<OV>,
+        new: Option<NV>,
+    ) -> sled::Result<std::result::Result<(), sled::CompareAndSwapError>> {
+        let new: Option<sled::IVec> = new.map(Into::into);
+        let result = self.tree.compare_and_swap(key.as_ref(), old, new.clone())?;
+        if let (Ok(()), Some(r)) = (&result, self.replication.get()) {
+            r.record(self.name, key.as_ref(), new);
+        }
+        Ok(result)
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     group_commit: std::sync::Arc<GroupCommit>,
     meta: sled::Tree,
-    projects: sled::Tree,
-    flows: sled::Tree,
-    flow_order: sled::Tree,
-    deleted_flows: sled::Tree,
-    versions: sled::Tree,
-    runs: sled::Tree,
-    run_order: sled::Tree,
-    journal: sled::Tree,
-    webhook_runs: sled::Tree,
-    active_runs: sled::Tree,
-    entries: sled::Tree,
-    api_keys: sled::Tree,
-    timers: sled::Tree,
-    timer_owners: sled::Tree,
-    wasm_modules: sled::Tree,
-    connections: sled::Tree,
-    connection_names: sled::Tree,
-    connection_order: sled::Tree,
+    projects: RTree,
+    flows: RTree,
+    flow_order: RTree,
+    deleted_flows: RTree,
+    versions: RTree,
+    runs: RTree,
+    run_order: RTree,
+    journal: RTree,
+    webhook_runs: RTree,
+    active_runs: RTree,
+    entries: RTree,
+    api_keys: RTree,
+    timers: RTree,
+    timer_owners: RTree,
+    wasm_modules: RTree,
+    connections: RTree,
+    connection_names: RTree,
+    connection_order: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
+    replication: Repl,
 }
 
 /// A page of a list, as Activepieces answers: `{data, next, previous}`.
@@ -237,9 +296,12 @@ impl Store {
             .cache_capacity(256 * 1024 * 1024)
             .flush_every_ms(Some(200))
             .open()?;
-        let t = |name: &str| db.open_tree(name);
+        let replication = Repl::default();
+        let t = |name: &'static str| -> sled::Result<RTree> {
+            Ok(RTree { tree: db.open_tree(name)?, name, replication: replication.clone() })
+        };
         Ok(Store {
-            meta: t(trees::META)?,
+            meta: db.open_tree(trees::META)?,
             projects: t(trees::PROJECTS)?,
             flows: t(trees::FLOWS)?,
             flow_order: t(trees::FLOW_ORDER)?,
@@ -259,13 +321,97 @@ impl Store {
             connection_names: t(trees::CONNECTION_NAMES)?,
             connection_order: t(trees::CONNECTION_ORDER)?,
             cipher: Default::default(),
+            replication,
             group_commit: GroupCommit::start(db),
         })
     }
 
-    /// Makes every write so far durable. Concurrent callers share one fsync.
+    /// Makes every write so far durable: on disk (concurrent callers share one fsync) and, in a
+    /// cluster, acknowledged by JetStream.
     pub async fn flush(&self) -> Result<()> {
-        self.group_commit.flush().await
+        self.group_commit.flush().await?;
+        if let Some(r) = self.replication.get() {
+            r.wait_acked(REPLICATION_WAIT).await.map_err(StoreError::Flush)?;
+        }
+        Ok(())
+    }
+
+    /// Joins a cluster: from now on every write of a replicated tree is published to the
+    /// `AP_STATE` stream, and the other processes' writes are applied here. Call once, before
+    /// anything is written, from inside a tokio runtime.
+    pub fn replicate(&self, js: async_nats::jetstream::Context, origin: String) -> Arc<Replication> {
+        let trees = self.replicated_trees().into_iter().map(|t| (t.name, t.tree.clone())).collect();
+        let r = Replication::start(js, origin, trees, self.meta.clone());
+        let _ = self.replication.set(r.clone());
+        r
+    }
+
+    /// The cluster's replication, when this process is in one.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.get()
+    }
+
+    /// Stamps a shard message with this process's state position (in a cluster), so that its
+    /// consumer applies the replicated state that far before it handles the message.
+    pub fn stamp(&self, headers: &mut async_nats::HeaderMap) {
+        if let Some(r) = self.replication.get() {
+            headers.insert(crate::names::subjects::STATE_REV_HEADER, r.position().to_string().as_str());
+        }
+    }
+
+    /// Waits (up to `within`) until the state a message was stamped with is applied here.
+    pub async fn wait_for_stamp(&self, headers: Option<&async_nats::HeaderMap>, within: std::time::Duration) {
+        let (Some(r), Some(h)) = (self.replication.get(), headers) else { return };
+        let Some(seq) = h.get(crate::names::subjects::STATE_REV_HEADER).and_then(|v| v.as_str().parse().ok()) else {
+            return;
+        };
+        if !r.wait_applied(seq, within).await {
+            tracing::warn!(seq, applied = r.applied(), "replicated state is behind the message; going on");
+        }
+    }
+
+    /// This process's stable id (chosen at first start, kept in `meta`).
+    pub fn node_id(&self) -> Result<String> {
+        if let Some(id) = self.meta.get(meta::NODE_ID)? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let id = crate::ids::new_ordered_id().to_lowercase();
+        self.meta.insert(meta::NODE_ID, id.as_bytes())?;
+        Ok(id)
+    }
+
+    /// Sets the default project (in a cluster, the one the cluster agreed on).
+    pub fn set_default_project(&self, id: &str) -> Result<()> {
+        if !self.projects.contains_key(id.as_bytes())? {
+            let project =
+                Project { id: id.to_string(), created: crate::ids::now_iso(), display_name: "Default project".into() };
+            self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        }
+        self.meta.insert(meta::DEFAULT_PROJECT, id.as_bytes())?;
+        Ok(())
+    }
+
+    fn replicated_trees(&self) -> Vec<&RTree> {
+        vec![
+            &self.projects,
+            &self.flows,
+            &self.flow_order,
+            &self.deleted_flows,
+            &self.versions,
+            &self.runs,
+            &self.run_order,
+            &self.journal,
+            &self.webhook_runs,
+            &self.active_runs,
+            &self.entries,
+            &self.api_keys,
+            &self.timers,
+            &self.timer_owners,
+            &self.wasm_modules,
+            &self.connections,
+            &self.connection_names,
+            &self.connection_order,
+        ]
     }
 
     // ---- projects -------------------------------------------------------------------

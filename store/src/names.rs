@@ -58,9 +58,39 @@ pub mod subjects {
 
     /// Header carrying the core-NATS subject a sync webhook waits on.
     pub const REPLY_HEADER: &str = "Troupe-Reply-To";
+
+    /// The replicated state of a cluster: `ap.state.<tree>.k<hex key>`, last value per subject.
+    pub const STATE_STREAM: &str = "AP_STATE";
+    pub const STATE_PREFIX: &str = "ap.state";
+    pub const STATE_WILDCARD: &str = "ap.state.>";
+    /// Header carrying the state position of the publisher of a shard message: its consumer
+    /// applies the replicated state that far before it handles the message.
+    pub const STATE_REV_HEADER: &str = "Troupe-State-Rev";
+}
+
+/// JetStream KV buckets and keys of a cluster's coordination.
+pub mod cluster {
+    /// Leases (`shard.<n>`, `scheduler`) and worker heartbeats (`worker.<id>`); entries expire
+    /// with the bucket's max age unless renewed.
+    pub const LEASE_BUCKET: &str = "AP_LEASES";
+    /// Values decided once for the whole cluster (`default-project`).
+    pub const CLUSTER_BUCKET: &str = "AP_CLUSTER";
+    pub const SCHEDULER_LEASE: &str = "scheduler";
+    pub const DEFAULT_PROJECT: &str = "default-project";
+    pub const WORKER_PREFIX: &str = "worker.";
+
+    pub fn shard_lease(shard: u16) -> String {
+        format!("shard.{shard}")
+    }
+
+    pub fn worker(id: &str) -> String {
+        format!("{WORKER_PREFIX}{id}")
+    }
 }
 
 /// Keys inside the `meta` tree.
 pub mod meta {
     pub const DEFAULT_PROJECT: &str = "default_project_id";
+    /// This process's id in a cluster (its worker id), chosen at first start.
+    pub const NODE_ID: &str = "node_id";
 }

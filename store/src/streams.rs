@@ -42,9 +42,20 @@ pub fn event_stream() -> stream::Config {
     }
 }
 
-/// Creates the streams, or brings their limits up to date.
-pub async fn ensure_streams(js: &jetstream::Context, webhook_max_bytes: i64) -> Result<(), async_nats::Error> {
-    for cfg in [webhook_stream(webhook_max_bytes), event_stream()] {
+/// Creates the streams, or brings their limits up to date. In a cluster, also the stream of
+/// replicated state; `replicas` copies of each (JetStream clustering).
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    webhook_max_bytes: i64,
+    replicas: usize,
+    cluster: bool,
+) -> Result<(), async_nats::Error> {
+    let mut configs = vec![webhook_stream(webhook_max_bytes), event_stream()];
+    if cluster {
+        configs.push(crate::replication::state_stream(replicas));
+    }
+    for mut cfg in configs {
+        cfg.num_replicas = replicas.max(1);
         match js.get_stream(&cfg.name).await {
             Ok(_) => {
                 js.update_stream(cfg).await?;

@@ -1,0 +1,209 @@
+//! Shard ownership in a cluster: each worker heartbeats `worker.<id>` in the lease bucket,
+//! counts the live workers, and holds its fair share of `shard.<n>` leases (16 shards over 3
+//! workers: 6, 5, 5). A worker above its share hands shards back (a new worker joined); below
+//! it, it takes free ones (a worker left or died). Before it starts a shard it applies the
+//! replicated state through the stream's end, so the shard's journals, pauses and runs are
+//! there; then the ShardActor recovers the unfinished runs as after a restart.
+
+use crate::engine::{EngineCtx, EngineError, Shards};
+use async_nats::jetstream::kv;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use troupe_store::lease::{self, Renewal, FENCE_AFTER, TICK};
+use troupe_store::names::cluster;
+
+/// How long a shard handed back waits for its runs to reach a step boundary.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long a worker waits for the replicated state before it starts a shard anyway.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+/// Fair share of `shards` for the worker at `index` among `workers` (sorted ids).
+pub fn fair_share(shards: u16, workers: usize, index: usize) -> usize {
+    let (n, shards) = (workers.max(1), shards as usize);
+    shards / n + usize::from(index < shards % n)
+}
+
+struct Held {
+    revision: u64,
+    renewed: Instant,
+}
+
+struct Keeper {
+    ctx: Arc<EngineCtx>,
+    shards: Arc<Shards>,
+    node: String,
+    kv: kv::Store,
+    held: BTreeMap<u16, Held>,
+}
+
+pub struct LeaseKeeper {
+    stop: tokio::sync::watch::Sender<bool>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping leases for `node`. Must be called on the actix arbiter (shard actors are
+    /// started from its loop).
+    pub async fn start(ctx: Arc<EngineCtx>, shards: Arc<Shards>, node: String) -> Result<LeaseKeeper, EngineError> {
+        let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas).await.map_err(EngineError::new)?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        tracing::info!(node, "joining the cluster as a worker");
+        let mut keeper = Keeper { ctx, shards, node, kv, held: BTreeMap::new() };
+        actix::spawn(async move {
+            loop {
+                keeper.tick().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+            keeper.leave().await;
+            let _ = done_tx.send(());
+        });
+        Ok(LeaseKeeper { stop, done })
+    }
+
+    /// Stops keeping leases and hands every shard back.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+impl Keeper {
+    async fn tick(&mut self) {
+        let _ = tokio::time::timeout(TICK, self.kv.put(cluster::worker(&self.node), bytes::Bytes::new())).await;
+        self.renew().await;
+        let Some(share) = self.share().await else { return };
+        while self.held.len() > share {
+            let shard = *self.held.keys().next_back().expect("non-empty");
+            tracing::info!(shard, share, "handing a shard back for balance");
+            self.give_back(shard).await;
+        }
+        if self.held.len() < share {
+            self.take(share).await;
+        }
+    }
+
+    async fn renew(&mut self) {
+        let mut lost = Vec::new();
+        for (shard, held) in self.held.iter_mut() {
+            let sent = Instant::now();
+            match lease::renew(&self.kv, &cluster::shard_lease(*shard), &self.node, held.revision).await {
+                Renewal::Renewed(rev) => *held = Held { revision: rev, renewed: sent },
+                Renewal::Lost => lost.push(*shard),
+                Renewal::Unknown if held.renewed.elapsed() > FENCE_AFTER => lost.push(*shard),
+                Renewal::Unknown => {}
+            }
+        }
+        for shard in lost {
+            tracing::warn!(shard, node = self.node, "shard lease lost; stopping the shard");
+            self.held.remove(&shard);
+            self.shards.stop(shard, Duration::ZERO).await;
+        }
+    }
+
+    /// This worker's fair share, from the live workers' heartbeats.
+    async fn share(&self) -> Option<usize> {
+        use futures::StreamExt;
+        let keys = tokio::time::timeout(TICK, async {
+            let mut keys = self.kv.keys().await.ok()?;
+            let mut workers = Vec::new();
+            while let Some(k) = keys.next().await {
+                if let Some(w) = k.ok()?.strip_prefix(cluster::WORKER_PREFIX) {
+                    workers.push(w.to_string());
+                }
+            }
+            Some(workers)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let mut workers = keys;
+        workers.sort();
+        let index = workers.iter().position(|w| *w == self.node)?;
+        Some(fair_share(self.ctx.config.shards, workers.len(), index))
+    }
+
+    async fn take(&mut self, share: usize) {
+        let total = self.ctx.config.shards;
+        // start looking at a place of our own, so that workers do not all race for shard 0
+        let offset = self.node.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) as u16 % total;
+        let mut taken = Vec::new();
+        for i in 0..total {
+            if self.held.len() + taken.len() >= share {
+                break;
+            }
+            let shard = (offset + i) % total;
+            if self.held.contains_key(&shard) {
+                continue;
+            }
+            let sent = Instant::now();
+            if let Some(rev) = lease::take(&self.kv, &cluster::shard_lease(shard), &self.node).await {
+                taken.push((shard, Held { revision: rev, renewed: sent }));
+            }
+        }
+        if taken.is_empty() {
+            return;
+        }
+        // the previous owner's writes must be here before the shard's runs are recovered
+        if let Some(r) = self.ctx.store.replication() {
+            if let Err(e) = r.catch_up(&self.ctx.js, CATCH_UP).await {
+                tracing::warn!(error = e, "starting shards before the replicated state caught up");
+            }
+        }
+        for (shard, held) in taken {
+            if held.renewed.elapsed() > FENCE_AFTER {
+                // catching up took too long to trust this lease; the next tick takes it again
+                continue;
+            }
+            match self.shards.start(shard).await {
+                Ok(()) => {
+                    tracing::info!(shard, node = self.node, "shard taken");
+                    self.held.insert(shard, held);
+                }
+                Err(e) => {
+                    tracing::error!(shard, error = %e, "could not start a shard; giving its lease back");
+                    lease::release(&self.kv, &cluster::shard_lease(shard), held.revision).await;
+                }
+            }
+        }
+    }
+
+    /// Stops a shard, makes its state durable in the cluster, and releases its lease.
+    async fn give_back(&mut self, shard: u16) {
+        let Some(held) = self.held.remove(&shard) else { return };
+        self.shards.stop(shard, DRAIN).await;
+        if let Err(e) = self.ctx.store.flush().await {
+            tracing::warn!(shard, error = %e, "flush before handing a shard back failed");
+        }
+        lease::release(&self.kv, &cluster::shard_lease(shard), held.revision).await;
+    }
+
+    async fn leave(&mut self) {
+        let shards: Vec<u16> = self.held.keys().copied().collect();
+        for shard in shards {
+            self.give_back(shard).await;
+        }
+        let _ = self.kv.delete(cluster::worker(&self.node)).await;
+        tracing::info!(node = self.node, "left the cluster");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_share;
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        for workers in 1..=20 {
+            let shares: Vec<usize> = (0..workers).map(|i| fair_share(16, workers, i)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), 16, "{workers} workers");
+            assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1);
+        }
+        assert_eq!(fair_share(16, 3, 0), 6);
+        assert_eq!(fair_share(16, 3, 2), 5);
+    }
+}

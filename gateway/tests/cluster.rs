@@ -1,0 +1,199 @@
+//! A cluster on loopback: one nats-server, one APP and three WORKER processes. Shards spread
+//! over the workers through leases; a worker killed with -9 under load loses its shards to the
+//! others, and every accepted webhook still has exactly one run, which succeeds; a worker
+//! started again gets its share back.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use support::*;
+
+const SHARDS: u16 = 16;
+const ENCRYPTION_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+async fn start(nats: &NatsServer, role: &str) -> Troupe {
+    Troupe::start_logged(&[
+        ("AP_CONTAINER_TYPE", role),
+        ("AP_NATS_URL", &nats.url),
+        ("AP_ENCRYPTION_KEY", ENCRYPTION_KEY),
+        ("AP_SHARDS", &SHARDS.to_string()),
+        ("TROUPE_DEBUG_PIECES", "1"),
+        ("RUST_LOG", "info,sled=warn,async_nats=warn"),
+    ])
+    .await
+}
+
+/// The shards a process owns now, from its `/metrics`; `None` when it does not answer.
+async fn owned(t: &Troupe) -> Option<BTreeSet<u16>> {
+    let resp = t.client.get(t.url("/metrics")).timeout(Duration::from_secs(2)).send().await.ok()?;
+    let text = resp.text().await.ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("troupe_shard_owned{shard=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter(|(_, v)| v.trim() == "1")
+            .filter_map(|(s, _)| s.parse().ok())
+            .collect(),
+    )
+}
+
+/// Waits until the live `workers` own every shard once, in fair shares; never sees a shard
+/// owned twice meanwhile.
+async fn wait_balanced(workers: &[&Troupe], within: Duration) -> Vec<BTreeSet<u16>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut sets = Vec::new();
+        for w in workers {
+            sets.push(owned(w).await.unwrap_or_default());
+        }
+        let mut seen = BTreeSet::new();
+        for s in &sets {
+            for shard in s {
+                assert!(seen.insert(*shard), "shard {shard} has two owners: {sets:?}");
+            }
+        }
+        let fair = SHARDS as usize / workers.len();
+        if seen.len() == SHARDS as usize && sets.iter().all(|s| s.len() == fair || s.len() == fair + 1) {
+            return sets;
+        }
+        assert!(Instant::now() < deadline, "shards did not settle within {within:?}: {sets:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn sleepy_flow() -> Value {
+    webhook_flow(chain(vec![
+        debug("nap", "sleep", json!({"ms": 150})),
+        piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})),
+    ]))
+}
+
+fn delayed_flow() -> Value {
+    webhook_flow(chain(vec![
+        piece("wait", "delay", "delayFor", json!({"unit": "seconds", "delayFor": 2})),
+        piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})),
+    ]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_worker_under_load_moves_its_shards_and_loses_no_run() {
+    let nats = NatsServer::start().await;
+    let mut workers = vec![start(&nats, "WORKER").await, start(&nats, "WORKER").await, start(&nats, "WORKER").await];
+    let app = start(&nats, "APP").await;
+    let before = wait_balanced(&workers.iter().collect::<Vec<_>>(), Duration::from_secs(30)).await;
+
+    // flows on many shards; each worker has some
+    let mut flows: Vec<(String, bool)> = Vec::new();
+    for i in 0..24 {
+        let delayed = i % 6 == 5;
+        let id = app.publish(if delayed { delayed_flow() } else { sleepy_flow() }).await;
+        flows.push((id, delayed));
+    }
+    let shard_of = |id: &str| troupe_store::ids::shard_for_flow(id, SHARDS);
+    let victim =
+        (0..3).max_by_key(|w| flows.iter().filter(|(id, _)| before[*w].contains(&shard_of(id))).count()).unwrap();
+    let victim_flows = flows.iter().filter(|(id, _)| before[victim].contains(&shard_of(id))).count();
+    assert!(victim_flows > 0, "the victim owns none of the flows: {before:?}");
+
+    // open-loop load: 120 webhooks/s for 8 s, round robin over the flows; kill -9 at 3 s
+    let mut accepted: HashMap<String, BTreeSet<u64>> = HashMap::new();
+    let started = Instant::now();
+    let mut killed_at = None;
+    let mut pending = Vec::new();
+    for n in 0..960u64 {
+        let due = started + Duration::from_micros(n * 1_000_000 / 120);
+        tokio::time::sleep_until(due.into()).await;
+        if killed_at.is_none() && started.elapsed() > Duration::from_secs(3) {
+            workers[victim].kill();
+            killed_at = Some(Instant::now());
+        }
+        let (id, _) = &flows[n as usize % flows.len()];
+        let (client, url) = (app.client.clone(), app.url(&format!("/api/v1/webhooks/{id}")));
+        let id = id.clone();
+        pending.push(tokio::spawn(async move {
+            let status = client.post(url).json(&json!({"n": n})).send().await.map(|r| r.status().as_u16());
+            (id, n, status)
+        }));
+    }
+    for p in pending {
+        let (id, n, status) = p.await.unwrap();
+        match status {
+            Ok(s) if (200..300).contains(&s) => {
+                accepted.entry(id).or_default().insert(n);
+            }
+            other => panic!("webhook {n} was refused: {other:?}"),
+        }
+    }
+    assert_eq!(accepted.values().map(BTreeSet::len).sum::<usize>(), 960);
+
+    // the two survivors own everything
+    let survivors: Vec<&Troupe> = workers.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, w)| w).collect();
+    let after = wait_balanced(&survivors, Duration::from_secs(20)).await;
+    let moved = killed_at.unwrap().elapsed();
+    assert!(after.iter().all(|s| s.len() == 8), "{after:?}");
+
+    // every accepted webhook: exactly one run, and it succeeded
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (id, delayed) in &flows {
+        let want = &accepted[id];
+        let runs = loop {
+            let runs = app.all_runs(id).await;
+            let done = runs.iter().filter(|r| r["status"] == "SUCCEEDED").count();
+            if done >= want.len() {
+                break runs;
+            }
+            let statuses: BTreeMap<String, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                m
+            });
+            if Instant::now() >= deadline {
+                // what the workers said of the runs still unfinished, before failing
+                for r in runs.iter().filter(|r| r["status"] != "SUCCEEDED") {
+                    let rid = r["id"].as_str().unwrap();
+                    eprintln!("unfinished run {rid} {} shard {}", r["status"], shard_of(id));
+                    for (i, w) in workers.iter().enumerate() {
+                        let log = std::fs::read_to_string(w.log.as_ref().unwrap()).unwrap();
+                        for l in log.lines().filter(|l| l.contains(rid) || l.contains("shard")) {
+                            eprintln!("  w{i}: {l}");
+                        }
+                    }
+                }
+                panic!(
+                    "flow {id} (delayed: {delayed}, shard {}): {done} of {} runs succeeded: {statuses:?}",
+                    shard_of(id),
+                    want.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(runs.len(), want.len(), "flow {id}: a webhook made more than one run");
+        let mut seen = BTreeSet::new();
+        for r in &runs {
+            let run = app.run(r["id"].as_str().unwrap()).await;
+            let n = run["steps"]["step_1"]["output"]["n"].as_u64().unwrap_or_else(|| panic!("{run}"));
+            assert!(seen.insert(n), "webhook {n} of flow {id} ran twice");
+        }
+        assert_eq!(&seen, want, "flow {id}: runs and accepted webhooks differ");
+    }
+
+    // the victim comes back (same data folder, same node id) and gets its share again
+    workers[victim].spawn().await;
+    let rebalanced = wait_balanced(&workers.iter().collect::<Vec<_>>(), Duration::from_secs(30)).await;
+    assert!(rebalanced[victim].len() >= 5, "{rebalanced:?}");
+    // and it serves: a sync webhook to one of its shards answers
+    let on_victim = flows.iter().find(|(id, d)| !d && rebalanced[victim].contains(&shard_of(id)));
+    if let Some((id, _)) = on_victim {
+        let resp = app.webhook(id, "/sync", json!({"n": 5000})).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    // the survivors picked up what the victim had in flight
+    let mut recovered = 0;
+    for (i, w) in workers.iter().enumerate().filter(|(i, _)| *i != victim) {
+        let log = std::fs::read_to_string(w.log.as_ref().unwrap()).unwrap();
+        recovered += log.matches("recovering run").count();
+        assert!(log.contains("shard taken"), "worker {i} took no shard");
+    }
+    eprintln!("shards moved within {moved:?} of the kill (including the wait for balance); {recovered} runs recovered");
+}

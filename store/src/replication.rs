@@ -1,0 +1,381 @@
+//! The replicated state of a cluster: every write to a replicated sled tree is also published
+//! to the JetStream stream `AP_STATE` (one subject per key, last value kept, like a KV bucket),
+//! and every process applies the others' writes to its own sled. JetStream is the replicated
+//! log; sled is each process's materialised copy and cache.
+//!
+//! - A write is applied to the local tree at once and queued for publishing; [`Store::flush`]
+//!   returns only when everything written before it is flushed to disk *and* acknowledged by
+//!   JetStream, so an acked webhook or an answered client is durable in the cluster.
+//! - The applier skips this process's own writes (they are already applied) and a foreign write
+//!   to a key this process wrote later (last writer in stream order wins on every process).
+//! - A process's position (the stream sequence it has applied or written through) travels in the
+//!   `Troupe-State-Rev` header of the messages it publishes; the consumer of such a message
+//!   waits until it has applied that far, so a worker never misses the flow a webhook names.
+//!
+//! [`Store::flush`]: crate::Store::flush
+
+use crate::names::subjects;
+use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy, stream};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Header naming the process that wrote a state message.
+pub const ORIGIN_HEADER: &str = "Troupe-Origin";
+/// Header marking a removal (the message has no value).
+pub const OP_HEADER: &str = "Troupe-Op";
+/// How long a removal marker stays in the stream; a process that was away longer than this
+/// rebuilds its copy from scratch.
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most writes published before their acks are awaited.
+const PUBLISH_BATCH: usize = 512;
+/// The applier records its position in sled every this many messages (and when idle).
+const POSITION_EVERY: u64 = 256;
+/// sled `meta` key of the applied stream sequence.
+pub const APPLIED_KEY: &str = "state_applied_seq";
+
+/// The stream: one subject per key of a replicated tree, the last message of each kept.
+pub fn state_stream(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: subjects::STATE_STREAM.into(),
+        subjects: vec![subjects::STATE_WILDCARD.into()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_messages_per_subject: 1,
+        max_message_size: crate::streams::MAX_MESSAGE_SIZE,
+        allow_message_ttl: true,
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    }
+}
+
+/// The subject of one key: `ap.state.<tree>.k<hex key>`.
+pub fn subject_of(tree: &str, key: &[u8]) -> String {
+    format!("{}.{tree}.k{}", subjects::STATE_PREFIX, hex::encode(key))
+}
+
+/// The tree and key a subject names.
+pub fn parse_subject(subject: &str) -> Option<(&str, Vec<u8>)> {
+    let rest = subject.strip_prefix(subjects::STATE_PREFIX)?.strip_prefix('.')?;
+    let (tree, key) = rest.split_once('.')?;
+    Some((tree, hex::decode(key.strip_prefix('k')?).ok()?))
+}
+
+struct Op {
+    ticket: u64,
+    subject: String,
+    value: Option<sled::IVec>,
+}
+
+/// Own writes by subject: how many are still unacked, and the stream sequence of the newest.
+#[derive(Default)]
+struct Own {
+    pending: u32,
+    seq: u64,
+}
+
+pub struct Replication {
+    origin: String,
+    queue: mpsc::UnboundedSender<Op>,
+    enqueued: AtomicU64,
+    acked: watch::Sender<u64>,
+    applied: watch::Sender<u64>,
+    own_max_seq: AtomicU64,
+    own: Mutex<HashMap<String, Own>>,
+}
+
+impl Replication {
+    /// Starts the publisher and the applier. `trees` are the local copies the applier writes.
+    pub(crate) fn start(
+        js: jetstream::Context,
+        origin: String,
+        trees: HashMap<&'static str, sled::Tree>,
+        meta: sled::Tree,
+    ) -> Arc<Replication> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let start: u64 = meta
+            .get(APPLIED_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let repl = Arc::new(Replication {
+            origin,
+            queue: tx,
+            enqueued: AtomicU64::new(0),
+            acked: watch::channel(0).0,
+            applied: watch::channel(start).0,
+            own_max_seq: AtomicU64::new(0),
+            own: Mutex::default(),
+        });
+        tokio::spawn(publish_loop(Arc::downgrade(&repl), js.clone(), rx));
+        tokio::spawn(apply_loop(Arc::downgrade(&repl), js, trees, meta, start));
+        repl
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Queues a write (a value, or a removal) of a replicated tree.
+    pub(crate) fn record(&self, tree: &str, key: &[u8], value: Option<sled::IVec>) {
+        let subject = subject_of(tree, key);
+        self.own.lock().expect("own lock").entry(subject.clone()).or_default().pending += 1;
+        // tickets are taken in queue order: the publisher sees them ascending
+        let ticket = self.enqueued.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.queue.send(Op { ticket, subject, value });
+    }
+
+    /// Waits until every write queued so far is acknowledged by JetStream.
+    pub(crate) async fn wait_acked(&self, within: Duration) -> Result<(), String> {
+        let ticket = self.enqueued.load(Ordering::SeqCst);
+        let mut rx = self.acked.subscribe();
+        let result = tokio::time::timeout(within, rx.wait_for(|a| *a >= ticket)).await.map(|r| r.is_ok());
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the state publisher stopped".to_string()),
+            Err(_) => Err(format!("JetStream did not acknowledge the replicated state within {} s", within.as_secs())),
+        }
+    }
+
+    /// The stream sequence this process has applied or written through.
+    pub fn position(&self) -> u64 {
+        (*self.applied.borrow()).max(self.own_max_seq.load(Ordering::SeqCst))
+    }
+
+    /// The stream sequence applied so far.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the applier has reached `seq`; false after `within`.
+    pub async fn wait_applied(&self, seq: u64, within: Duration) -> bool {
+        // not `position()`: this process's own later writes say nothing of others' earlier ones
+        if seq <= self.applied() {
+            return true;
+        }
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(within, rx.wait_for(|a| *a >= seq)).await.is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// Waits until everything in the stream now is applied here (before taking a shard over).
+    pub async fn catch_up(&self, js: &jetstream::Context, within: Duration) -> Result<(), String> {
+        let mut stream = js.get_stream(subjects::STATE_STREAM).await.map_err(|e| e.to_string())?;
+        let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+        if self.wait_applied(last, within).await {
+            Ok(())
+        } else {
+            Err(format!("state not applied through {last} within {} s (at {})", within.as_secs(), self.applied()))
+        }
+    }
+
+    /// True when a foreign write with this sequence must be skipped: this process wrote the
+    /// key later (or is still publishing a write of it).
+    fn own_is_newer(&self, subject: &str, seq: u64) -> bool {
+        self.own.lock().expect("own lock").get(subject).is_some_and(|o| o.pending > 0 || o.seq > seq)
+    }
+
+    fn acked_one(&self, subject: &str, seq: u64) {
+        let mut own = self.own.lock().expect("own lock");
+        if let Some(o) = own.get_mut(subject) {
+            o.pending = o.pending.saturating_sub(1);
+            o.seq = o.seq.max(seq);
+        }
+        self.own_max_seq.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// Forgets own writes the applier has passed: no foreign write can be older than them.
+    fn prune(&self) {
+        let applied = self.applied();
+        self.own.lock().expect("own lock").retain(|_, o| o.pending > 0 || o.seq > applied);
+    }
+}
+
+async fn publish_one(
+    js: &jetstream::Context,
+    origin: &str,
+    op: &Op,
+) -> Result<jetstream::context::PublishAckFuture, String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(ORIGIN_HEADER, origin);
+    let payload = match &op.value {
+        Some(v) => bytes::Bytes::copy_from_slice(v),
+        None => {
+            headers.insert(OP_HEADER, "del");
+            headers.insert("Nats-TTL", format!("{}s", TOMBSTONE_TTL.as_secs()).as_str());
+            bytes::Bytes::new()
+        }
+    };
+    js.publish_with_headers(op.subject.clone(), headers, payload).await.map_err(|e| {
+        if matches!(e.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) {
+            format!("too large for NATS max_payload: {e}")
+        } else {
+            e.to_string()
+        }
+    })
+}
+
+/// Publishes queued writes in order, a batch at a time, and advances `acked`. A failed
+/// publish or ack republishes the rest of the batch in order (never one write after a newer
+/// one of the same key); a write larger than the server's `max_payload` is logged and skipped.
+async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let Some(r) = repl.upgrade() else { return };
+        let mut from = 0;
+        while from < batch.len() {
+            let mut acks = Vec::with_capacity(batch.len() - from);
+            let mut error = None;
+            for (i, op) in batch.iter().enumerate().skip(from) {
+                match publish_one(&js, &r.origin, op).await {
+                    Ok(ack) => acks.push((i, Some(ack))),
+                    Err(e) if e.starts_with("too large") => {
+                        tracing::error!(subject = op.subject, error = e, "a replicated write was not published");
+                        acks.push((i, None));
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            for (i, ack) in acks {
+                let seq = match ack {
+                    None => 0,
+                    Some(ack) => match ack.await {
+                        Ok(a) => a.sequence,
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                    },
+                };
+                r.acked_one(&batch[i].subject, seq);
+                let _ = r.acked.send_replace(batch[i].ticket);
+                from = i + 1;
+            }
+            if let Some(e) = error {
+                tracing::warn!(error = e, "publishing replicated state failed; retrying in order");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn apply_loop(
+    repl: std::sync::Weak<Replication>,
+    js: jetstream::Context,
+    trees: HashMap<&'static str, sled::Tree>,
+    meta: sled::Tree,
+    mut start: u64,
+) {
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        let stream = match js.get_stream(subjects::STATE_STREAM).await {
+            Ok(mut s) => match s.info().await {
+                Ok(info) => {
+                    // history was trimmed past us (away longer than the tombstones live): rebuild
+                    if start > 0 && info.state.first_sequence > start + 1 {
+                        tracing::warn!(
+                            applied = start,
+                            first = info.state.first_sequence,
+                            "state history moved on; rebuilding the local copy"
+                        );
+                        for t in trees.values() {
+                            let _ = t.clear();
+                        }
+                        start = 0;
+                    }
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "state stream unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "state stream unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let deliver_policy = if start == 0 {
+            DeliverPolicy::LastPerSubject
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence: start + 1 }
+        };
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subjects::STATE_WILDCARD.into(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await;
+        let mut messages = match consumer {
+            Ok(c) => match c.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "state consumer unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "state consumer unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut since_saved = 0u64;
+        while let Some(item) = messages.next().await {
+            let Some(r) = repl.upgrade() else { return };
+            let msg = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "state consumer error");
+                    break;
+                }
+            };
+            let (seq, pending) = match msg.info() {
+                Ok(i) => (i.stream_sequence, i.pending),
+                Err(_) => continue,
+            };
+            let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+            let mine = header(ORIGIN_HEADER).as_deref() == Some(r.origin.as_str());
+            if !mine && !r.own_is_newer(&msg.subject, seq) {
+                match parse_subject(&msg.subject).and_then(|(t, k)| Some((trees.get(t)?, k))) {
+                    Some((tree, key)) => {
+                        let result = if header(OP_HEADER).as_deref() == Some("del") {
+                            tree.remove(key).map(|_| ())
+                        } else {
+                            tree.insert(key, msg.payload.as_ref()).map(|_| ())
+                        };
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "applying replicated state failed");
+                        }
+                    }
+                    None => tracing::debug!(subject = %msg.subject, "state message of an unknown tree; skipped"),
+                }
+            }
+            start = seq;
+            since_saved += 1;
+            if since_saved >= POSITION_EVERY || pending == 0 {
+                let _ = meta.insert(APPLIED_KEY, &seq.to_be_bytes());
+                since_saved = 0;
+            }
+            let _ = r.applied.send_replace(seq);
+            if last_prune.elapsed() > Duration::from_secs(5) {
+                r.prune();
+                last_prune = tokio::time::Instant::now();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
