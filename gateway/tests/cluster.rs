@@ -80,7 +80,7 @@ fn delayed_flow() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_worker_under_load_moves_its_shards_and_loses_no_run() {
     let nats = NatsServer::start().await;
-    let mut workers = vec![start(&nats, "WORKER").await, start(&nats, "WORKER").await, start(&nats, "WORKER").await];
+    let mut workers = [start(&nats, "WORKER").await, start(&nats, "WORKER").await, start(&nats, "WORKER").await];
     let app = start(&nats, "APP").await;
     let before = wait_balanced(&workers.iter().collect::<Vec<_>>(), Duration::from_secs(30)).await;
 
