@@ -151,7 +151,12 @@ impl Keeper {
         // the previous owner's writes must be here before the shard's runs are recovered
         if let Some(r) = self.ctx.store.replication() {
             if let Err(e) = r.catch_up(&self.ctx.js, CATCH_UP).await {
-                tracing::warn!(error = e, "starting shards before the replicated state caught up");
+                // starting now could miss runs the previous owner left: give the leases back
+                tracing::warn!(error = e, "the replicated state did not catch up; not taking shards now");
+                for (shard, held) in taken {
+                    lease::release(&self.kv, &cluster::shard_lease(shard), held.revision).await;
+                }
+                return;
             }
         }
         for (shard, held) in taken {

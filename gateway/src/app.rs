@@ -118,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     troupe_actors::metric_definitions::register();
     troupe_scheduler::metric_definitions::register();
     troupe_sandbox::register_metrics();
+    troupe_store::metric_definitions::register();
     std::fs::create_dir_all(&config.config_path)
         .with_context(|| format!("creating AP_CONFIG_PATH {}", config.config_path.display()))?;
     let (nats_url, child) = match &config.nats_url {
@@ -135,24 +136,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
+    // AP_NATS_URL may list several servers of one cluster, comma-separated
+    let servers = nats_url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("AP_NATS_URL={nats_url:?} is not a NATS URL (or a comma-separated list of them)"))?;
     let nats = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
-        .connect(nats_url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let js = async_nats::jetstream::new(nats.clone());
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        troupe_store::streams::ensure_streams(
-            &js,
-            config.webhook_stream_max_bytes,
-            config.nats_replicas,
-            config.cluster,
-        ),
-    )
-    .await
-    .context("NATS did not answer within 30 s")?
-    .map_err(|e| anyhow::anyhow!("creating JetStream streams: {e}"))?;
+    // a NATS cluster that is just starting has no JetStream leader yet: retry for a while
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            troupe_store::streams::ensure_streams(
+                &js,
+                config.webhook_stream_max_bytes,
+                config.nats_replicas,
+                config.cluster,
+            ),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
+                anyhow::bail!("creating JetStream streams: {e}")
+            }
+            Err(_) if tokio::time::Instant::now() >= deadline => anyhow::bail!("NATS did not answer within 60 s"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "JetStream not ready; retrying"),
+            Err(_) => tracing::warn!("NATS did not answer; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 
     let store = Store::open(&config.data_dir())
         .with_context(|| format!("opening the store in {}", config.data_dir().display()))?;

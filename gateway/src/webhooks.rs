@@ -132,13 +132,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         ));
     }
     let publish_timer = crate::metric_definitions::PUBLISH_LATENCY.start_timer();
-    let ack = state
-        .js
-        .publish_with_headers(subjects::webhook(shard), headers, bytes)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the webhook could not be queued, retry later: {e}")))?;
-    ack.await
-        .map_err(|e| ApiError::unavailable(format!("the webhook was not accepted by the queue, retry later: {e}")))?;
+    publish_durably(state, subjects::webhook(shard), headers, bytes).await?;
     publish_timer.observe_duration();
     crate::metric_definitions::WEBHOOKS_ACCEPTED.inc();
     let Some(mut sub) = inbox else {
@@ -155,6 +149,44 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     let mut resp = wait_for_reply(state, &mut sub, webhook_run).await?;
     resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
     Ok(resp)
+}
+
+/// How long a webhook may wait for JetStream to come back (a stream leader being elected after a
+/// NATS node died) before the client hears 503.
+const PUBLISH_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Publishes a shard message and waits for JetStream's ack. Transient refusals (no stream
+/// leader for a moment, a connection being re-established) are retried within
+/// [`PUBLISH_RETRY_BUDGET`]; the message id makes a retry of a stored message harmless.
+pub(crate) async fn publish_durably(
+    state: &AppState,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    bytes: Bytes,
+) -> Result<(), ApiError> {
+    use async_nats::jetstream::context::PublishErrorKind as K;
+    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_BUDGET;
+    loop {
+        let result = match state.js.publish_with_headers(subject.clone(), headers.clone(), bytes.clone()).await {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if matches!(e.kind(), K::StreamNotFound | K::TimedOut | K::BrokenPipe)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "JetStream refused a publish for now; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "the webhook was not accepted by the queue, retry later: {e}"
+                )))
+            }
+        }
+    }
 }
 
 /// A fresh core-NATS inbox a sync caller waits on, subscribed before anything is published.

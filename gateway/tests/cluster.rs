@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -60,6 +60,58 @@ async fn wait_balanced(workers: &[&Troupe], within: Duration) -> Vec<BTreeSet<u1
         }
         assert!(Instant::now() < deadline, "shards did not settle within {within:?}: {sets:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every accepted webhook has exactly one run that succeeded (its step echoes the
+/// webhook's `n`); on a timeout, prints what the workers logged of the unfinished runs.
+async fn assert_exactly_once(
+    app: &Troupe,
+    flows: &[String],
+    accepted: &HashMap<String, BTreeSet<u64>>,
+    workers: &[&Troupe],
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut told = false;
+    for id in flows {
+        let want = accepted.get(id).cloned().unwrap_or_default();
+        let runs = loop {
+            let runs = app.all_runs(id).await;
+            let done = runs.iter().filter(|r| r["status"] == "SUCCEEDED").count();
+            if done >= want.len() {
+                break runs;
+            }
+            let slow = !told && Instant::now() + Duration::from_secs(100) >= deadline;
+            if slow || Instant::now() >= deadline {
+                told = true;
+                for r in runs.iter().filter(|r| r["status"] != "SUCCEEDED") {
+                    let rid = r["id"].as_str().unwrap();
+                    eprintln!("unfinished run {rid} {}", r["status"]);
+                    for (i, w) in workers.iter().enumerate() {
+                        let log = std::fs::read_to_string(w.log.as_ref().unwrap()).unwrap_or_default();
+                        for l in log
+                            .lines()
+                            .filter(|l| l.contains(rid) || l.contains("WARN") || l.contains("ERROR"))
+                            .take(40)
+                        {
+                            eprintln!("  worker {i}: {l}");
+                        }
+                    }
+                }
+                if !slow {
+                    panic!("flow {id}: {done} of {} runs succeeded", want.len());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(runs.len(), want.len(), "flow {id}: a webhook made more than one run");
+        let mut seen = BTreeSet::new();
+        for r in &runs {
+            let run = app.run(r["id"].as_str().unwrap()).await;
+            let n = run["steps"]["step_1"]["output"]["n"].as_u64().unwrap_or_else(|| panic!("{run}"));
+            assert!(seen.insert(n), "webhook {n} of flow {id} ran twice");
+        }
+        assert_eq!(seen, want, "flow {id}: runs and accepted webhooks differ");
     }
 }
 
@@ -135,48 +187,8 @@ async fn killing_a_worker_under_load_moves_its_shards_and_loses_no_run() {
     assert!(after.iter().all(|s| s.len() == 8), "{after:?}");
 
     // every accepted webhook: exactly one run, and it succeeded
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for (id, delayed) in &flows {
-        let want = &accepted[id];
-        let runs = loop {
-            let runs = app.all_runs(id).await;
-            let done = runs.iter().filter(|r| r["status"] == "SUCCEEDED").count();
-            if done >= want.len() {
-                break runs;
-            }
-            let statuses: BTreeMap<String, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
-                *m.entry(r["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
-                m
-            });
-            if Instant::now() >= deadline {
-                // what the workers said of the runs still unfinished, before failing
-                for r in runs.iter().filter(|r| r["status"] != "SUCCEEDED") {
-                    let rid = r["id"].as_str().unwrap();
-                    eprintln!("unfinished run {rid} {} shard {}", r["status"], shard_of(id));
-                    for (i, w) in workers.iter().enumerate() {
-                        let log = std::fs::read_to_string(w.log.as_ref().unwrap()).unwrap();
-                        for l in log.lines().filter(|l| l.contains(rid) || l.contains("shard")) {
-                            eprintln!("  w{i}: {l}");
-                        }
-                    }
-                }
-                panic!(
-                    "flow {id} (delayed: {delayed}, shard {}): {done} of {} runs succeeded: {statuses:?}",
-                    shard_of(id),
-                    want.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
-        assert_eq!(runs.len(), want.len(), "flow {id}: a webhook made more than one run");
-        let mut seen = BTreeSet::new();
-        for r in &runs {
-            let run = app.run(r["id"].as_str().unwrap()).await;
-            let n = run["steps"]["step_1"]["output"]["n"].as_u64().unwrap_or_else(|| panic!("{run}"));
-            assert!(seen.insert(n), "webhook {n} of flow {id} ran twice");
-        }
-        assert_eq!(&seen, want, "flow {id}: runs and accepted webhooks differ");
-    }
+    let ids: Vec<String> = flows.iter().map(|(id, _)| id.clone()).collect();
+    assert_exactly_once(&app, &ids, &accepted, &workers.iter().collect::<Vec<_>>()).await;
 
     // the victim comes back (same data folder, same node id) and gets its share again
     workers[victim].spawn().await;
@@ -196,4 +208,178 @@ async fn killing_a_worker_under_load_moves_its_shards_and_loses_no_run() {
         assert!(log.contains("shard taken"), "worker {i} took no shard");
     }
     eprintln!("shards moved within {moved:?} of the kill (including the wait for balance); {recovered} runs recovered");
+}
+
+/// Three nats-server nodes in one cluster, JetStream on each.
+struct NatsCluster {
+    nodes: Vec<Option<std::process::Child>>,
+    url: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl NatsCluster {
+    async fn start() -> NatsCluster {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes = ports.iter().map(|(_, c)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(",");
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, (port, cport)) in ports.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let child = std::process::Command::new(nats_server_bin())
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", &format!("n{i}")])
+                .args([
+                    "--cluster_name",
+                    "troupe",
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{cport}"),
+                    "--routes",
+                    &routes,
+                ])
+                .arg("-sd")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            nodes.push(Some(child));
+            dirs.push(dir);
+        }
+        let url = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        // ready when a replicated stream can be made
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(format!("nats://127.0.0.1:{}", ports[0].0))
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let probe = async_nats::jetstream::stream::Config {
+                name: "PROBE".into(),
+                subjects: vec!["probe".into()],
+                num_replicas: 3,
+                ..Default::default()
+            };
+            if js.create_stream(probe).await.is_ok() {
+                let _ = js.delete_stream("PROBE").await;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the NATS cluster did not form");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        NatsCluster { nodes, url, _dirs: dirs }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_three_node_nats_cluster_with_r3_streams_a_worker_and_a_nats_node_can_die() {
+    let mut nats = NatsCluster::start().await;
+    let env = |role: &'static str, url: &str| -> Vec<(String, String)> {
+        [
+            ("AP_CONTAINER_TYPE", role),
+            ("AP_NATS_URL", url),
+            ("AP_NATS_REPLICAS", "3"),
+            ("AP_ENCRYPTION_KEY", ENCRYPTION_KEY),
+            ("AP_SHARDS", "8"),
+            ("TROUPE_DEBUG_PIECES", "1"),
+            ("RUST_LOG", "info,sled=warn,async_nats=warn"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let start_with = |env: Vec<(String, String)>| async move {
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Troupe::start_logged(&pairs).await
+    };
+    let mut w0 = start_with(env("WORKER", &nats.url)).await;
+    let w1 = start_with(env("WORKER", &nats.url)).await;
+    let app = start_with(env("APP", &nats.url)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (owned(&w0).await.unwrap_or_default(), owned(&w1).await.unwrap_or_default());
+        if a.len() == 4 && b.len() == 4 && a.is_disjoint(&b) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shards did not settle: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut flows = Vec::new();
+    for _ in 0..8 {
+        flows.push(app.publish(sleepy_flow()).await);
+    }
+
+    // 60 webhooks/s for 12 s; a worker dies at 2 s, a NATS node at 4 s
+    let mut accepted: HashMap<String, BTreeSet<u64>> = HashMap::new();
+    let mut refused = 0;
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    let (mut worker_killed, mut node_killed) = (false, false);
+    for n in 0..720u64 {
+        tokio::time::sleep_until((started + Duration::from_micros(n * 1_000_000 / 60)).into()).await;
+        if !worker_killed && started.elapsed() > Duration::from_secs(2) {
+            w0.kill();
+            worker_killed = true;
+        }
+        if !node_killed && started.elapsed() > Duration::from_secs(4) {
+            nats.kill(1);
+            node_killed = true;
+        }
+        let id = flows[n as usize % flows.len()].clone();
+        let (client, url) = (app.client.clone(), app.url(&format!("/api/v1/webhooks/{id}")));
+        pending.push(tokio::spawn(async move {
+            let resp = client.post(url).json(&json!({"n": n})).timeout(Duration::from_secs(20)).send().await;
+            let status = match resp {
+                Ok(r) if r.status() == 503 => {
+                    let at = started.elapsed();
+                    eprintln!("refused {n} at {at:?}: {}", r.text().await.unwrap_or_default());
+                    Ok(503)
+                }
+                Ok(r) => Ok(r.status().as_u16()),
+                Err(e) => Err(e),
+            };
+            (id, n, status)
+        }));
+    }
+    for p in pending {
+        let (id, n, status) = p.await.unwrap();
+        match status {
+            Ok(s) if (200..300).contains(&s) => {
+                accepted.entry(id).or_default().insert(n);
+            }
+            // not accepted, and the client was told so: JetStream was electing a new leader;
+            // by 6 s after the node died, everything is accepted again
+            Ok(503) if n < 600 => refused += 1,
+            other => panic!("webhook {n}: {other:?}"),
+        }
+    }
+    let total: usize = accepted.values().map(BTreeSet::len).sum();
+    assert_eq!(total + refused, 720);
+    eprintln!("load done at {:?}", started.elapsed());
+
+    // the survivor owns every shard; every accepted webhook has exactly one successful run
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned(&w1).await.unwrap_or_default().len() != 8 {
+        assert!(Instant::now() < deadline, "the survivor did not take every shard");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("survivor owns all at {:?}", started.elapsed());
+    assert_exactly_once(&app, &flows, &accepted, &[&w0, &w1]).await;
+    eprintln!("checked at {:?}", started.elapsed());
+    eprintln!("{total} accepted, {refused} refused while a NATS node died");
 }

@@ -17,6 +17,7 @@ pub mod flow_ops;
 pub mod ids;
 pub mod lease;
 pub mod message;
+pub mod metric_definitions;
 pub mod names;
 pub mod replication;
 pub mod run;

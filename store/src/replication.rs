@@ -14,6 +14,7 @@
 //!
 //! [`Store::flush`]: crate::Store::flush
 
+use crate::metric_definitions::{STATE_APPLIED_SEQUENCE, STATE_CONSUMER_RESTARTS, STATE_LAG, STATE_WRITES};
 use crate::names::subjects;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy, stream};
 use futures::StreamExt;
@@ -34,6 +35,8 @@ pub const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 const PUBLISH_BATCH: usize = 512;
 /// The applier records its position in sled every this many messages (and when idle).
 const POSITION_EVERY: u64 = 256;
+/// A consumer silent this long while the stream has more is recreated.
+const STALL_AFTER: Duration = Duration::from_secs(3);
 /// sled `meta` key of the applied stream sequence.
 pub const APPLIED_KEY: &str = "state_applied_seq";
 
@@ -255,11 +258,13 @@ async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context
                         }
                     },
                 };
+                STATE_WRITES.with_label_values(&["published"]).inc();
                 r.acked_one(&batch[i].subject, seq);
                 let _ = r.acked.send_replace(batch[i].ticket);
                 from = i + 1;
             }
             if let Some(e) = error {
+                STATE_WRITES.with_label_values(&["retried"]).inc();
                 tracing::warn!(error = e, "publishing replicated state failed; retrying in order");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -334,7 +339,27 @@ async fn apply_loop(
             }
         };
         let mut since_saved = 0u64;
-        while let Some(item) = messages.next().await {
+        STATE_CONSUMER_RESTARTS.inc();
+        loop {
+            let item = match tokio::time::timeout(STALL_AFTER, messages.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // quiet: fine when there is nothing new; a stalled consumer (a NATS node went
+                // away mid-delivery) when the stream has moved on
+                Err(_) => {
+                    let last = js.get_stream(subjects::STATE_STREAM).await.ok();
+                    let last = match last {
+                        Some(mut s) => s.info().await.map(|i| i.state.last_sequence).unwrap_or(0),
+                        None => 0,
+                    };
+                    STATE_LAG.set(last.saturating_sub(start) as i64);
+                    if last > start {
+                        tracing::warn!(applied = start, last, "state consumer stalled; recreating it");
+                        break;
+                    }
+                    continue;
+                }
+            };
             let Some(r) = repl.upgrade() else { return };
             let msg = match item {
                 Ok(m) => m,
@@ -349,7 +374,12 @@ async fn apply_loop(
             };
             let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
             let mine = header(ORIGIN_HEADER).as_deref() == Some(r.origin.as_str());
-            if !mine && !r.own_is_newer(&msg.subject, seq) {
+            let skipped = !mine && r.own_is_newer(&msg.subject, seq);
+            if skipped {
+                STATE_WRITES.with_label_values(&["skipped"]).inc();
+            }
+            if !mine && !skipped {
+                STATE_WRITES.with_label_values(&["applied"]).inc();
                 match parse_subject(&msg.subject).and_then(|(t, k)| Some((trees.get(t)?, k))) {
                     Some((tree, key)) => {
                         let result = if header(OP_HEADER).as_deref() == Some("del") {
@@ -371,6 +401,10 @@ async fn apply_loop(
                 since_saved = 0;
             }
             let _ = r.applied.send_replace(seq);
+            STATE_APPLIED_SEQUENCE.set(seq as i64);
+            if pending == 0 {
+                STATE_LAG.set(0);
+            }
             if last_prune.elapsed() > Duration::from_secs(5) {
                 r.prune();
                 last_prune = tokio::time::Instant::now();

@@ -1,0 +1,37 @@
+//! Every metric the store exports, in one place: the cluster's replicated state.
+
+use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use std::sync::LazyLock;
+
+pub static STATE_APPLIED_SEQUENCE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("troupe_state_applied_sequence", "Stream sequence of AP_STATE this process has applied through")
+        .unwrap()
+});
+
+pub static STATE_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("troupe_state_lag_messages", "Messages of AP_STATE not yet applied here, as last sampled")
+        .unwrap()
+});
+
+pub static STATE_WRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "troupe_state_writes_total",
+        "Replicated writes: published by this process, applied from others, skipped (older than an own write), retried",
+        &["outcome"]
+    )
+    .unwrap()
+});
+
+pub static STATE_CONSUMER_RESTARTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("troupe_state_consumer_restarts", "Times the AP_STATE consumer was recreated").unwrap()
+});
+
+/// Touches every metric so that each is exported from the start.
+pub fn register() {
+    LazyLock::force(&STATE_APPLIED_SEQUENCE);
+    LazyLock::force(&STATE_LAG);
+    LazyLock::force(&STATE_CONSUMER_RESTARTS);
+    for outcome in ["published", "applied", "skipped", "retried"] {
+        STATE_WRITES.with_label_values(&[outcome]);
+    }
+}
