@@ -35,6 +35,8 @@ pub const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 const PUBLISH_BATCH: usize = 512;
 /// The applier records its position in sled every this many messages (and when idle).
 const POSITION_EVERY: u64 = 256;
+/// Longest wait for the ack of an own write before a foreign write of the same key is judged.
+const PENDING_WAIT: Duration = Duration::from_secs(2);
 /// A consumer silent this long while the stream has more is recreated.
 const STALL_AFTER: Duration = Duration::from_secs(3);
 /// sled `meta` key of the applied stream sequence.
@@ -88,6 +90,8 @@ pub struct Replication {
     applied: watch::Sender<u64>,
     own_max_seq: AtomicU64,
     own: Mutex<HashMap<String, Own>>,
+    /// Woken at every ack of an own write.
+    acks: tokio::sync::Notify,
 }
 
 impl Replication {
@@ -114,6 +118,7 @@ impl Replication {
             applied: watch::channel(start).0,
             own_max_seq: AtomicU64::new(0),
             own: Mutex::default(),
+            acks: tokio::sync::Notify::new(),
         });
         tokio::spawn(publish_loop(Arc::downgrade(&repl), js.clone(), rx));
         tokio::spawn(apply_loop(Arc::downgrade(&repl), js, trees, meta, start));
@@ -178,9 +183,23 @@ impl Replication {
     }
 
     /// True when a foreign write with this sequence must be skipped: this process wrote the
-    /// key later (or is still publishing a write of it).
-    fn own_is_newer(&self, subject: &str, seq: u64) -> bool {
-        self.own.lock().expect("own lock").get(subject).is_some_and(|o| o.pending > 0 || o.seq > seq)
+    /// key later. While a write of the key is still being published its sequence is unknown:
+    /// wait for the ack (they come in milliseconds), up to [`PENDING_WAIT`], then skip.
+    async fn own_is_newer(&self, subject: &str, seq: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
+        loop {
+            let acked = self.acks.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            match self.own.lock().expect("own lock").get(subject) {
+                None => return false,
+                Some(o) if o.pending == 0 => return o.seq > seq,
+                Some(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, acked).await.is_err() {
+                return true;
+            }
+        }
     }
 
     fn acked_one(&self, subject: &str, seq: u64) {
@@ -190,6 +209,8 @@ impl Replication {
             o.seq = o.seq.max(seq);
         }
         self.own_max_seq.fetch_max(seq, Ordering::SeqCst);
+        drop(own);
+        self.acks.notify_waiters();
     }
 
     /// Forgets own writes the applier has passed: no foreign write can be older than them.
@@ -374,7 +395,7 @@ async fn apply_loop(
             };
             let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
             let mine = header(ORIGIN_HEADER).as_deref() == Some(r.origin.as_str());
-            let skipped = !mine && r.own_is_newer(&msg.subject, seq);
+            let skipped = !mine && r.own_is_newer(&msg.subject, seq).await;
             if skipped {
                 STATE_WRITES.with_label_values(&["skipped"]).inc();
             }
