@@ -76,3 +76,8 @@ faults: nats toolchain
 bench: nats toolchain
     cargo build --release -p troupe-gateway -p troupe-loadtest
     ./scripts/bench.sh
+
+# The same load against a cluster on this machine (nats-server, 1 APP, 2 WORKERs).
+bench-cluster: nats toolchain
+    cargo build --release -p troupe-gateway -p troupe-loadtest
+    ./scripts/bench-cluster.sh

@@ -87,6 +87,8 @@ impl Shards {
     pub async fn stop(&self, shard: u16, drain: std::time::Duration) {
         self.ctx.owned[shard as usize].store(false, std::sync::atomic::Ordering::SeqCst);
         crate::metric_definitions::SHARD_OWNED.with_label_values(&[&shard.to_string()]).set(0);
+        // its new owner reports the lag now
+        crate::metric_definitions::CONSUMER_LAG.with_label_values(&[&shard.to_string()]).set(0.0);
         let (addr, n) = {
             let mut actors = self.actors.lock().expect("shards lock");
             let addr = actors.remove(&shard);
