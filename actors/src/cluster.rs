@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use troupe_store::lease::{self, Renewal, FENCE_AFTER, TICK};
 use troupe_store::names::cluster;
 
-/// How long a shard handed back waits for its runs to reach a step boundary.
-const DRAIN: Duration = Duration::from_secs(5);
-/// How long a worker waits for the replicated state before it starts a shard anyway.
-const CATCH_UP: Duration = Duration::from_secs(20);
+/// How long a shard handed back waits for its runs to reach a step boundary. The keeper does
+/// not renew its other leases meanwhile, so this and [`CATCH_UP`] stay well under
+/// `FENCE_AFTER - TICK`.
+const DRAIN: Duration = Duration::from_secs(2);
+/// How long a worker waits for the replicated state before it gives taken leases back (and
+/// tries again at the next tick).
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Fair share of `shards` for the worker at `index` among `workers` (sorted ids).
 pub fn fair_share(shards: u16, workers: usize, index: usize) -> usize {
@@ -35,6 +38,8 @@ struct Keeper {
     node: String,
     kv: kv::Store,
     held: BTreeMap<u16, Held>,
+    /// When each held lease was last renewed (request sent), for the fence.
+    renewed: Arc<std::sync::Mutex<BTreeMap<u16, Instant>>>,
 }
 
 pub struct LeaseKeeper {
@@ -50,7 +55,9 @@ impl LeaseKeeper {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tracing::info!(node, "joining the cluster as a worker");
-        let mut keeper = Keeper { ctx, shards, node, kv, held: BTreeMap::new() };
+        let renewed = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        tokio::spawn(fence(ctx.clone(), Arc::downgrade(&renewed)));
+        let mut keeper = Keeper { ctx, shards, node, kv, held: BTreeMap::new(), renewed };
         actix::spawn(async move {
             loop {
                 keeper.tick().await;
@@ -72,12 +79,43 @@ impl LeaseKeeper {
     }
 }
 
+/// The fence, on its own clock: whatever the keeper is waiting for, a shard whose lease was not
+/// renewed for [`FENCE_AFTER`] stops being owned here (its runs stop at their next step) before
+/// the lease can expire on the server. The keeper stops the shard's actor at its next tick, or
+/// owns it again if the renewal went through after all.
+async fn fence(ctx: Arc<EngineCtx>, renewed: std::sync::Weak<std::sync::Mutex<BTreeMap<u16, Instant>>>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(renewed) = renewed.upgrade() else { return };
+        for (shard, at) in renewed.lock().expect("fence lock").iter() {
+            if at.elapsed() > FENCE_AFTER && ctx.owned[*shard as usize].swap(false, Ordering::SeqCst) {
+                tracing::warn!(shard, "shard lease not renewed in time; fenced");
+            }
+        }
+    }
+}
+
 impl Keeper {
+    /// Records the held leases' renewal times for the fence (and owns a shard again whose late
+    /// renewal went through).
+    fn publish_renewals(&self) {
+        let mut renewed = self.renewed.lock().expect("fence lock");
+        renewed.clear();
+        for (shard, held) in &self.held {
+            renewed.insert(*shard, held.renewed);
+            if held.renewed.elapsed() <= FENCE_AFTER {
+                self.ctx.owned[*shard as usize].store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
     async fn tick(&mut self) {
         let _ = tokio::time::timeout(TICK, self.kv.put(cluster::worker(&self.node), bytes::Bytes::new())).await;
         self.renew().await;
         let Some(share) = self.share().await else { return };
-        while self.held.len() > share {
+        // one at a time: each waits for its runs, and the other leases wait for their renewal
+        if self.held.len() > share {
             let shard = *self.held.keys().next_back().expect("non-empty");
             tracing::info!(shard, share, "handing a shard back for balance");
             self.give_back(shard).await;
@@ -87,22 +125,31 @@ impl Keeper {
         }
     }
 
+    /// Renews every held lease (all at once: a slow NATS must not delay the last ones).
     async fn renew(&mut self) {
+        let sent = Instant::now();
+        let (kv, node) = (&self.kv, &self.node);
+        let results = futures::future::join_all(self.held.iter().map(|(shard, held)| async move {
+            (*shard, lease::renew(kv, &cluster::shard_lease(*shard), node, held.revision).await)
+        }))
+        .await;
         let mut lost = Vec::new();
-        for (shard, held) in self.held.iter_mut() {
-            let sent = Instant::now();
-            match lease::renew(&self.kv, &cluster::shard_lease(*shard), &self.node, held.revision).await {
+        for (shard, renewal) in results {
+            let held = self.held.get_mut(&shard).expect("held");
+            match renewal {
                 Renewal::Renewed(rev) => *held = Held { revision: rev, renewed: sent },
-                Renewal::Lost => lost.push(*shard),
-                Renewal::Unknown if held.renewed.elapsed() > FENCE_AFTER => lost.push(*shard),
+                Renewal::Lost => lost.push(shard),
+                Renewal::Unknown if held.renewed.elapsed() > FENCE_AFTER => lost.push(shard),
                 Renewal::Unknown => {}
             }
         }
         for shard in lost {
             tracing::warn!(shard, node = self.node, "shard lease lost; stopping the shard");
             self.held.remove(&shard);
+            self.publish_renewals();
             self.shards.stop(shard, Duration::ZERO).await;
         }
+        self.publish_renewals();
     }
 
     /// This worker's fair share, from the live workers' heartbeats.
@@ -168,6 +215,7 @@ impl Keeper {
                 Ok(()) => {
                     tracing::info!(shard, node = self.node, "shard taken");
                     self.held.insert(shard, held);
+                    self.publish_renewals();
                 }
                 Err(e) => {
                     tracing::error!(shard, error = %e, "could not start a shard; giving its lease back");
@@ -180,6 +228,7 @@ impl Keeper {
     /// Stops a shard, makes its state durable in the cluster, and releases its lease.
     async fn give_back(&mut self, shard: u16) {
         let Some(held) = self.held.remove(&shard) else { return };
+        self.publish_renewals();
         self.shards.stop(shard, DRAIN).await;
         if let Err(e) = self.ctx.store.flush().await {
             tracing::warn!(shard, error = %e, "flush before handing a shard back failed");
