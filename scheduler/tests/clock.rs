@@ -3,8 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use troupe_scheduler::{sync_flow_triggers, Clock, Scheduler};
@@ -27,41 +25,6 @@ impl FakeClock {
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_nats() -> Nats {
-    let bin = std::env::var_os("NATS_SERVER_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/nats-server")));
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server is needed: run `just nats`");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Nats { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
 }
 
 /// A published, enabled flow whose trigger is `every_x_minutes` with 1 minute.
@@ -100,7 +63,7 @@ async fn wait_for_ticks(js: &async_nats::jetstream::Context, n: u64) {
 
 #[tokio::test]
 async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
-    let nats = start_nats().await;
+    let nats = troupe_testkit::NatsServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let client = async_nats::connect(&nats.url).await.unwrap();

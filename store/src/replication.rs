@@ -294,6 +294,33 @@ async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context
     }
 }
 
+/// An ordered consumer of the state stream from just after `start` (the last value of every key
+/// when `start` is 0). When the stream's history no longer reaches back to `start` (this process
+/// was away longer than tombstones live), the local copy is cleared and rebuilt from scratch.
+async fn subscribe(
+    js: &jetstream::Context,
+    trees: &HashMap<&'static str, sled::Tree>,
+    start: &mut u64,
+) -> Result<pull::Ordered, String> {
+    let mut stream = js.get_stream(subjects::STATE_STREAM).await.map_err(|e| e.to_string())?;
+    let first = stream.info().await.map_err(|e| e.to_string())?.state.first_sequence;
+    if *start > 0 && first > *start + 1 {
+        tracing::warn!(applied = *start, first, "state history moved on; rebuilding the local copy");
+        for t in trees.values() {
+            t.clear().map_err(|e| e.to_string())?;
+        }
+        *start = 0;
+    }
+    let deliver_policy = match *start {
+        0 => DeliverPolicy::LastPerSubject,
+        s => DeliverPolicy::ByStartSequence { start_sequence: s + 1 },
+    };
+    let config =
+        pull::OrderedConfig { filter_subject: subjects::STATE_WILDCARD.into(), deliver_policy, ..Default::default() };
+    let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
 async fn apply_loop(
     repl: std::sync::Weak<Replication>,
     js: jetstream::Context,
@@ -303,58 +330,10 @@ async fn apply_loop(
 ) {
     let mut last_prune = tokio::time::Instant::now();
     loop {
-        let stream = match js.get_stream(subjects::STATE_STREAM).await {
-            Ok(mut s) => match s.info().await {
-                Ok(info) => {
-                    // history was trimmed past us (away longer than the tombstones live): rebuild
-                    if start > 0 && info.state.first_sequence > start + 1 {
-                        tracing::warn!(
-                            applied = start,
-                            first = info.state.first_sequence,
-                            "state history moved on; rebuilding the local copy"
-                        );
-                        for t in trees.values() {
-                            let _ = t.clear();
-                        }
-                        start = 0;
-                    }
-                    s
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "state stream unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
+        let mut messages = match subscribe(&js, &trees, &mut start).await {
+            Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "state stream unavailable; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let deliver_policy = if start == 0 {
-            DeliverPolicy::LastPerSubject
-        } else {
-            DeliverPolicy::ByStartSequence { start_sequence: start + 1 }
-        };
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: subjects::STATE_WILDCARD.into(),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await;
-        let mut messages = match consumer {
-            Ok(c) => match c.messages().await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "state consumer unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "state consumer unavailable; retrying");
+                tracing::warn!(error = e, "state stream unavailable; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }

@@ -2,51 +2,11 @@
 //! the same cluster; what one writes, the other applies; removals travel; concurrent writes of
 //! one key end the same everywhere; a store that was away catches up from where it stopped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use troupe_store::flow::{Flow, FlowStatus};
 use troupe_store::Store;
-
-fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    assert!(venv.is_file(), "nats-server is needed: run `just nats`");
-    venv
-}
-
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn nats() -> Nats {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(nats_server_bin())
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Nats { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
-}
+use troupe_testkit::NatsServer;
 
 async fn join(url: &str, dir: &Path, origin: &str) -> (Store, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.unwrap();
@@ -80,7 +40,7 @@ async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_travel_deletes_travel_and_conflicts_converge() {
-    let n = nats().await;
+    let n = NatsServer::start().await;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, _) = join(&n.url, da.path(), "a").await;
     let (b, _) = join(&n.url, db.path(), "b").await;
@@ -118,7 +78,7 @@ async fn writes_travel_deletes_travel_and_conflicts_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_was_away_catches_up_and_a_new_one_starts_from_the_last_values() {
-    let n = nats().await;
+    let n = NatsServer::start().await;
     let (da, db, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, _) = join(&n.url, da.path(), "a").await;
     {

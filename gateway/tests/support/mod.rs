@@ -7,22 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const KEY: &str = "sk-test-key";
+#[allow(unused_imports)]
+pub use troupe_testkit::{free_port, nats_server_bin, NatsServer};
 
-pub fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    if venv.is_file() {
-        return venv;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-        .expect("nats-server is needed for the tests: run `just nats`")
-}
+pub const KEY: &str = "sk-test-key";
 
 /// Where every test's troupe keeps compiled sandbox modules.
 pub fn sandbox_cache() -> PathBuf {
@@ -38,10 +26,6 @@ fn warm_sandbox_cache() {
         troupe_sandbox::Sandbox::new(troupe_sandbox::Limits::default(), Some(sandbox_cache()))
             .expect("the sandbox builds");
     });
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Troupe {
@@ -308,40 +292,6 @@ pub fn respond(body: Value) -> Value {
         "return_response",
         json!({"responseType": "json", "respond": "stop", "fields": {"status": 200, "body": body}}),
     )
-}
-
-/// A nats-server with JetStream of the test's own, for tests that watch NATS directly.
-pub struct NatsServer {
-    child: Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    pub async fn start() -> NatsServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(nats_server_bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        NatsServer { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Troupe {
