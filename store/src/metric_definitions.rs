@@ -1,6 +1,8 @@
 //! Every metric the store exports, in one place: the cluster's replicated state.
 
-use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use prometheus::{
+    register_int_counter, register_int_counter_vec, register_int_gauge, IntCounter, IntCounterVec, IntGauge,
+};
 use std::sync::LazyLock;
 
 pub static STATE_APPLIED_SEQUENCE: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -22,15 +24,19 @@ pub static STATE_WRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
-pub static STATE_CONSUMER_RESTARTS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("troupe_state_consumer_restarts", "Times the AP_STATE consumer was recreated").unwrap()
+pub static STATE_CONSUMER_STARTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "troupe_state_consumer_starts_total",
+        "Times the AP_STATE consumer was (re)created: once at start, then after each stall or error"
+    )
+    .unwrap()
 });
 
 /// Touches every metric so that each is exported from the start.
 pub fn register() {
     LazyLock::force(&STATE_APPLIED_SEQUENCE);
     LazyLock::force(&STATE_LAG);
-    LazyLock::force(&STATE_CONSUMER_RESTARTS);
+    LazyLock::force(&STATE_CONSUMER_STARTS);
     for outcome in ["published", "applied", "skipped", "retried"] {
         STATE_WRITES.with_label_values(&[outcome]);
     }

@@ -14,7 +14,7 @@
 //!
 //! [`Store::flush`]: crate::Store::flush
 
-use crate::metric_definitions::{STATE_APPLIED_SEQUENCE, STATE_CONSUMER_RESTARTS, STATE_LAG, STATE_WRITES};
+use crate::metric_definitions::{STATE_APPLIED_SEQUENCE, STATE_CONSUMER_STARTS, STATE_LAG, STATE_WRITES};
 use crate::names::subjects;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy, stream};
 use futures::StreamExt;
@@ -339,7 +339,7 @@ async fn apply_loop(
             }
         };
         let mut since_saved = 0u64;
-        STATE_CONSUMER_RESTARTS.inc();
+        STATE_CONSUMER_STARTS.inc();
         loop {
             let item = match tokio::time::timeout(STALL_AFTER, messages.next()).await {
                 Ok(Some(item)) => item,
