@@ -323,6 +323,11 @@ async fn consume(
         };
         let mut batches = messages.ready_chunks(BATCH);
         while let Some(batch) = batches.next().await {
+            if !ctx.owns(shard) {
+                // fenced (the lease could not be renewed): leave these unacked for the next owner
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             // in a cluster: what the publishers had written (the flow, a resume) must be here
             if ctx.store.replication().is_some() {
                 for m in batch.iter().flatten() {
