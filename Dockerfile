@@ -4,10 +4,10 @@ FROM rust:1.95-trixie AS build
 RUN apt-get update -q \
     && apt-get install -y -q --no-install-recommends clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 \
     && rm -rf /var/lib/apt/lists/*
-RUN rustup target add wasm32-wasip1
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p troupe-gateway && cp target/release/troupe /troupe
+# after the copy: the target goes to the toolchain rust-toolchain.toml pins
+RUN rustup target add wasm32-wasip1 && cargo build --release -p troupe-gateway && cp target/release/troupe /troupe
 
 # Run stage: the binary alone. Troupe writes only under AP_CONFIG_PATH (/data).
 FROM debian:trixie-slim
