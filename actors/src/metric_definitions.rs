@@ -87,7 +87,7 @@ pub fn register() {
     for kind in ["shard", "flow", "run"] {
         LIVE_ACTORS.with_label_values(&[kind]).set(0);
     }
-    for outcome in ["created", "redelivered", "start", "dropped"] {
+    for outcome in ["created", "redelivered", "start", "dropped", "orphan"] {
         RUNS_CREATED.with_label_values(&[outcome]);
     }
     for status in

@@ -63,11 +63,13 @@ pub struct ShardActor {
     ctx: Arc<EngineCtx>,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The first stream sequence the last orphan sweep saw undelivered (0: none).
+    orphan_suspect: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ShardActor {
     pub fn new(shard: u16, ctx: Arc<EngineCtx>, consumer: jetstream::consumer::Consumer<pull::Config>) -> ShardActor {
-        ShardActor { shard, ctx, consumer, task: None }
+        ShardActor { shard, ctx, consumer, task: None, orphan_suspect: Default::default() }
     }
 
     fn dispatch(&self, project: &str, flow_id: &str, run_id: &str) {
@@ -99,7 +101,11 @@ impl Actor for ShardActor {
         }
         let task = tokio::spawn(consume(self.shard, self.ctx.clone(), self.consumer.clone(), ctx.address()));
         self.task = Some(task);
-        ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep());
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
+            act.sweep();
+            let (c, shard, consumer) = (act.ctx.clone(), act.shard, act.consumer.clone());
+            actix::spawn(sweep_orphans(c, shard, consumer, act.orphan_suspect.clone(), ctx.address()));
+        });
         // consumer lag, sampled
         let (consumer, shard) = (self.consumer.clone(), self.shard);
         ctx.run_interval(LAG_EVERY, move |_, _| {
@@ -306,6 +312,121 @@ fn crash_before_ack_if_asked(created: usize) {
     }
 }
 
+/// What became of one shard message.
+enum Handled {
+    /// Ack it; with a run to start.
+    Done(Option<(String, String, String)>),
+    /// Leave it unacked: it comes back.
+    Retry,
+}
+
+/// Records what one shard message asks for: a run for a webhook (none twice for one webhook
+/// id), or the start of a queued run. Durable once the store is flushed.
+fn handle(ctx: &EngineCtx, shard: u16, payload: &[u8], headers: Option<&async_nats::HeaderMap>) -> Handled {
+    let parsed: WebhookMessage = match serde_json::from_slice(payload) {
+        Ok(ShardMessage::Webhook(p)) => p,
+        Ok(ShardMessage::StartRun { run_id }) => {
+            return match ctx.store.get_run(&run_id) {
+                Ok(Some(run)) if run.status == RunStatus::Queued => {
+                    RUNS_CREATED.with_label_values(&["start"]).inc();
+                    Handled::Done(Some((run.project_id, run.flow_id, run.id)))
+                }
+                Ok(_) => {
+                    tracing::debug!(shard, run_id, "start asked for a run that is not queued");
+                    Handled::Done(None)
+                }
+                Err(e) => {
+                    tracing::error!(shard, error = %e, "could not read a run to start");
+                    Handled::Retry
+                }
+            };
+        }
+        Err(e) => {
+            tracing::error!(shard, error = %e, "dropping an unreadable shard message");
+            return Handled::Done(None);
+        }
+    };
+    let reply_to = headers.and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
+    match run_for(ctx, shard, &parsed, reply_to) {
+        None => {
+            RUNS_CREATED.with_label_values(&["dropped"]).inc();
+            tracing::warn!(shard, flow_id = parsed.flow_id, "webhook for a flow that no longer exists; dropped");
+            Handled::Done(None)
+        }
+        Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
+            Ok(RunCreation::Created) => {
+                RUNS_CREATED.with_label_values(&["created"]).inc();
+                Handled::Done(Some((run.project_id, run.flow_id, run.id)))
+            }
+            Ok(RunCreation::Existing(id)) => {
+                RUNS_CREATED.with_label_values(&["redelivered"]).inc();
+                tracing::debug!(shard, run_id = id, "redelivered webhook already has its run");
+                Handled::Done(None)
+            }
+            Err(e) => {
+                tracing::error!(shard, error = %e, "could not record a run");
+                Handled::Retry
+            }
+        },
+    }
+}
+
+/// Most messages one orphan sweep takes over.
+const ORPHANS_PER_SWEEP: usize = 1000;
+
+/// The orphan sweep. After an unclean stop of nats-server, a durable consumer's state can
+/// claim more than it delivered, leaving messages in the work queue that it never hands out
+/// (nats-io/nats-server#4736). When the consumer reports nothing pending or in flight while
+/// the stream still holds a message on the shard's subject, and the same message is still the
+/// first one at the next sweep, the shard takes the messages from the stream itself, records
+/// them like the consumer would (the webhook id keeps it to one run), and deletes them.
+async fn sweep_orphans(
+    ctx: Arc<EngineCtx>,
+    shard: u16,
+    mut consumer: jetstream::consumer::Consumer<pull::Config>,
+    suspect: Arc<std::sync::atomic::AtomicU64>,
+    addr: actix::Addr<ShardActor>,
+) {
+    use std::sync::atomic::Ordering;
+    let Ok(info) = consumer.info().await else { return };
+    if info.num_pending > 0 || info.num_ack_pending > 0 || !ctx.owns(shard) {
+        suspect.store(0, Ordering::SeqCst);
+        return;
+    }
+    let Ok(stream) = ctx.js.get_stream(subjects::WEBHOOK_STREAM).await else { return };
+    let subject = subjects::webhook(shard);
+    let Ok(first) = stream.get_first_raw_message_by_subject(&subject, 1).await else {
+        suspect.store(0, Ordering::SeqCst);
+        return;
+    };
+    if suspect.swap(first.sequence, Ordering::SeqCst) != first.sequence {
+        return; // seen once: maybe just published; look again at the next sweep
+    }
+    tracing::warn!(shard, seq = first.sequence, "messages the consumer does not deliver; taking them from the stream");
+    let (mut next, mut taken, mut runs) = (Some(first), Vec::new(), Vec::new());
+    while let Some(m) = next.take() {
+        match handle(&ctx, shard, &m.payload, Some(&m.headers)) {
+            Handled::Done(run) => runs.extend(run),
+            Handled::Retry => break,
+        }
+        taken.push(m.sequence);
+        if taken.len() < ORPHANS_PER_SWEEP {
+            next = stream.get_first_raw_message_by_subject(&subject, m.sequence + 1).await.ok();
+        }
+    }
+    if ctx.store.flush().await.is_err() {
+        return;
+    }
+    RUNS_CREATED.with_label_values(&["orphan"]).inc_by(taken.len() as u64);
+    if !runs.is_empty() {
+        addr.do_send(Dispatch { runs });
+    }
+    for seq in taken {
+        let _ = stream.delete_message(seq).await;
+    }
+    suspect.store(0, Ordering::SeqCst);
+}
+
 async fn consume(
     shard: u16,
     ctx: Arc<EngineCtx>,
@@ -344,54 +465,10 @@ async fn consume(
                         continue;
                     }
                 };
-                let parsed: WebhookMessage = match serde_json::from_slice(&msg.payload) {
-                    Ok(ShardMessage::Webhook(p)) => p,
-                    Ok(ShardMessage::StartRun { run_id }) => {
-                        match ctx.store.get_run(&run_id) {
-                            Ok(Some(run)) if run.status == RunStatus::Queued => {
-                                RUNS_CREATED.with_label_values(&["start"]).inc();
-                                created.push((run.project_id, run.flow_id, run.id))
-                            }
-                            Ok(_) => tracing::debug!(shard, run_id, "start asked for a run that is not queued"),
-                            Err(e) => {
-                                tracing::error!(shard, error = %e, "could not read a run to start");
-                                continue;
-                            }
-                        }
-                        to_ack.push(msg);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(shard, error = %e, "dropping an unreadable shard message");
-                        to_ack.push(msg);
-                        continue;
-                    }
-                };
-                let reply_to = msg.headers.as_ref().and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
-                match run_for(&ctx, shard, &parsed, reply_to) {
-                    None => {
-                        RUNS_CREATED.with_label_values(&["dropped"]).inc();
-                        tracing::warn!(
-                            shard,
-                            flow_id = parsed.flow_id,
-                            "webhook for a flow that no longer exists; dropped"
-                        )
-                    }
-                    Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
-                        Ok(RunCreation::Created) => {
-                            RUNS_CREATED.with_label_values(&["created"]).inc();
-                            created.push((run.project_id, run.flow_id, run.id))
-                        }
-                        Ok(RunCreation::Existing(id)) => {
-                            RUNS_CREATED.with_label_values(&["redelivered"]).inc();
-                            tracing::debug!(shard, run_id = id, "redelivered webhook already has its run")
-                        }
-                        Err(e) => {
-                            // not acked: JetStream redelivers it after ack_wait
-                            tracing::error!(shard, error = %e, "could not record a run");
-                            continue;
-                        }
-                    },
+                match handle(&ctx, shard, &msg.payload, msg.headers.as_ref()) {
+                    Handled::Done(run) => created.extend(run),
+                    // not acked: JetStream redelivers it after ack_wait
+                    Handled::Retry => continue,
                 }
                 to_ack.push(msg);
             }

@@ -159,3 +159,62 @@ async fn fault_stream_full_refuses_with_503_and_loses_nothing() {
     t.spawn().await;
     check("stream full", &t, &id, &accepted, rejected).await;
 }
+
+/// nats-server can come back from an unclean stop with a durable consumer that claims more than
+/// it delivered (nats-io/nats-server#4736): webhooks stay in the work queue and are never
+/// handed out. Made here on purpose: the shard's consumer is replaced by one that delivers a
+/// message once (`max_deliver` 1), and the test takes the webhooks without acking them. The
+/// shard's orphan sweep must find and run them.
+#[tokio::test]
+async fn webhooks_a_consumer_never_delivers_are_taken_from_the_stream() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    use futures::StreamExt;
+    use troupe_store::message::{ShardMessage, WebhookMessage};
+    let nats = NatsServer::start().await;
+    let mut t = Troupe::start_with(&[("AP_NATS_URL", &nats.url)]).await;
+    let id = t.publish(counting_flow()).await;
+    t.terminate();
+
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let shard = troupe_store::ids::shard_for_flow(&id, 4);
+    let subject = troupe_store::names::subjects::webhook(shard);
+    for n in 0..5u64 {
+        let msg = ShardMessage::Webhook(WebhookMessage {
+            webhook_id: format!("orphan-{n}"),
+            flow_id: id.clone(),
+            version_id: None,
+            payload: json!({"body": {"n": n}}),
+            received_at: troupe_store::ids::now_iso(),
+        });
+        js.publish(subject.clone(), serde_json::to_vec(&msg).unwrap().into()).await.unwrap().await.unwrap();
+    }
+    let stream = js.get_stream(troupe_store::names::subjects::WEBHOOK_STREAM).await.unwrap();
+    let durable = troupe_store::names::subjects::shard_consumer(shard);
+    stream.delete_consumer(&durable).await.unwrap();
+    let config = pull::Config {
+        durable_name: Some(durable.clone()),
+        filter_subject: subject.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(1),
+        max_deliver: 1,
+        ..Default::default()
+    };
+    let consumer = stream.create_consumer(config).await.unwrap();
+    let mut taken = consumer.fetch().max_messages(5).messages().await.unwrap();
+    let mut n = 0;
+    while let Some(m) = taken.next().await {
+        m.unwrap(); // delivered, never acked
+        n += 1;
+    }
+    assert_eq!(n, 5);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    t.spawn().await;
+    let runs = t.wait_runs(&id, 5).await;
+    let mut ns: Vec<u64> = runs.iter().map(|r| r["triggerOutput"]["body"]["n"].as_u64().unwrap()).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, vec![0, 1, 2, 3, 4], "each orphan made one run");
+    assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"));
+    // and they left the stream
+    assert!(stream.get_first_raw_message_by_subject(&subject, 1).await.is_err());
+}
