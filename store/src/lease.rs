@@ -20,35 +20,27 @@ pub const FENCE_AFTER: Duration = Duration::from_secs(4);
 
 /// Opens (or creates) the lease bucket.
 pub async fn lease_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, String> {
-    if let Ok(kv) = js.get_key_value(cluster::LEASE_BUCKET).await {
-        return Ok(kv);
-    }
-    js.create_key_value(kv::Config {
-        bucket: cluster::LEASE_BUCKET.into(),
-        history: 1,
-        max_age: LEASE_TTL,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas.max(1),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("creating KV bucket {}: {e}", cluster::LEASE_BUCKET))
+    bucket(js, cluster::LEASE_BUCKET, LEASE_TTL, replicas).await
 }
 
-/// Opens (or creates) the bucket of values decided once per cluster.
+/// Opens (or creates) the bucket of values decided once per cluster (no expiry).
 pub async fn cluster_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, String> {
-    if let Ok(kv) = js.get_key_value(cluster::CLUSTER_BUCKET).await {
+    bucket(js, cluster::CLUSTER_BUCKET, Duration::ZERO, replicas).await
+}
+
+async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(name).await {
         return Ok(kv);
     }
-    js.create_key_value(kv::Config {
-        bucket: cluster::CLUSTER_BUCKET.into(),
+    let config = kv::Config {
+        bucket: name.into(),
         history: 1,
+        max_age,
         storage: jetstream::stream::StorageType::File,
         num_replicas: replicas.max(1),
         ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("creating KV bucket {}: {e}", cluster::CLUSTER_BUCKET))
+    };
+    js.create_key_value(config).await.map_err(|e| format!("creating KV bucket {name}: {e}"))
 }
 
 /// The value the cluster agreed on for `key`: this `proposal` if it is the first, else the
