@@ -162,7 +162,10 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         )
         .await;
         match attempt {
-            Ok(Ok(())) => break,
+            Ok(Ok(kept)) => {
+                tracing::debug!(?kept, "JetStream streams ready (name, max bytes)");
+                break;
+            }
             Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
                 anyhow::bail!("creating JetStream streams: {e}")
             }

@@ -42,28 +42,70 @@ pub fn event_stream() -> stream::Config {
     }
 }
 
+/// The least a stream's byte limit is cut to when JetStream cannot reserve more.
+pub const MIN_STREAM_BYTES: i64 = 4 * 1024 * 1024;
+
 /// Creates the streams, or brings their limits up to date. In a cluster, also the stream of
 /// replicated state; `replicas` copies of each (JetStream clustering).
+///
+/// A byte limit is a reservation: nats-server refuses a stream whose `max_bytes` does not fit
+/// in what is left of its `max_file_store` (by default 75% of the disk's free space when it
+/// started). Rather than refusing to start on a small disk, the limit is halved until it fits
+/// (never below [`MIN_STREAM_BYTES`]) and a warning says what was asked and what was kept.
+/// Returns the byte limit each stream got, by name.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     webhook_max_bytes: i64,
     replicas: usize,
     cluster: bool,
-) -> Result<(), async_nats::Error> {
+) -> Result<Vec<(String, i64)>, async_nats::Error> {
     let mut configs = vec![webhook_stream(webhook_max_bytes), event_stream()];
     if cluster {
         configs.push(crate::replication::state_stream(replicas));
     }
+    let mut kept = Vec::with_capacity(configs.len());
     for mut cfg in configs {
         cfg.num_replicas = replicas.max(1);
-        match js.get_stream(&cfg.name).await {
-            Ok(_) => {
-                js.update_stream(cfg).await?;
-            }
-            Err(_) => {
-                js.create_stream(cfg).await?;
+        let asked = cfg.max_bytes;
+        loop {
+            let result = match js.get_stream(&cfg.name).await {
+                Ok(_) => js.update_stream(cfg.clone()).await.map(drop),
+                Err(_) => js.create_stream(cfg.clone()).await.map(drop),
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if storage_exceeded(&e) && cfg.max_bytes / 2 >= MIN_STREAM_BYTES => {
+                    cfg.max_bytes /= 2;
+                }
+                Err(e) if storage_exceeded(&e) => {
+                    return Err(format!(
+                        "JetStream has no room for stream {} (not even {} bytes): free disk space \
+                         for nats-server's store_dir or raise its max_file_store",
+                        cfg.name, cfg.max_bytes
+                    )
+                    .into())
+                }
+                Err(e) => return Err(e.into()),
             }
         }
+        if cfg.max_bytes != asked {
+            tracing::warn!(
+                stream = %cfg.name,
+                asked,
+                kept = cfg.max_bytes,
+                "JetStream cannot reserve the stream's byte limit (its max_file_store is too small, by default \
+                 75% of the free disk); the limit is lowered to what fits"
+            );
+        }
+        kept.push((cfg.name.clone(), cfg.max_bytes));
     }
-    Ok(())
+    Ok(kept)
+}
+
+fn storage_exceeded(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::CreateStreamErrorKind::JetStream(err)
+            if err.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED
+    )
 }

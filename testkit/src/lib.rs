@@ -35,11 +35,27 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> NatsServer {
+        Self::start_with(None).await
+    }
+
+    /// One whose JetStream may keep at most `bytes` on disk (`max_file_store`).
+    pub async fn with_max_file_store(bytes: u64) -> NatsServer {
+        Self::start_with(Some(bytes)).await
+    }
+
+    async fn start_with(max_file_store: Option<u64>) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let conf = dir.path().join("nats.conf");
+        let limit = max_file_store.map(|b| format!("  max_file_store: {b}\n")).unwrap_or_default();
+        let text = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {:?}\n{limit}}}\n",
+            dir.path().join("js").display().to_string()
+        );
+        std::fs::write(&conf, text).unwrap();
         let child = Command::new(nats_server_bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
