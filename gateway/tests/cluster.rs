@@ -217,85 +217,9 @@ async fn killing_a_worker_under_load_moves_its_shards_and_loses_no_run() {
     eprintln!("shards moved within {moved:?} of the kill (including the wait for balance); {recovered} runs recovered");
 }
 
-/// Three nats-server nodes in one cluster, JetStream on each.
-struct NatsCluster {
-    nodes: Vec<Option<std::process::Child>>,
-    url: String,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-impl NatsCluster {
-    async fn start() -> NatsCluster {
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let routes = ports.iter().map(|(_, c)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(",");
-        let mut nodes = Vec::new();
-        let mut dirs = Vec::new();
-        for (i, (port, cport)) in ports.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let child = std::process::Command::new(nats_server_bin())
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", &format!("n{i}")])
-                .args([
-                    "--cluster_name",
-                    "troupe",
-                    "--cluster",
-                    &format!("nats://127.0.0.1:{cport}"),
-                    "--routes",
-                    &routes,
-                ])
-                .arg("-sd")
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            nodes.push(Some(child));
-            dirs.push(dir);
-        }
-        let url = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-        // ready when a replicated stream can be made
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(format!("nats://127.0.0.1:{}", ports[0].0))
-            .await
-            .unwrap();
-        let js = async_nats::jetstream::new(client);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let probe = async_nats::jetstream::stream::Config {
-                name: "PROBE".into(),
-                subjects: vec!["probe".into()],
-                num_replicas: 3,
-                ..Default::default()
-            };
-            if js.create_stream(probe).await.is_ok() {
-                let _ = js.delete_stream("PROBE").await;
-                break;
-            }
-            assert!(Instant::now() < deadline, "the NATS cluster did not form");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        NatsCluster { nodes, url, _dirs: dirs }
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for NatsCluster {
-    fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_three_node_nats_cluster_with_r3_streams_a_worker_and_a_nats_node_can_die() {
-    let mut nats = NatsCluster::start().await;
+    let mut nats = troupe_testkit::NatsCluster::start(None).await;
     let env = |role: &'static str, url: &str| -> Vec<(String, String)> {
         [
             ("AP_CONTAINER_TYPE", role),

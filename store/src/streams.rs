@@ -102,10 +102,15 @@ pub async fn ensure_streams(
     Ok(kept)
 }
 
+/// JetStream's refusals for want of storage: a single server's (10047), and a cluster's when no
+/// peer has the room (10005, "no suitable peers for placement, insufficient storage").
 fn storage_exceeded(e: &jetstream::context::CreateStreamError) -> bool {
-    matches!(
-        e.kind(),
-        jetstream::context::CreateStreamErrorKind::JetStream(err)
-            if err.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED
-    )
+    use jetstream::ErrorCode;
+    match e.kind() {
+        jetstream::context::CreateStreamErrorKind::JetStream(err) => {
+            err.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED
+                || (err.error_code() == ErrorCode::CLUSTER_NO_PEERS && err.to_string().contains("insufficient storage"))
+        }
+        _ => false,
+    }
 }

@@ -4,7 +4,7 @@
 
 use troupe_store::names::subjects;
 use troupe_store::streams::{ensure_streams, EVENT_MAX_BYTES, MIN_STREAM_BYTES};
-use troupe_testkit::NatsServer;
+use troupe_testkit::{NatsCluster, NatsServer};
 
 const MIB: i64 = 1024 * 1024;
 
@@ -36,6 +36,18 @@ async fn byte_limits_shrink_to_what_jetstream_can_reserve_and_stay_the_same_on_r
     let again = ensure_streams(&js, 1024 * MIB, 1, true).await.expect("update fits too");
     assert_eq!(again, kept);
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn on_a_cluster_r3_limits_shrink_to_what_every_peer_can_reserve() {
+    let nats = NatsCluster::start(Some(100 * MIB as u64)).await;
+    let js = jetstream(nats.url.split(',').next().unwrap()).await;
+    // a cluster says "no suitable peers for placement, insufficient storage" instead
+    let kept = ensure_streams(&js, 1024 * MIB, 3, true).await.expect("streams fit after shrinking");
+    assert_eq!(limit(&kept, subjects::WEBHOOK_STREAM), 64 * MIB);
+    assert_eq!(limit(&kept, subjects::EVENT_STREAM), 32 * MIB);
+    let info = js.get_stream(subjects::WEBHOOK_STREAM).await.unwrap().info().await.unwrap().clone();
+    assert_eq!((info.config.max_bytes, info.config.num_replicas), (64 * MIB, 3));
 }
 
 #[tokio::test]

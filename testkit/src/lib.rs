@@ -1,5 +1,6 @@
 //! What Troupe's tests share: finding `nats-server` and running one with JetStream on a free
-//! loopback port, in a temp folder, killed when dropped. A dev-dependency only.
+//! loopback port, in a temp folder, killed when dropped, or a cluster of three. A
+//! dev-dependency only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,20 +47,7 @@ impl NatsServer {
     async fn start_with(max_file_store: Option<u64>) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let conf = dir.path().join("nats.conf");
-        let limit = max_file_store.map(|b| format!("  max_file_store: {b}\n")).unwrap_or_default();
-        let text = format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {:?}\n{limit}}}\n",
-            dir.path().join("js").display().to_string()
-        );
-        std::fs::write(&conf, text).unwrap();
-        let child = Command::new(nats_server_bin())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
+        let child = spawn(&node_config(dir.path(), port, max_file_store, ""));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(Instant::now() < deadline, "nats-server did not start");
@@ -73,5 +61,91 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The config file of one node: JetStream in `dir/js`, optionally capped, optionally routed.
+fn node_config(dir: &Path, port: u16, max_file_store: Option<u64>, cluster: &str) -> PathBuf {
+    let limit = max_file_store.map(|b| format!("  max_file_store: {b}\n")).unwrap_or_default();
+    let text = format!(
+        "listen: \"127.0.0.1:{port}\"\n{cluster}jetstream {{\n  store_dir: {:?}\n{limit}}}\n",
+        dir.join("js").display().to_string()
+    );
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, text).unwrap();
+    conf
+}
+
+fn spawn(conf: &Path) -> Child {
+    Command::new(nats_server_bin())
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server")
+}
+
+/// Three nats-server nodes in one cluster, JetStream on each; `url` lists all three.
+pub struct NatsCluster {
+    nodes: Vec<Option<Child>>,
+    pub url: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl NatsCluster {
+    /// Ready when a stream with three replicas can be made.
+    pub async fn start(max_file_store: Option<u64>) -> NatsCluster {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes = ports.iter().map(|(_, c)| format!("\"nats://127.0.0.1:{c}\"")).collect::<Vec<_>>().join(", ");
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, (port, cport)) in ports.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let cluster = format!(
+                "server_name: n{i}\ncluster {{\n  name: troupe\n  listen: \"127.0.0.1:{cport}\"\n  routes: [{routes}]\n}}\n"
+            );
+            nodes.push(Some(spawn(&node_config(dir.path(), *port, max_file_store, &cluster))));
+            dirs.push(dir);
+        }
+        let url = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(format!("nats://127.0.0.1:{}", ports[0].0))
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let probe = async_nats::jetstream::stream::Config {
+                name: "PROBE".into(),
+                subjects: vec!["probe".into()],
+                num_replicas: 3,
+                ..Default::default()
+            };
+            if js.create_stream(probe).await.is_ok() {
+                let _ = js.delete_stream("PROBE").await;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the NATS cluster did not form");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        NatsCluster { nodes, url, _dirs: dirs }
+    }
+
+    /// kill -9 one node.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
     }
 }
