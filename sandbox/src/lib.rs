@@ -3,13 +3,17 @@
 //! cap, a deadline and fuel, with no filesystem, network or environment. It knows nothing of
 //! flows.
 //!
-//! Every execution gets a fresh `Store` and instance, so nothing leaks from one run to the next.
-//! Modules are compiled once with a metered Cranelift engine, serialized under the cache folder
-//! by content hash and kept in memory. The JavaScript engine is initialised once; each execution
-//! restores the initialised memory (only the pages that differ from a fresh instance) instead of
-//! initialising QuickJS again.
+//! Nothing leaks from one execution to the next. A WASI module runs in a fresh `Store` and
+//! instance every time. The JavaScript engine is initialised once and its memory recorded (the
+//! snapshot); each execution starts from exactly that memory: in a fresh instance (only the pages
+//! that differ from a fresh one are written), or in an instance an earlier execution on the
+//! same thread returned from normally, its memory reset to the snapshot ([`restore`]). An
+//! instance whose call trapped (deadline, fuel, memory cap, crash) or whose memory grew is
+//! dropped, never reused. Modules are compiled once with a metered Cranelift engine, serialized
+//! under the cache folder by content hash and kept in memory.
 
 mod metric_definitions;
+mod restore;
 mod tunables;
 mod wasi;
 mod watchdog;
@@ -104,11 +108,25 @@ pub struct Outcome {
 /// One expression's result: its value, or the error it threw.
 pub type Evaluated = Result<Value, String>;
 
-/// The initialised JS engine's memory: its size and the pages that differ from a fresh instance.
+/// The initialised JS engine's memory: its size, the pages that differ from a fresh instance
+/// (to start a fresh one), and the whole image (to put a used one back).
 struct Snapshot {
     pages: Pages,
     chunks: Vec<(u64, Vec<u8>)>,
+    image: Vec<u8>,
+    layout: restore::Layout,
 }
+
+/// JS engine instances a thread keeps for reuse, at most this many. Wasmer's `Store` cannot
+/// move between threads, so each thread keeps its own.
+const POOL_MAX: usize = 2;
+
+thread_local! {
+    /// Instances this thread ran JS in that returned normally, by the id of their sandbox.
+    static POOL: std::cell::RefCell<Vec<(u64, Parts)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_SANDBOX_ID: AtomicU64 = AtomicU64::new(1);
 
 pub struct Sandbox {
     engine: Engine,
@@ -117,6 +135,8 @@ pub struct Sandbox {
     modules: Mutex<HashMap<String, Module>>,
     js: Module,
     snapshot: Snapshot,
+    /// Tells this sandbox's pooled instances from another's.
+    id: u64,
 }
 
 /// The sha256 of a module, in hex: its id.
@@ -140,8 +160,10 @@ impl Sandbox {
         let js = load_module(&engine, cache_dir.as_ref(), &modules, &module_hash(JS_ENGINE_WASM), || {
             Some(JS_ENGINE_WASM.to_vec())
         })?;
-        let empty = Snapshot { pages: Pages(0), chunks: Vec::new() };
-        let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: empty };
+        let empty =
+            Snapshot { pages: Pages(0), chunks: Vec::new(), image: Vec::new(), layout: restore::Layout::of(&[]) };
+        let id = NEXT_SANDBOX_ID.fetch_add(1, Ordering::Relaxed);
+        let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: empty, id };
         sandbox.snapshot = sandbox.prepare_js()?;
         Ok(sandbox)
     }
@@ -290,8 +312,14 @@ impl Sandbox {
             }
         }
         let bytes: usize = chunks.iter().map(|(_, b)| b.len()).sum();
-        tracing::info!(pages = pages.0, differing_bytes = bytes, "JS engine snapshot ready");
-        Ok(Snapshot { pages, chunks })
+        let layout = restore::Layout::of(&image);
+        tracing::info!(
+            pages = pages.0,
+            differing_bytes = bytes,
+            nonzero_bytes = layout.nonzero_bytes(),
+            "JS engine snapshot ready"
+        );
+        Ok(Snapshot { pages, chunks, image, layout })
     }
 
     /// One JS engine call: restore the snapshot, pass the request, read the answer.
@@ -299,19 +327,44 @@ impl Sandbox {
         let mut rng = rand::rng();
         request["seed"] = json!([rng.next_u32(), rng.next_u32()]);
         let stdin = serde_json::to_vec(&request).map_err(|e| internal("encode the request", e))?;
-        let mut exec = Execution::new(self, &self.js, stdin, self.limits.max_output_bytes + ANSWER_SLACK)?;
-        let view_pages = exec.memory.view(&exec.store).size();
-        if self.snapshot.pages > view_pages {
-            exec.memory
-                .grow(&mut exec.store, self.snapshot.pages - view_pages)
-                .map_err(|e| internal("grow memory", e))?;
-        }
-        {
-            let view = exec.memory.view(&exec.store);
-            for (at, bytes) in &self.snapshot.chunks {
-                view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
+        let out_limit = self.limits.max_output_bytes + ANSWER_SLACK;
+        let pooled = POOL.with_borrow_mut(|pool| {
+            let at = pool.iter().rposition(|(id, _)| *id == self.id)?;
+            Some(pool.swap_remove(at).1)
+        });
+        let mut exec = match pooled {
+            Some(parts) => {
+                let exec = Execution::reuse(self, parts, stdin, out_limit);
+                let view = exec.memory.view(&exec.store);
+                // `recycle` kept only instances whose memory is the snapshot's size
+                assert_eq!(view.data_size(), self.snapshot.image.len() as u64, "a pooled instance's memory grew");
+                // SAFETY: Wasmer's linear memory is a page-aligned private anonymous mapping of
+                // `data_size` bytes; no code runs in this store while it is reset.
+                unsafe { restore::reset(view.data_ptr(), &self.snapshot.image, &self.snapshot.layout) };
+                #[cfg(debug_assertions)]
+                assert!(
+                    view.copy_to_vec().is_ok_and(|m| m == self.snapshot.image),
+                    "a reused instance's memory differs from the snapshot"
+                );
+                INSTANCES.with_label_values(&["reused"]).inc();
+                exec
             }
-        }
+            None => {
+                let mut exec = Execution::new(self, &self.js, stdin, out_limit)?;
+                let view_pages = exec.memory.view(&exec.store).size();
+                if self.snapshot.pages > view_pages {
+                    exec.memory
+                        .grow(&mut exec.store, self.snapshot.pages - view_pages)
+                        .map_err(|e| internal("grow memory", e))?;
+                }
+                let view = exec.memory.view(&exec.store);
+                for (at, bytes) in &self.snapshot.chunks {
+                    view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
+                }
+                INSTANCES.with_label_values(&["new"]).inc();
+                exec
+            }
+        };
         let run = exec
             .instance
             .exports
@@ -327,16 +380,48 @@ impl Sandbox {
         if status != 0 {
             return Err(SandboxError::Internal(format!("the JS engine failed to run (status {status})")));
         }
-        let answer: Value =
-            serde_json::from_slice(&exec.host().stdout).map_err(|e| internal("read the JS engine's answer", e))?;
+        let stdout = std::mem::take(&mut exec.env.as_mut(&mut exec.store).stdout);
+        self.recycle(exec, deadline);
+        let answer: Value = serde_json::from_slice(&stdout).map_err(|e| internal("read the JS engine's answer", e))?;
         let logs = format_logs(&answer["logs"], self.limits.max_log_bytes);
         if let Some(value) = answer.get("value") {
             let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
             if size > self.limits.max_output_bytes {
-                return Err(exec.output_too_large());
+                return Err(self.output_too_large());
             }
         }
         Ok((answer, logs))
+    }
+
+    /// Keeps a JS engine instance that returned normally for the next execution, unless its
+    /// memory grew past the snapshot's (it would have to be cleared beyond the image), its
+    /// deadline passed (the watchdog may have signalled it), or the pool is full.
+    fn recycle(&self, exec: Execution<'_>, deadline: Instant) {
+        if exec.deadline_hit
+            || Instant::now() >= deadline
+            || exec.memory.view(&exec.store).size() != self.snapshot.pages
+        {
+            return;
+        }
+        let parts = exec.into_parts();
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() >= POOL_MAX {
+                pool.remove(0);
+            }
+            pool.push((self.id, parts));
+        });
+    }
+
+    /// JS engine instances of this sandbox the calling thread keeps for reuse.
+    pub fn idle_instances(&self) -> usize {
+        POOL.with_borrow(|pool| pool.iter().filter(|(id, _)| *id == self.id).count())
+    }
+
+    fn output_too_large(&self) -> SandboxError {
+        SandboxError::Failed(format!(
+            "the output is larger than the sandbox allows ({} bytes)",
+            self.limits.max_output_bytes
+        ))
     }
 }
 
@@ -402,6 +487,14 @@ struct Execution<'a> {
     deadline_hit: bool,
 }
 
+/// An instance between two executions.
+struct Parts {
+    store: Store,
+    env: FunctionEnv<wasi::Host>,
+    instance: Instance,
+    memory: Memory,
+}
+
 impl<'a> Execution<'a> {
     fn new(sandbox: &'a Sandbox, module: &Module, stdin: Vec<u8>, out_limit: usize) -> Result<Self, SandboxError> {
         let mut store = Store::new(sandbox.engine.clone());
@@ -423,6 +516,21 @@ impl<'a> Execution<'a> {
         env.as_mut(&mut store).memory = Some(memory.clone());
         set_remaining_points(&mut store, &instance, sandbox.limits.fuel);
         Ok(Execution { sandbox, store, env, instance, memory, deadline_hit: false })
+    }
+
+    /// An instance that ran before, with a new host state (stdin, empty outputs) and full fuel.
+    /// Its memory is the caller's to restore.
+    fn reuse(sandbox: &'a Sandbox, parts: Parts, stdin: Vec<u8>, out_limit: usize) -> Self {
+        let Parts { mut store, env, instance, memory } = parts;
+        let mut host = wasi::Host::new(stdin, out_limit, sandbox.limits.max_log_bytes);
+        host.memory = Some(memory.clone());
+        *env.as_mut(&mut store) = host;
+        set_remaining_points(&mut store, &instance, sandbox.limits.fuel);
+        Execution { sandbox, store, env, instance, memory, deadline_hit: false }
+    }
+
+    fn into_parts(self) -> Parts {
+        Parts { store: self.store, env: self.env, instance: self.instance, memory: self.memory }
     }
 
     fn host(&self) -> &wasi::Host {
@@ -457,10 +565,7 @@ impl<'a> Execution<'a> {
     }
 
     fn output_too_large(&self) -> SandboxError {
-        SandboxError::Failed(format!(
-            "the output is larger than the sandbox allows ({} bytes)",
-            self.sandbox.limits.max_output_bytes
-        ))
+        self.sandbox.output_too_large()
     }
 
     /// Why a call trapped: the deadline, the fuel, the memory cap, or the code itself.

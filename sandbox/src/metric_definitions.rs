@@ -32,6 +32,17 @@ pub static EXECUTION_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// JS engine instances an execution ran in: `new` (instantiated from the module) or `reused`
+/// (one a previous execution returned from normally, its memory put back to the snapshot).
+pub static INSTANCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "troupe_sandbox_js_instances_total",
+        "JS engine instances used by executions, new or reused",
+        &["source"]
+    )
+    .unwrap()
+});
+
 /// The largest linear memory any execution has reached since start.
 pub static MEMORY_HIGH_WATER: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("troupe_sandbox_memory_high_water_bytes", "Largest linear memory reached by an execution")
@@ -53,6 +64,9 @@ pub fn register() {
     }
     for source in ["memory", "disk", "compiled"] {
         MODULE_LOADS.with_label_values(&[source]);
+    }
+    for source in ["new", "reused"] {
+        INSTANCES.with_label_values(&[source]);
     }
     LazyLock::force(&MEMORY_HIGH_WATER);
     LazyLock::force(&ACTIVE);

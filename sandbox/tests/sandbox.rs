@@ -275,3 +275,41 @@ fn a_sandbox_can_be_shared_between_threads() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn instances_are_reused_only_after_a_normal_return_and_start_from_the_snapshot() {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache");
+    let sandbox = Sandbox::new(Limits::default(), Some(cache)).expect("sandbox");
+    let run = |code: &str, deadline: Instant| sandbox.run_js(code, &json!({}), deadline);
+    let pollute =
+        "export const code = async () => { const seen = globalThis.counter ?? 0; globalThis.counter = seen + 1; \
+                   Object.prototype.polluted = 1; return { seen }; };";
+    assert_eq!(sandbox.idle_instances(), 0);
+    for i in 0..5 {
+        assert_eq!(run(pollute, soon()).unwrap().output["seen"], 0, "execution {i} saw an earlier one's global");
+        assert_eq!(sandbox.idle_instances(), 1, "the instance went back to the pool");
+    }
+    let clean =
+        "export const code = async () => ({ polluted: ({}).polluted ?? null, counter: globalThis.counter ?? null });";
+    assert_eq!(run(clean, soon()).unwrap().output, json!({"polluted": null, "counter": null}));
+
+    // a call that trapped (deadline) is dropped; the next execution gets a new instance
+    let spin = "export const code = async () => { while (true) {} };";
+    let err = run(spin, Instant::now() + Duration::from_millis(200)).unwrap_err();
+    assert!(matches!(err, SandboxError::Timeout(_)), "{err}");
+    assert_eq!(sandbox.idle_instances(), 0, "a trapped instance was kept");
+    assert_eq!(run(clean, soon()).unwrap().output, json!({"polluted": null, "counter": null}));
+    assert_eq!(sandbox.idle_instances(), 1);
+
+    // one whose memory grew is dropped too (it could not be put back to the snapshot's size)
+    let grow = "export const code = async () => { const a = new Array(4_000_000).fill(7); return a.length; };";
+    assert_eq!(run(grow, soon()).unwrap().output, json!(4_000_000));
+    assert_eq!(sandbox.idle_instances(), 0, "an instance with grown memory was kept");
+    assert_eq!(run(clean, soon()).unwrap().output, json!({"polluted": null, "counter": null}));
+
+    // a step that threw returned normally: its instance is reused, and the next one is clean
+    let throw = "export const code = async () => { globalThis.counter = 9; throw new Error('no'); };";
+    assert!(matches!(run(throw, soon()).unwrap_err(), SandboxError::Failed(_)));
+    assert_eq!(sandbox.idle_instances(), 1);
+    assert_eq!(run(clean, soon()).unwrap().output, json!({"polluted": null, "counter": null}));
+}

@@ -1,0 +1,155 @@
+//! Putting a used JS engine instance's memory back to the snapshot, touching only what can
+//! differ.
+//!
+//! The snapshot's image is mostly zero pages (QuickJS's heap and stack before any code runs).
+//! A reset writes the image's non-zero pages back (a few hundred KiB), then asks the kernel
+//! which of the zero pages are mapped (`/proc/self/pagemap`): only a page the last execution
+//! touched can be mapped, since every reset gives the zero pages back with
+//! `madvise(MADV_DONTNEED)`, after which they read as zeros again. Without a readable pagemap
+//! the whole image is written.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::LazyLock;
+
+const OS_PAGE: usize = 4096;
+
+static PAGEMAP: LazyLock<Option<File>> = LazyLock::new(|| File::open("/proc/self/pagemap").ok());
+
+/// Where the image has data: byte ranges of non-zero OS pages, and which pages are all zero.
+pub struct Layout {
+    nonzero: Vec<Range<usize>>,
+    zero: Vec<bool>,
+}
+
+impl Layout {
+    pub fn of(image: &[u8]) -> Layout {
+        let zero: Vec<bool> = image.chunks(OS_PAGE).map(|p| p.iter().all(|&b| b == 0)).collect();
+        let mut nonzero: Vec<Range<usize>> = Vec::new();
+        for (i, _) in zero.iter().enumerate().filter(|(_, z)| !**z) {
+            let (start, end) = (i * OS_PAGE, ((i + 1) * OS_PAGE).min(image.len()));
+            match nonzero.last_mut() {
+                Some(r) if r.end == start => r.end = end,
+                _ => nonzero.push(start..end),
+            }
+        }
+        Layout { nonzero, zero }
+    }
+
+    /// Bytes a reset always writes.
+    pub fn nonzero_bytes(&self) -> usize {
+        self.nonzero.iter().map(|r| r.len()).sum()
+    }
+}
+
+/// Makes `memory[..image.len()]` equal to `image`.
+///
+/// # Safety
+/// `memory` must point to a page-aligned, writable anonymous private mapping of at least
+/// `image.len()` bytes that nothing else reads or writes during the call (the instance is
+/// between two executions, owned by the calling thread).
+pub unsafe fn reset(memory: *mut u8, image: &[u8], layout: &Layout) {
+    let mapped = PAGEMAP.as_ref().and_then(|f| mapped_pages(f, memory as usize, layout.zero.len()));
+    let Some(mapped) = mapped else {
+        // SAFETY: the caller guarantees `image.len()` writable bytes at `memory`.
+        unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), memory, image.len()) };
+        return;
+    };
+    for r in &layout.nonzero {
+        // SAFETY: `r` lies within the image, hence within the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(image.as_ptr().add(r.start), memory.add(r.start), r.len()) };
+    }
+    let mut i = 0;
+    while i < layout.zero.len() {
+        if !(layout.zero[i] && mapped[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < layout.zero.len() && layout.zero[i] && mapped[i] {
+            i += 1;
+        }
+        let (at, len) = (start * OS_PAGE, ((i * OS_PAGE).min(image.len())) - start * OS_PAGE);
+        // SAFETY: a page-aligned range inside the caller's private anonymous mapping; after
+        // MADV_DONTNEED it reads as zeros, which is what the image holds there.
+        let rc = unsafe { libc::madvise(memory.add(at).cast(), len, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            // SAFETY: as above; zeroing by hand gives the same contents.
+            unsafe { std::ptr::write_bytes(memory.add(at), 0, len) };
+        }
+    }
+}
+
+/// Whether each of `pages` OS pages from `addr` is mapped (present or swapped).
+fn mapped_pages(pagemap: &File, addr: usize, pages: usize) -> Option<Vec<bool>> {
+    let mut raw = vec![0u8; pages * 8];
+    pagemap.read_exact_at(&mut raw, (addr / OS_PAGE * 8) as u64).ok()?;
+    Some(raw.chunks_exact(8).map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")) & (3 << 62) != 0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An anonymous private mapping, like a Wasm memory.
+    struct Map(*mut u8, usize);
+
+    impl Map {
+        fn new(len: usize) -> Map {
+            // SAFETY: a fresh anonymous mapping; checked for failure.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            Map(p.cast(), len)
+        }
+        fn bytes(&mut self) -> &mut [u8] {
+            // SAFETY: the mapping is `self.1` bytes, owned by `self`.
+            unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
+        }
+    }
+
+    impl Drop for Map {
+        fn drop(&mut self) {
+            // SAFETY: unmapping what `new` mapped.
+            unsafe { libc::munmap(self.0.cast(), self.1) };
+        }
+    }
+
+    #[test]
+    fn a_scribbled_memory_is_put_back_to_the_image() {
+        let len = 64 * OS_PAGE;
+        let mut image = vec![0u8; len];
+        image[5 * OS_PAGE + 7] = 1;
+        image[6 * OS_PAGE..8 * OS_PAGE].fill(0xab);
+        image[len - 1] = 9;
+        let layout = Layout::of(&image);
+        assert_eq!(layout.nonzero_bytes(), 4 * OS_PAGE);
+        let mut map = Map::new(len);
+        map.bytes().copy_from_slice(&image);
+        for round in 0..3u8 {
+            // an execution writes all over: data pages, zero pages, a page it had not touched
+            let mem = map.bytes();
+            mem[6 * OS_PAGE + 100] = round;
+            mem[20 * OS_PAGE..23 * OS_PAGE].fill(0x55 + round);
+            mem[(40 + round as usize) * OS_PAGE] = 3;
+            mem[len - 1] = 0;
+            // SAFETY: the mapping is ours and `len` long.
+            unsafe { reset(map.0, &image, &layout) };
+            // the zero pages it touched were given back to the kernel (reading them below maps
+            // the kernel's shared zero page, which the next reset gives back again)
+            let mapped = mapped_pages(PAGEMAP.as_ref().expect("pagemap"), map.0 as usize, 64).unwrap();
+            assert!(!mapped[20] && !mapped[22] && !mapped[40 + round as usize], "touched zero pages are still mapped");
+            assert!(mapped[6], "a data page was unmapped");
+            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
+        }
+    }
+}
