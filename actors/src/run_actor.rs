@@ -467,10 +467,11 @@ impl Exec<'_> {
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
-        if !self.engine.owns(self.run.shard) {
-            // another worker owns the shard now: its journal is not ours to write
-        } else if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
-            tracing::error!(run_id = self.run.id, step = name, error = %e, "could not journal the step");
+        // once another worker owns the shard, its journal is not ours to write
+        if self.engine.owns(self.run.shard) {
+            if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
+                tracing::error!(run_id = self.run.id, step = name, error = %e, "could not journal the step");
+            }
         }
         self.records.push(record);
     }

@@ -237,7 +237,9 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
-    let state = Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project, code });
+    let replies = crate::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
+    let state =
+        Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project, code, replies });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {
         let listener = TcpListener::bind(("0.0.0.0", config.port))

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod metric_definitions;
 pub mod nats_child;
+pub mod replies;
 pub mod resume;
 pub mod server;
 pub mod webhooks;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub default_project: String,
     /// The code sandbox, for checking uploaded WASI modules.
     pub code: std::sync::Arc<troupe_actors::code::CodeRunner>,
+    /// Where sync callers wait for their run's response.
+    pub replies: std::sync::Arc<replies::Replies>,
 }

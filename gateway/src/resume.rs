@@ -25,12 +25,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: 
     if state.store.get_run(run_id)?.is_none() {
         return Err(ApiError::not_found("flow run", run_id));
     }
-    let mut inbox = None;
-    if sync {
-        let (subject, sub) = crate::webhooks::subscribe_inbox(state).await?;
-        inbox = Some((subject, sub));
-    }
-    let reply_to = inbox.as_ref().map(|(s, _)| s.clone());
+    let inbox = sync.then(|| state.replies.register());
+    let reply_to = inbox.as_ref().map(|w| w.subject.clone());
     let run = state.store.resume_run(run_id, by, payload, reply_to)?;
     state.store.flush().await?;
     // The resume is durable in sled already; if the queue refuses, the shard sweeper picks
@@ -40,6 +36,6 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: 
     }
     match inbox {
         None => Ok(json_response(StatusCode::OK, &json!({"runId": run.id, "status": run.status.as_str()}))),
-        Some((_, mut sub)) => wait_for_reply(state, &mut sub, || Ok(state.store.get_run(run_id)?)).await,
+        Some(mut waiter) => wait_for_reply(state, &mut waiter, || Ok(state.store.get_run(run_id)?)).await,
     }
 }

@@ -8,7 +8,6 @@ use crate::error::{json_response, ApiError};
 use crate::AppState;
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -115,11 +114,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", webhook_id.as_str());
     state.store.stamp(&mut headers);
-    let mut inbox = None;
-    if sync {
-        let (subject, sub) = subscribe_inbox(state).await?;
-        headers.insert(subjects::REPLY_HEADER, subject.as_str());
-        inbox = Some(sub);
+    let inbox = sync.then(|| state.replies.register());
+    if let Some(waiter) = &inbox {
+        headers.insert(subjects::REPLY_HEADER, waiter.subject.as_str());
     }
     let shard = shard_for_flow(flow_id, state.config.shards);
     let bytes = Bytes::from(serde_json::to_vec(&ShardMessage::Webhook(msg)).expect("serializes"));
@@ -135,7 +132,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     publish_durably(state, subjects::webhook(shard), headers, bytes).await?;
     publish_timer.observe_duration();
     crate::metric_definitions::WEBHOOKS_ACCEPTED.inc();
-    let Some(mut sub) = inbox else {
+    let Some(mut waiter) = inbox else {
         let mut resp = json_response(StatusCode::OK, &json!({}));
         resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
         return Ok(resp);
@@ -146,7 +143,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
             None => Ok(None),
         }
     };
-    let mut resp = wait_for_reply(state, &mut sub, webhook_run).await?;
+    let mut resp = wait_for_reply(state, &mut waiter, webhook_run).await?;
     resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
     Ok(resp)
 }
@@ -189,26 +186,15 @@ pub(crate) async fn publish_durably(
     }
 }
 
-/// A fresh core-NATS inbox a sync caller waits on, subscribed before anything is published.
-pub(crate) async fn subscribe_inbox(state: &AppState) -> Result<(String, async_nats::Subscriber), ApiError> {
-    let subject = state.nats.new_inbox();
-    let sub = state
-        .nats
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| ApiError::unavailable(format!("NATS is unavailable: {e}")))?;
-    Ok((subject, sub))
-}
-
 /// Waits on a sync caller's inbox for the run's response, up to `AP_WEBHOOK_TIMEOUT_SECONDS`;
 /// then answers 202 with the run's id, status and location (`run` finds the run).
 pub(crate) async fn wait_for_reply(
     state: &AppState,
-    sub: &mut async_nats::Subscriber,
+    waiter: &mut crate::replies::Waiter,
     run: impl Fn() -> Result<Option<troupe_store::run::FlowRun>, ApiError>,
 ) -> Resp {
-    if let Ok(Some(msg)) = tokio::time::timeout(state.config.webhook_timeout, sub.next()).await {
-        let resp: WebhookResponse = serde_json::from_slice(&msg.payload).map_err(ApiError::internal)?;
+    if let Some(payload) = waiter.wait(state.config.webhook_timeout).await {
+        let resp: WebhookResponse = serde_json::from_slice(&payload).map_err(ApiError::internal)?;
         return Ok(sync_response(resp));
     }
     let run = run()?;
