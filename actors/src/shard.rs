@@ -21,6 +21,10 @@ const BATCH: usize = 512;
 /// A message delivered but not acked (the worker died) is redelivered after this long.
 /// Redelivery is harmless (the run is found by its webhook id), so keep it short.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// When a message whose replicated state had not arrived is delivered again.
+const REDELIVER_BEHIND: Duration = Duration::from_secs(1);
+/// Deliveries of such a message that wait for its state; the last one goes on without it.
+const BEHIND_DELIVERIES: i64 = 4;
 /// Longest wait for the replicated state a message was stamped with.
 const STAMP_WAIT: Duration = Duration::from_secs(5);
 /// How often each shard samples its consumer lag.
@@ -449,15 +453,19 @@ async fn consume(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            // in a cluster: what the publishers had written (the flow, a resume) must be here
+            // in a cluster: what the publishers had written (the flow, a resume) must be here;
+            // a message whose state is still behind goes back, to be delivered again shortly
+            let mut behind = vec![false; batch.len()];
             if ctx.store.replication().is_some() {
-                for m in batch.iter().flatten() {
-                    ctx.store.wait_for_stamp(m.headers.as_ref(), STAMP_WAIT).await;
+                for (i, m) in batch.iter().enumerate() {
+                    if let Ok(m) = m {
+                        behind[i] = !ctx.store.wait_for_stamp(m.headers.as_ref(), STAMP_WAIT).await;
+                    }
                 }
             }
             let mut to_ack = Vec::with_capacity(batch.len());
             let mut created = Vec::new();
-            for item in batch {
+            for (item, behind) in batch.into_iter().zip(behind) {
                 let msg = match item {
                     Ok(m) => m,
                     Err(e) => {
@@ -465,6 +473,14 @@ async fn consume(
                         continue;
                     }
                 };
+                // a few times only: state that never comes (a replaced stream) must not stall it
+                let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+                if behind && delivered < BEHIND_DELIVERIES {
+                    if let Err(e) = msg.ack_with(jetstream::AckKind::Nak(Some(REDELIVER_BEHIND))).await {
+                        tracing::warn!(shard, error = %e, "nak failed; JetStream redelivers after ack_wait");
+                    }
+                    continue;
+                }
                 match handle(&ctx, shard, &msg.payload, msg.headers.as_ref()) {
                     Handled::Done(run) => created.extend(run),
                     // not acked: JetStream redelivers it after ack_wait

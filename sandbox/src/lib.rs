@@ -665,3 +665,52 @@ fn record<T>(kind: &str, started: Instant, result: &Result<T, SandboxError>) {
     EXECUTIONS.with_label_values(&[kind, outcome]).inc();
     EXECUTION_DURATION.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmer::wasmparser::{Parser, Payload};
+
+    /// A reused instance gets its memory, fuel and host state back, but not its globals: that is
+    /// sound only while the guest's one mutable global is the stack pointer, which every normal
+    /// return restores (an instance whose call trapped is never reused).
+    #[test]
+    fn the_js_engine_has_no_mutable_global_but_its_stack_pointer() {
+        let mut mutable = 0;
+        for payload in Parser::new(0).parse_all(super::JS_ENGINE_WASM) {
+            if let Payload::GlobalSection(globals) = payload.unwrap() {
+                for g in globals {
+                    mutable += usize::from(g.unwrap().ty.mutable);
+                }
+            }
+        }
+        assert_eq!(mutable, 1, "the guest has mutable globals a reused instance would carry over");
+    }
+
+    /// Nor can it change other instance state that outlives a call: tables and dropped segments.
+    #[test]
+    fn the_js_engine_never_changes_its_tables_or_segments() {
+        use wasmer::wasmparser::Operator as O;
+        let mut found = Vec::new();
+        for payload in Parser::new(0).parse_all(super::JS_ENGINE_WASM) {
+            if let Payload::CodeSectionEntry(body) = payload.unwrap() {
+                let mut ops = body.get_operators_reader().unwrap();
+                while !ops.eof() {
+                    let op = ops.read().unwrap();
+                    if matches!(
+                        op,
+                        O::TableSet { .. }
+                            | O::TableGrow { .. }
+                            | O::TableFill { .. }
+                            | O::TableCopy { .. }
+                            | O::TableInit { .. }
+                            | O::ElemDrop { .. }
+                            | O::DataDrop { .. }
+                    ) {
+                        found.push(format!("{op:?}"));
+                    }
+                }
+            }
+        }
+        assert!(found.is_empty(), "instance state a reset would not restore: {found:?}");
+    }
+}

@@ -360,14 +360,23 @@ impl Store {
     }
 
     /// Waits (up to `within`) until the state a message was stamped with is applied here.
-    pub async fn wait_for_stamp(&self, headers: Option<&async_nats::HeaderMap>, within: std::time::Duration) {
-        let (Some(r), Some(h)) = (self.replication.get(), headers) else { return };
+    ///
+    /// Returns whether the state is here (or the message carries no stamp); `false` when it
+    /// was still behind after `within`.
+    pub async fn wait_for_stamp(&self, headers: Option<&async_nats::HeaderMap>, within: std::time::Duration) -> bool {
+        let (Some(r), Some(h)) = (self.replication.get(), headers) else { return true };
         let Some(seq) = h.get(crate::names::subjects::STATE_REV_HEADER).and_then(|v| v.as_str().parse().ok()) else {
-            return;
+            return true;
         };
-        if !r.wait_applied(seq, within).await {
-            tracing::warn!(seq, applied = r.applied(), "replicated state is behind the message; going on");
+        let here = r.wait_applied(seq, within).await;
+        if !here {
+            tracing::warn!(
+                seq,
+                applied = r.applied(),
+                "replicated state is behind the message; it is redelivered later"
+            );
         }
+        here
     }
 
     /// This process's stable id (chosen at first start, kept in `meta`).
