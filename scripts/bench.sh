@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 export AP_API_KEY=bench-key
 # compiled sandbox modules survive between bench runs, as they do across restarts in production
 # (the first run ever compiles QuickJS, ≈ 2.3 s of CPU, before the scenarios start)
@@ -24,6 +25,34 @@ lt --scenario ingress --connections 64 --rate 2000
 lt --scenario sync3 --connections 32
 lt --scenario sync3 --connections 32 --rate 1000
 lt --scenario store --connections 32
+
+# Ingress alone: an APP process (the gateway, no engine) and its own nats-server, as gateways
+# are deployed apart from workers; two WORKERs start when the load ends, drain the stream, and
+# the check waits for every run. What the gateway accepts while nothing competes for the cores
+# but nats-server and the load generator.
+ingress_alone() {
+  local adir="$dir/alone" nport aport
+  mkdir -p "$adir"
+  nport=$(free_port)
+  aport=$(free_port)
+  "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p "$nport" -sd "$adir/nats" > "$adir/nats.log" 2>&1 &
+  echo $! >> "$adir/pids"
+  for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.1; done
+  role() { # role name port
+    AP_NATS_URL="nats://127.0.0.1:$nport" AP_CONTAINER_TYPE=$1 AP_CONFIG_PATH="$adir/$2" AP_PORT=$3 \
+      AP_ENCRYPTION_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff \
+      ./target/release/troupe serve > "$adir/$2.log" 2>&1 &
+    echo $! >> "$adir/pids"
+  }
+  role APP app "$aport"
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/health" >/dev/null && break; sleep 0.1; done
+  ( sleep $((DURATION + 2)); role WORKER w1 "$(free_port)"; role WORKER w2 "$(free_port)" ) &
+  ./target/release/troupe-loadtest --base-url "http://127.0.0.1:$aport" --duration "$DURATION" --markdown "$rows" \
+    --label "ingress, APP alone" --scenario ingress --connections 64
+  while read -r p; do kill -TERM "$p" 2>/dev/null || true; done < "$adir/pids"
+  while read -r p; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done < "$adir/pids"
+}
+ingress_alone
 
 # 10,000 runs paused on a 20 s delay: they must all resume on time, and waiting must not cost
 # memory. RSS is sampled every second while they wait.

@@ -42,6 +42,36 @@ pub struct EngineCtx {
     pub version_meta: DashMap<String, Arc<crate::shard::VersionMeta>>,
     /// Code steps and template expressions.
     pub code: Arc<crate::code::CodeRunner>,
+    /// Trigger outputs of runs this process just created, until they start: a new run's
+    /// journal is its trigger record only, so it need not be read back from sled.
+    pub fresh: FreshRuns,
+}
+
+/// The trigger outputs of new runs, small ones only, a bounded number of them.
+#[derive(Default)]
+pub struct FreshRuns(DashMap<String, (std::time::Instant, serde_json::Value)>);
+
+impl FreshRuns {
+    /// Runs remembered at most (entries of runs that never start are purged when it is full).
+    const MAX: usize = 4096;
+    /// Largest webhook message whose trigger output is remembered.
+    pub const MAX_BYTES: usize = 16 * 1024;
+    const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn remember(&self, run_id: &str, trigger_output: &serde_json::Value) {
+        if self.0.len() >= Self::MAX {
+            self.0.retain(|_, (at, _)| at.elapsed() < Self::STALE);
+            if self.0.len() >= Self::MAX {
+                return;
+            }
+        }
+        self.0.insert(run_id.to_string(), (std::time::Instant::now(), trigger_output.clone()));
+    }
+
+    /// The trigger output of a run created here and not started before.
+    pub fn take(&self, run_id: &str) -> Option<serde_json::Value> {
+        self.0.remove(run_id).map(|(_, (_, v))| v)
+    }
 }
 
 /// How long a graceful stop waits for runs in flight before it leaves them to recovery.
@@ -158,6 +188,7 @@ impl Engine {
             owned: (0..config_shards).map(|_| std::sync::atomic::AtomicBool::new(false)).collect(),
             paused_per_shard: DashMap::new(),
             version_meta: DashMap::new(),
+            fresh: FreshRuns::default(),
             code,
         });
         let stream = ctx

@@ -235,8 +235,13 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
             return;
         }
     }
-    let journal = engine.store.run_steps(run.shard, &run.id).unwrap_or_default();
-    let next_seq = journal.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+    // a run this process just created has only its trigger record: no need to read it back
+    let fresh = engine.fresh.take(&run.id);
+    let journal = match fresh {
+        Some(_) => Vec::new(),
+        None => engine.store.run_steps(run.shard, &run.id).unwrap_or_default(),
+    };
+    let next_seq = journal.iter().map(|r| r.seq + 1).max().unwrap_or(1);
     let stretch_start = Instant::now();
     let active_left = engine.config.flow_timeout.saturating_sub(Duration::from_millis(run.active_ms));
     let mut exec = Exec {
@@ -254,7 +259,8 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         run,
     };
     // the trigger record (seq 0) holds the output the run started from
-    let trigger_output = exec.done.values().find(|r| r.seq == 0).map(|r| r.output.clone()).unwrap_or_default();
+    let trigger_output =
+        fresh.or_else(|| exec.done.values().find(|r| r.seq == 0).map(|r| r.output.clone())).unwrap_or_default();
     exec.outputs.insert(version.trigger.name.clone(), trigger_output);
     exec.done.retain(|_, r| r.seq != 0);
     let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;

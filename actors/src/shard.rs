@@ -360,6 +360,9 @@ fn handle(ctx: &EngineCtx, shard: u16, payload: &[u8], headers: Option<&async_na
         Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
             Ok(RunCreation::Created) => {
                 RUNS_CREATED.with_label_values(&["created"]).inc();
+                if payload.len() <= crate::engine::FreshRuns::MAX_BYTES {
+                    ctx.fresh.remember(&run.id, &trigger.output);
+                }
                 Handled::Done(Some((run.project_id, run.flow_id, run.id)))
             }
             Ok(RunCreation::Existing(id)) => {

@@ -56,6 +56,9 @@ struct Args {
     /// Append a markdown table row here.
     #[arg(long)]
     markdown: Option<std::path::PathBuf>,
+    /// The scenario's name in the markdown row (its own name by default).
+    #[arg(long)]
+    label: Option<String>,
     /// Skip the check that every accepted webhook made one run.
     #[arg(long)]
     no_verify: bool,
@@ -368,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
         writeln!(
             f,
             "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-            result["scenario"].as_str().unwrap(),
+            args.label.as_deref().unwrap_or(result["scenario"].as_str().unwrap()),
             args.connections,
             if args.rate > 0 { args.rate.to_string() } else { "max".into() },
             throughput,
