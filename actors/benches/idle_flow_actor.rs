@@ -55,6 +55,7 @@ fn main() {
             owned: Default::default(),
             paused_per_shard: Default::default(),
             version_meta: Default::default(),
+            fresh: Default::default(),
             code: Arc::new(troupe_actors::code::CodeRunner::start(&config)),
             config,
             store,
