@@ -62,6 +62,9 @@ struct Args {
     /// Skip the check that every accepted webhook made one run.
     #[arg(long)]
     no_verify: bool,
+    /// Seconds the check waits for the runs to finish.
+    #[arg(long, default_value_t = 120)]
+    verify_timeout: u64,
     /// For `pauses`: how long each run waits.
     #[arg(long, default_value_t = 20)]
     pause_seconds: u64,
@@ -331,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
     let throughput = ok as f64 / elapsed;
 
     let verification =
-        if args.no_verify { json!({"checked": false}) } else { verify(&mut api, &flow_id, &ids, sync).await? };
+        if args.no_verify { json!({"checked": false}) } else { verify(&mut api, &flow_id, &ids, sync, Duration::from_secs(args.verify_timeout)).await? };
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let result = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
@@ -408,9 +411,9 @@ async fn fire_lag_ms(api: &mut Api) -> anyhow::Result<Value> {
 }
 
 /// Every accepted request made exactly one finished run: waits (bounded) for the runs to end.
-async fn verify(api: &mut Api, flow_id: &str, ids: &[String], sync: bool) -> anyhow::Result<Value> {
+async fn verify(api: &mut Api, flow_id: &str, ids: &[String], sync: bool, wait: Duration) -> anyhow::Result<Value> {
     let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + wait;
     loop {
         let mut runs = Vec::new();
         let mut cursor: Option<String> = None;
