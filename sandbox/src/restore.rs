@@ -15,7 +15,12 @@ use std::sync::LazyLock;
 
 const OS_PAGE: usize = 4096;
 
-static PAGEMAP: LazyLock<Option<File>> = LazyLock::new(|| File::open("/proc/self/pagemap").ok());
+/// The kernel's page table of this process, where pages are 4 KiB (elsewhere, whole copies).
+static PAGEMAP: LazyLock<Option<File>> = LazyLock::new(|| {
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    (page == OS_PAGE as libc::c_long).then(|| File::open("/proc/self/pagemap").ok()).flatten()
+});
 
 /// Where the image has data: byte ranges of non-zero OS pages, and which pages are all zero.
 pub struct Layout {
