@@ -333,8 +333,11 @@ async fn main() -> anyhow::Result<()> {
     let failed = tally.failed.load(Ordering::Relaxed);
     let throughput = ok as f64 / elapsed;
 
-    let verification =
-        if args.no_verify { json!({"checked": false}) } else { verify(&mut api, &flow_id, &ids, sync, Duration::from_secs(args.verify_timeout)).await? };
+    let verification = if args.no_verify {
+        json!({"checked": false})
+    } else {
+        verify(&mut api, &flow_id, &ids, sync, Duration::from_secs(args.verify_timeout)).await?
+    };
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let result = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
