@@ -360,9 +360,7 @@ fn handle(ctx: &EngineCtx, shard: u16, payload: &[u8], headers: Option<&async_na
         Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
             Ok(RunCreation::Created) => {
                 RUNS_CREATED.with_label_values(&["created"]).inc();
-                if payload.len() <= crate::engine::FreshRuns::MAX_BYTES {
-                    ctx.fresh.remember(&run.id, &trigger.output);
-                }
+                ctx.fresh.remember(&run.id, &trigger.output, payload.len());
                 Handled::Done(Some((run.project_id, run.flow_id, run.id)))
             }
             Ok(RunCreation::Existing(id)) => {
@@ -456,19 +454,19 @@ async fn consume(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            // in a cluster: what the publishers had written (the flow, a resume) must be here;
-            // a message whose state is still behind goes back, to be delivered again shortly
-            let mut behind = vec![false; batch.len()];
-            if ctx.store.replication().is_some() {
-                for (i, m) in batch.iter().enumerate() {
-                    if let Ok(m) = m {
-                        behind[i] = !ctx.store.wait_for_stamp(m.headers.as_ref(), STAMP_WAIT).await;
-                    }
-                }
-            }
+            // in a cluster: what the publishers had written (the flow, a resume) must be here; one
+            // wait for the batch's latest stamp, then a message whose state is still behind goes
+            // back, to be delivered again shortly
+            let stamps: Vec<Option<u64>> =
+                batch.iter().map(|m| m.as_ref().ok().and_then(|m| ctx.store.stamp_of(m.headers.as_ref()))).collect();
+            let applied = match stamps.iter().flatten().max() {
+                Some(&latest) => ctx.store.wait_for_state(latest, STAMP_WAIT).await,
+                None => u64::MAX,
+            };
             let mut to_ack = Vec::with_capacity(batch.len());
             let mut created = Vec::new();
-            for (item, behind) in batch.into_iter().zip(behind) {
+            for (item, stamp) in batch.into_iter().zip(stamps) {
+                let behind = stamp.is_some_and(|s| s > applied);
                 let msg = match item {
                     Ok(m) => m,
                     Err(e) => {

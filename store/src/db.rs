@@ -359,24 +359,21 @@ impl Store {
         }
     }
 
-    /// Waits (up to `within`) until the state a message was stamped with is applied here.
-    ///
-    /// Returns whether the state is here (or the message carries no stamp); `false` when it
-    /// was still behind after `within`.
-    pub async fn wait_for_stamp(&self, headers: Option<&async_nats::HeaderMap>, within: std::time::Duration) -> bool {
-        let (Some(r), Some(h)) = (self.replication.get(), headers) else { return true };
-        let Some(seq) = h.get(crate::names::subjects::STATE_REV_HEADER).and_then(|v| v.as_str().parse().ok()) else {
-            return true;
-        };
-        let here = r.wait_applied(seq, within).await;
-        if !here {
-            tracing::warn!(
-                seq,
-                applied = r.applied(),
-                "replicated state is behind the message; it is redelivered later"
-            );
+    /// The replicated-state position a message was stamped with (in a cluster; `None` outside
+    /// one or without a stamp).
+    pub fn stamp_of(&self, headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
+        self.replication.get()?;
+        headers?.get(crate::names::subjects::STATE_REV_HEADER).and_then(|v| v.as_str().parse().ok())
+    }
+
+    /// Waits (up to `within`) until the replicated state through `seq` is applied here, and
+    /// returns the position applied then.
+    pub async fn wait_for_state(&self, seq: u64, within: std::time::Duration) -> u64 {
+        let Some(r) = self.replication.get() else { return u64::MAX };
+        if !r.wait_applied(seq, within).await {
+            tracing::warn!(seq, applied = r.applied(), "replicated state is behind a message; it is redelivered later");
         }
-        here
+        r.applied()
     }
 
     /// This process's stable id (chosen at first start, kept in `meta`).
