@@ -55,10 +55,14 @@ impl FreshRuns {
     /// Runs remembered at most (entries of runs that never start are purged when it is full).
     const MAX: usize = 4096;
     /// Largest webhook message whose trigger output is remembered.
-    pub const MAX_BYTES: usize = 16 * 1024;
+    const MAX_BYTES: usize = 16 * 1024;
     const STALE: std::time::Duration = std::time::Duration::from_secs(60);
 
-    pub fn remember(&self, run_id: &str, trigger_output: &serde_json::Value) {
+    /// Keeps a new run's trigger output, if its message (`message_bytes`) was small.
+    pub fn remember(&self, run_id: &str, trigger_output: &serde_json::Value, message_bytes: usize) {
+        if message_bytes > Self::MAX_BYTES {
+            return;
+        }
         if self.0.len() >= Self::MAX {
             self.0.retain(|_, (at, _)| at.elapsed() < Self::STALE);
             if self.0.len() >= Self::MAX {

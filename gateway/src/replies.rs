@@ -52,7 +52,8 @@ impl Replies {
     }
 
     /// Callers waiting now.
-    pub fn waiting(&self) -> usize {
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.waiting.len()
     }
 }

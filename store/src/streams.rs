@@ -67,10 +67,11 @@ pub async fn ensure_streams(
     for mut cfg in configs {
         cfg.num_replicas = replicas.max(1);
         let asked = cfg.max_bytes;
+        let exists = js.get_stream(&cfg.name).await.is_ok();
         loop {
-            let result = match js.get_stream(&cfg.name).await {
-                Ok(_) => js.update_stream(cfg.clone()).await.map(drop),
-                Err(_) => js.create_stream(cfg.clone()).await.map(drop),
+            let result = match exists {
+                true => js.update_stream(cfg.clone()).await.map(drop),
+                false => js.create_stream(cfg.clone()).await.map(drop),
             };
             match result {
                 Ok(()) => break,
