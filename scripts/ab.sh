@@ -7,17 +7,17 @@
 # /tmp/troupe-A) before rebuilding the next variant.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 export PATH="$PWD/.venv/bin:$PATH" AP_API_KEY=bench-key AP_SANDBOX_CACHE_DIR="$PWD/target/sandbox-cache-bench"
 scenario=$1 rounds=$2
 shift 2
 for r in $(seq 1 "$rounds"); do
     for bin in "$@"; do
         dir=$(mktemp -d)
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(free_port)
         AP_CONFIG_PATH="$dir" AP_PORT="$port" RUST_LOG=info "$bin" serve > "$dir/troupe.log" 2>&1 &
         pid=$!
-        for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-        for _ in $(seq 1 600); do grep -q "code sandbox ready" "$dir/troupe.log" && break; sleep 0.1; done
+        wait_troupe "$port" "$dir/troupe.log"
         # shellcheck disable=SC2086
         ./target/release/troupe-loadtest --base-url "http://127.0.0.1:$port" --duration 10 --scenario "$scenario" \
             --markdown "$dir/rows.md" ${AB_FLAGS:-} > /dev/null 2>&1

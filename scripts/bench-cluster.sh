@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 dir=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. scripts/common.sh
 nats_port=$(free_port)
 "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p "$nats_port" -sd "$dir/nats" > "$dir/nats.log" 2>&1 &
 pids=($!)
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$nats_port) 2>/dev/null && break; sleep 0.1; done
+wait_port "$nats_port"
 
 export AP_API_KEY=bench-key AP_NATS_URL="nats://127.0.0.1:$nats_port"
 export AP_ENCRYPTION_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
@@ -26,7 +26,7 @@ app_port=$(free_port)
 start WORKER w1 "$(free_port)"
 start WORKER w2 "$(free_port)"
 start APP app "$app_port"
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$app_port/health" >/dev/null && break; sleep 0.1; done
+wait_port "$app_port"
 for w in w1 w2; do
   for _ in $(seq 1 600); do grep -q "code sandbox ready" "$dir/$w.log" && break; sleep 0.1; done
 done

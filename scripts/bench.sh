@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 dir=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. scripts/common.sh
 port=$(free_port)
 export AP_API_KEY=bench-key
 # compiled sandbox modules survive between bench runs, as they do across restarts in production
@@ -15,8 +15,7 @@ export AP_SANDBOX_CACHE_DIR="$PWD/target/sandbox-cache-bench"
 AP_CONFIG_PATH="$dir" AP_PORT="$port" RUST_LOG=info ./target/release/troupe serve > "$dir/troupe.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-for _ in $(seq 1 600); do grep -q "code sandbox ready" "$dir/troupe.log" && break; sleep 0.1; done
+wait_troupe "$port" "$dir/troupe.log"
 
 rows="$dir/rows.md"
 lt() { ./target/release/troupe-loadtest --base-url "http://127.0.0.1:$port" --duration "$DURATION" --markdown "$rows" "$@"; }
@@ -37,7 +36,7 @@ ingress_alone() {
   aport=$(free_port)
   "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p "$nport" -sd "$adir/nats" > "$adir/nats.log" 2>&1 &
   echo $! >> "$adir/pids"
-  for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$nport"
   role() { # role name port
     AP_NATS_URL="nats://127.0.0.1:$nport" AP_CONTAINER_TYPE=$1 AP_CONFIG_PATH="$adir/$2" AP_PORT=$3 \
       AP_ENCRYPTION_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff \
@@ -45,7 +44,7 @@ ingress_alone() {
     echo $! >> "$adir/pids"
   }
   role APP app "$aport"
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/health" >/dev/null && break; sleep 0.1; done
+  wait_port "$aport"
   ( sleep 7; role WORKER w1 "$(free_port)"; role WORKER w2 "$(free_port)" ) &
   # 5 s of load: two workers on these 2 cores drain ≈ 2,000 runs/s (each run's records also
   # travel to the APP through JetStream), so the check may wait minutes
