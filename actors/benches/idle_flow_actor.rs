@@ -8,8 +8,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
-use troupe_actors::engine::{EngineCtx, ProjectLimiter};
-use troupe_actors::flow_actor::FlowActor;
+use troupe_actors::context::EngineCtx;
+use troupe_actors::flow::FlowRegistry;
 
 struct Counting;
 
@@ -46,28 +46,14 @@ fn main() {
         let store = troupe_store::Store::open(&config.data_dir()).unwrap();
         let nats =
             async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
-        let ctx = Arc::new(EngineCtx {
-            limiter: ProjectLimiter::new(100),
-            js: async_nats::jetstream::new(nats.clone()),
-            http: reqwest::Client::new(),
-            flows: Default::default(),
-            executing: Default::default(),
-            owned: Default::default(),
-            paused_per_shard: Default::default(),
-            version_meta: Default::default(),
-            fresh: Default::default(),
-            code: Arc::new(troupe_actors::code::CodeRunner::start(&config)),
-            config,
-            store,
-            nats,
-        });
+        let code = Arc::new(troupe_actors::code::CodeRunner::start(&config));
+        let flows = FlowRegistry::new(Arc::new(EngineCtx::new(config, store, nats, code).unwrap()));
         // let the sandbox thread and the NATS client settle before counting
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let ids: Vec<String> = (0..ACTORS).map(|i| format!("flow-{i:08}")).collect();
         let before = HELD.load(Ordering::Relaxed);
         for id in &ids {
-            let addr = actix::Actor::start(FlowActor::new(ctx.clone(), id.clone()));
-            ctx.flows.insert(id.clone(), addr);
+            flows.actor(id);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let after = HELD.load(Ordering::Relaxed);

@@ -5,7 +5,8 @@
 //! replicated state through the stream's end, so the shard's journals, pauses and runs are
 //! there; then the ShardActor recovers the unfinished runs as after a restart.
 
-use crate::engine::{EngineCtx, EngineError, Shards};
+use crate::context::{EngineCtx, EngineError};
+use crate::shard::Shards;
 use async_nats::jetstream::kv;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,7 +52,9 @@ impl LeaseKeeper {
     /// Starts keeping leases for `node`. Must be called on the actix arbiter (shard actors are
     /// started from its loop).
     pub async fn start(ctx: Arc<EngineCtx>, shards: Arc<Shards>, node: String) -> Result<LeaseKeeper, EngineError> {
-        let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas).await.map_err(EngineError::new)?;
+        let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas)
+            .await
+            .map_err(|e| EngineError::Leases(e.to_string()))?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tracing::info!(node, "joining the cluster as a worker");
@@ -84,12 +87,11 @@ impl LeaseKeeper {
 /// the lease can expire on the server. The keeper stops the shard's actor at its next tick, or
 /// owns it again if the renewal went through after all.
 async fn fence(ctx: Arc<EngineCtx>, renewed: std::sync::Weak<std::sync::Mutex<BTreeMap<u16, Instant>>>) {
-    use std::sync::atomic::Ordering;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let Some(renewed) = renewed.upgrade() else { return };
         for (shard, at) in renewed.lock().expect("fence lock").iter() {
-            if at.elapsed() > FENCE_AFTER && ctx.owned[*shard as usize].swap(false, Ordering::SeqCst) {
+            if at.elapsed() > FENCE_AFTER && ctx.set_owned(*shard, false) {
                 tracing::warn!(shard, "shard lease not renewed in time; fenced");
             }
         }
@@ -105,7 +107,7 @@ impl Keeper {
         for (shard, held) in &self.held {
             renewed.insert(*shard, held.renewed);
             if held.renewed.elapsed() <= FENCE_AFTER {
-                self.ctx.owned[*shard as usize].store(true, std::sync::atomic::Ordering::SeqCst);
+                self.ctx.set_owned(*shard, true);
             }
         }
     }

@@ -15,7 +15,7 @@ mod store;
 mod text;
 mod webhook;
 
-use crate::engine::EngineCtx;
+use crate::context::EngineCtx;
 use serde_json::{Map, Value};
 use troupe_store::run::FlowRun;
 

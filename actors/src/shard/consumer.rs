@@ -1,11 +1,12 @@
-//! ShardActor: one per owned shard. Its consumer task pulls webhooks from
-//! `ap.webhook.<shard>`, records each as a run in sled, flushes, and only then acks; a
-//! redelivered message finds its run and makes no second one. At start it recovers the
-//! shard's unfinished runs from the journal.
+//! A shard's consumer task: pulls batches from `ap.webhook.<shard>`, records each message's
+//! run in sled (none twice for one webhook id), flushes once per batch (group commit), acks,
+//! and hands the new runs to the ShardActor ([`Dispatch`]). Also the orphan sweep, which takes
+//! over messages a broken consumer state would never deliver.
 
-use crate::engine::{start_run, EngineCtx};
+use super::{ShardActor, VersionCache};
+use crate::context::EngineCtx;
+use crate::messages::Dispatch;
 use crate::metric_definitions::RUNS_CREATED;
-use actix::{Actor, AsyncContext, Context, Handler, Message};
 use async_nats::jetstream::{self, consumer::pull, stream::Stream};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -27,13 +28,6 @@ const REDELIVER_BEHIND: Duration = Duration::from_secs(1);
 const BEHIND_DELIVERIES: i64 = 4;
 /// Longest wait for the replicated state a message was stamped with.
 const STAMP_WAIT: Duration = Duration::from_secs(5);
-/// How often each shard samples its consumer lag.
-pub const LAG_EVERY: Duration = Duration::from_secs(2);
-/// How often each shard sweeps its unfinished runs.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
-/// Slack past the flow timeout before the sweeper ends a run, and the age after which a
-/// queued run that is nowhere is handed out again.
-pub const SWEEP_MARGIN: Duration = Duration::from_secs(60);
 
 pub async fn shard_consumer(
     stream: &Stream,
@@ -51,212 +45,21 @@ pub async fn shard_consumer(
     Ok(stream.get_or_create_consumer(&name, config).await?)
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopShard;
-
-/// Runs the consumer task made durable; the actor decides when they start.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Dispatch {
-    runs: Vec<(String, String, String)>,
-}
-
-pub struct ShardActor {
-    shard: u16,
-    ctx: Arc<EngineCtx>,
-    consumer: jetstream::consumer::Consumer<pull::Config>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    /// The first stream sequence the last orphan sweep saw undelivered (0: none).
-    orphan_suspect: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl ShardActor {
-    pub fn new(shard: u16, ctx: Arc<EngineCtx>, consumer: jetstream::consumer::Consumer<pull::Config>) -> ShardActor {
-        ShardActor { shard, ctx, consumer, task: None, orphan_suspect: Default::default() }
-    }
-
-    fn dispatch(&self, project: &str, flow_id: &str, run_id: &str) {
-        if self.ctx.limiter.try_acquire(project, flow_id, run_id) {
-            start_run(&self.ctx, flow_id, run_id);
-        }
-    }
-}
-
-impl Actor for ShardActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        match self.ctx.store.active_runs(self.shard) {
-            Ok(runs) => {
-                for run in runs.iter().filter(|r| r.status != RunStatus::Paused) {
-                    tracing::info!(
-                        run_id = run.id,
-                        flow_id = run.flow_id,
-                        status = run.status.as_str(),
-                        "recovering run"
-                    );
-                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
-                }
-            }
-            Err(e) => {
-                tracing::error!(shard = self.shard, error = %e, "could not read unfinished runs")
-            }
-        }
-        let task = tokio::spawn(consume(self.shard, self.ctx.clone(), self.consumer.clone(), ctx.address()));
-        self.task = Some(task);
-        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
-            act.sweep();
-            let (c, shard, consumer) = (act.ctx.clone(), act.shard, act.consumer.clone());
-            actix::spawn(sweep_orphans(c, shard, consumer, act.orphan_suspect.clone(), ctx.address()));
-        });
-        // consumer lag, sampled
-        let (consumer, shard) = (self.consumer.clone(), self.shard);
-        ctx.run_interval(LAG_EVERY, move |_, _| {
-            let consumer = consumer.clone();
-            actix::spawn(async move {
-                if let Ok(info) = consumer.get_info().await {
-                    crate::metric_definitions::CONSUMER_LAG
-                        .with_label_values(&[&shard.to_string()])
-                        .set((info.num_pending + info.num_ack_pending as u64) as f64);
-                }
-            });
-        });
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
-impl ShardActor {
-    /// The shard's sweeper: nothing stays `RUNNING` longer than `AP_FLOW_TIMEOUT_SECONDS` +
-    /// 60 s, and a run that no actor executes is handed out again.
-    fn sweep(&self) {
-        let Ok(runs) = self.ctx.store.active_runs(self.shard) else { return };
-        let now = chrono::Utc::now();
-        let age = |t: Option<&str>| {
-            t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| (now - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
-                .unwrap_or_default()
-        };
-        let limit = self.ctx.config.flow_timeout + SWEEP_MARGIN;
-        let paused = runs.iter().filter(|r| r.status == RunStatus::Paused).count();
-        self.ctx.paused_per_shard.insert(self.shard, paused);
-        crate::metric_definitions::PAUSED_RUNS
-            .set(self.ctx.paused_per_shard.iter().map(|e| *e.value()).sum::<usize>() as i64);
-        for run in runs {
-            let executing = self.ctx.executing.contains_key(&run.id);
-            match run.status {
-                RunStatus::Running
-                    if Duration::from_millis(run.active_ms) + age(run.running_since.as_deref()) > limit =>
-                {
-                    self.time_out(&run)
-                }
-                RunStatus::Running if !executing => {
-                    tracing::warn!(run_id = run.id, "running run without an actor; handing it out again");
-                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
-                }
-                RunStatus::Queued
-                    if !executing && age(Some(&run.created)) > SWEEP_MARGIN && !self.ctx.limiter.is_queued(&run.id) =>
-                {
-                    tracing::warn!(run_id = run.id, "queued run lost its place; handing it out again");
-                    self.dispatch(&run.project_id, &run.flow_id, &run.id);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn time_out(&self, run: &FlowRun) {
-        let message = format!(
-            "the run was still RUNNING {} s after it started, past AP_FLOW_TIMEOUT_SECONDS + {} s; the sweeper ended it",
-            (self.ctx.config.flow_timeout + SWEEP_MARGIN).as_secs(),
-            SWEEP_MARGIN.as_secs()
-        );
-        let ended = self.ctx.store.update_run(&run.id, |stored| {
-            stored.status = stored.status.transition(RunStatus::Timeout).map_err(|e| e.to_string())?;
-            stored.finish_time = Some(now_iso());
-            stored.failed_step = Some(troupe_store::run::FailedStep {
-                name: "sweeper".into(),
-                display_name: "Sweeper".into(),
-                message: message.clone(),
-            });
-            Ok(())
-        });
-        if let Ok(run) = ended {
-            tracing::warn!(run_id = run.id, "sweeper ended a run that ran too long");
-            let ctx = self.ctx.clone();
-            actix::spawn(async move {
-                let _ = ctx.store.flush().await;
-                crate::run_actor::publish_event(&ctx, &run).await;
-            });
-        }
-    }
-}
-
-impl Handler<Dispatch> for ShardActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
-        for (project, flow, run) in msg.runs {
-            self.dispatch(&project, &flow, &run);
-        }
-    }
-}
-
-impl Handler<StopShard> for ShardActor {
-    type Result = ();
-
-    fn handle(&mut self, _: StopShard, ctx: &mut Context<Self>) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        use actix::ActorContext;
-        ctx.stop();
-    }
-}
-
-/// What a run needs to know of its version at creation.
-pub struct VersionMeta {
-    display_name: String,
-    trigger_name: String,
-    trigger_kind: &'static str,
-}
-
-fn version_meta(ctx: &EngineCtx, version_id: &str, cacheable: bool) -> Option<Arc<VersionMeta>> {
-    if let Some(m) = ctx.version_meta.get(version_id) {
-        return Some(m.clone());
-    }
-    let v = ctx.store.get_version(version_id).ok()??;
-    let meta = Arc::new(VersionMeta {
-        display_name: v.display_name,
-        trigger_name: v.trigger.name,
-        trigger_kind: match v.trigger.kind {
-            troupe_store::flow::TriggerType::Empty => "EMPTY",
-            troupe_store::flow::TriggerType::Piece => "PIECE_TRIGGER",
-        },
-    });
-    // published versions are immutable; drafts change under the same id
-    if cacheable {
-        ctx.version_meta.insert(version_id.to_string(), meta.clone());
-    }
-    Some(meta)
+/// The consumer side of one shard: what it needs to turn messages into runs.
+#[derive(Clone)]
+pub(super) struct Intake {
+    pub ctx: Arc<EngineCtx>,
+    pub versions: Arc<VersionCache>,
+    pub shard: u16,
 }
 
 /// Builds the run a webhook asks for and its trigger record, or `None` when its flow no
 /// longer exists.
-fn run_for(
-    ctx: &EngineCtx,
-    shard: u16,
-    msg: &WebhookMessage,
-    reply_to: Option<String>,
-) -> Option<(FlowRun, StepRecord)> {
+fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> Option<(FlowRun, StepRecord)> {
+    let (ctx, shard) = (&intake.ctx, intake.shard);
     let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
     let version_id = msg.version_id.clone().or(flow.published_version_id)?;
-    let meta = version_meta(ctx, &version_id, msg.version_id.is_none())?;
+    let meta = intake.versions.get(&ctx.store, &version_id, msg.version_id.is_none())?;
     let now = now_iso();
     let trigger = StepRecord {
         seq: 0,
@@ -326,7 +129,8 @@ enum Handled {
 
 /// Records what one shard message asks for: a run for a webhook (none twice for one webhook
 /// id), or the start of a queued run. Durable once the store is flushed.
-fn handle(ctx: &EngineCtx, shard: u16, payload: &[u8], headers: Option<&async_nats::HeaderMap>) -> Handled {
+fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMap>) -> Handled {
+    let (ctx, shard) = (&intake.ctx, intake.shard);
     let parsed: WebhookMessage = match serde_json::from_slice(payload) {
         Ok(ShardMessage::Webhook(p)) => p,
         Ok(ShardMessage::StartRun { run_id }) => {
@@ -351,7 +155,7 @@ fn handle(ctx: &EngineCtx, shard: u16, payload: &[u8], headers: Option<&async_na
         }
     };
     let reply_to = headers.and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
-    match run_for(ctx, shard, &parsed, reply_to) {
+    match run_for(intake, &parsed, reply_to) {
         None => {
             RUNS_CREATED.with_label_values(&["dropped"]).inc();
             tracing::warn!(shard, flow_id = parsed.flow_id, "webhook for a flow that no longer exists; dropped");
@@ -385,14 +189,14 @@ const ORPHANS_PER_SWEEP: usize = 1000;
 /// the stream still holds a message on the shard's subject, and the same message is still the
 /// first one at the next sweep, the shard takes the messages from the stream itself, records
 /// them like the consumer would (the webhook id keeps it to one run), and deletes them.
-async fn sweep_orphans(
-    ctx: Arc<EngineCtx>,
-    shard: u16,
+pub(super) async fn sweep_orphans(
+    intake: Intake,
     mut consumer: jetstream::consumer::Consumer<pull::Config>,
     suspect: Arc<std::sync::atomic::AtomicU64>,
     addr: actix::Addr<ShardActor>,
 ) {
     use std::sync::atomic::Ordering;
+    let (ctx, shard) = (&intake.ctx, intake.shard);
     let Ok(info) = consumer.info().await else { return };
     if info.num_pending > 0 || info.num_ack_pending > 0 || !ctx.owns(shard) {
         suspect.store(0, Ordering::SeqCst);
@@ -410,7 +214,7 @@ async fn sweep_orphans(
     tracing::warn!(shard, seq = first.sequence, "messages the consumer does not deliver; taking them from the stream");
     let (mut next, mut taken, mut runs) = (Some(first), Vec::new(), Vec::new());
     while let Some(m) = next.take() {
-        match handle(&ctx, shard, &m.payload, Some(&m.headers)) {
+        match handle(&intake, &m.payload, Some(&m.headers)) {
             Handled::Done(run) => runs.extend(run),
             Handled::Retry => break,
         }
@@ -432,12 +236,12 @@ async fn sweep_orphans(
     suspect.store(0, Ordering::SeqCst);
 }
 
-async fn consume(
-    shard: u16,
-    ctx: Arc<EngineCtx>,
+pub(super) async fn consume(
+    intake: Intake,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     addr: actix::Addr<ShardActor>,
 ) {
+    let (ctx, shard) = (&intake.ctx, intake.shard);
     loop {
         let messages = match consumer.messages().await {
             Ok(m) => m,
@@ -482,7 +286,7 @@ async fn consume(
                     }
                     continue;
                 }
-                match handle(&ctx, shard, &msg.payload, msg.headers.as_ref()) {
+                match handle(&intake, &msg.payload, msg.headers.as_ref()) {
                     Handled::Done(run) => created.extend(run),
                     // not acked: JetStream redelivers it after ack_wait
                     Handled::Retry => continue,
