@@ -6,6 +6,7 @@
 use super::page::{paginate, Page};
 use super::{from_json, order_key, to_json, Result, Store, StoreError};
 use crate::connection::Connection;
+use crate::names::meta;
 
 fn connection_name_key(project: &str, external_id: &str) -> Vec<u8> {
     let mut k = project.as_bytes().to_vec();
@@ -20,7 +21,7 @@ impl Store {
     pub fn unlock(&self, key: &str) -> Result<()> {
         const CHECK: &[u8] = b"troupe encryption key check";
         let cipher = crate::connection::Cipher::from_key(key)?;
-        match self.meta.get(b"encryption_check")? {
+        match self.meta.get(meta::ENCRYPTION_CHECK)? {
             Some(sealed) => {
                 let plain = cipher.open(&String::from_utf8_lossy(&sealed))?;
                 if plain != CHECK {
@@ -28,7 +29,7 @@ impl Store {
                 }
             }
             None => {
-                self.meta.insert(b"encryption_check", cipher.seal(CHECK).as_bytes())?;
+                self.meta.insert(meta::ENCRYPTION_CHECK, cipher.seal(CHECK).as_bytes())?;
             }
         }
         let _ = self.cipher.set(cipher);

@@ -3,7 +3,7 @@
 //! Kept apart from [`Store`](super::Store) because it owns a thread and its own locking, and
 //! because sled's own async flush must never be used (see [`GroupCommit`]).
 
-use super::{Result, StoreError};
+use super::{FlushError, Result, StoreError};
 
 /// Group commit: one thread runs sled's blocking `flush` for every waiter at once.
 ///
@@ -14,7 +14,8 @@ use super::{Result, StoreError};
 pub(super) struct GroupCommit {
     requested: std::sync::Mutex<u64>,
     wake: std::sync::Condvar,
-    done: tokio::sync::watch::Sender<std::result::Result<u64, String>>,
+    /// The newest ticket flushed, or the error of the last attempt (shared by its waiters).
+    done: tokio::sync::watch::Sender<std::result::Result<u64, std::sync::Arc<sled::Error>>>,
 }
 
 impl GroupCommit {
@@ -47,7 +48,7 @@ impl GroupCommit {
                     if target == flushed {
                         continue; // idle: loop to notice when the store is dropped
                     }
-                    let result = db.flush().map(|_| target).map_err(|e| e.to_string());
+                    let result = db.flush().map(|_| target).map_err(std::sync::Arc::new);
                     if result.is_ok() {
                         flushed = target;
                     }
@@ -69,11 +70,11 @@ impl GroupCommit {
         loop {
             match &*rx.borrow_and_update() {
                 Ok(done) if *done >= ticket => return Ok(()),
-                Err(e) => return Err(StoreError::Flush(e.clone())),
+                Err(e) => return Err(StoreError::Flush(FlushError::Disk(e.clone()))),
                 Ok(_) => {}
             }
             if rx.changed().await.is_err() {
-                return Err(StoreError::Flush("the flush thread stopped".into()));
+                return Err(StoreError::Flush(FlushError::FlusherStopped));
             }
         }
     }

@@ -47,13 +47,25 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     #[error("flushing the store to disk failed: {0}")]
-    Flush(String),
+    // not a #[source]: the message already ends with the cause
+    Flush(FlushError),
     #[error("{0} does not exist")]
     NotFound(String),
     #[error(transparent)]
     Key(#[from] crate::connection::KeyError),
     #[error("connections need an encryption key; the store was opened without one")]
     Locked,
+}
+
+/// Why [`Store::flush`] could not make the writes so far durable.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(transparent)]
+    Disk(Arc<sled::Error>),
+    #[error("the flush thread stopped")]
+    FlusherStopped,
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -151,7 +163,7 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.group_commit.flush().await?;
         if let Some(r) = self.replication.get() {
-            r.wait_acked(REPLICATION_WAIT).await.map_err(StoreError::Flush)?;
+            r.wait_acked(REPLICATION_WAIT).await.map_err(|e| StoreError::Flush(e.into()))?;
         }
         Ok(())
     }
