@@ -52,9 +52,7 @@ impl LeaseKeeper {
     /// Starts keeping leases for `node`. Must be called on the actix arbiter (shard actors are
     /// started from its loop).
     pub async fn start(ctx: Arc<EngineCtx>, shards: Arc<Shards>, node: String) -> Result<LeaseKeeper, EngineError> {
-        let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas)
-            .await
-            .map_err(|e| EngineError::Leases(e.to_string()))?;
+        let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas).await?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tracing::info!(node, "joining the cluster as a worker");
@@ -201,7 +199,7 @@ impl Keeper {
         if let Some(r) = self.ctx.store.replication() {
             if let Err(e) = r.catch_up(&self.ctx.js, CATCH_UP).await {
                 // starting now could miss runs the previous owner left: give the leases back
-                tracing::warn!(error = e, "the replicated state did not catch up; not taking shards now");
+                tracing::warn!(error = %e, "the replicated state did not catch up; not taking shards now");
                 for (shard, held) in taken {
                     lease::release(&self.kv, &cluster::shard_lease(shard), held.revision).await;
                 }

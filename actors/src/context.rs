@@ -22,8 +22,8 @@ pub enum EngineError {
     Stream { stream: &'static str, message: String },
     #[error("engine: creating the consumer of shard {shard}: {message}")]
     Consumer { shard: u16, message: String },
-    #[error("engine: opening the lease bucket: {0}")]
-    Leases(String),
+    #[error("engine: {0}")]
+    Leases(#[from] troupe_store::lease::LeaseError),
 }
 
 /// What every actor of the engine shares.

@@ -112,7 +112,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         received_at: now_iso(),
     };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", webhook_id.as_str());
+    headers.insert(subjects::MSG_ID_HEADER, webhook_id.as_str());
     state.store.stamp(&mut headers);
     let inbox = sync.then(|| state.replies.register());
     if let Some(waiter) = &inbox {

@@ -240,7 +240,7 @@ async fn fire_due(ctx: &Ctx) -> usize {
 
 async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, msg: &ShardMessage) -> Result<(), String> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", msg_id);
+    headers.insert(subjects::MSG_ID_HEADER, msg_id);
     ctx.store.stamp(&mut headers);
     let ack = ctx
         .js

@@ -24,19 +24,19 @@ pub enum ConnectionType {
 }
 
 impl ConnectionType {
-    /// Checks a connection value's shape; the message names the missing field.
-    pub fn check_value(self, value: &Value) -> Result<(), String> {
-        let obj = value.as_object().ok_or("value must be an object")?;
-        let need_str = |k: &str| match obj.get(k) {
+    /// Checks a connection value's shape; the error names the missing field.
+    pub fn check_value(self, value: &Value) -> Result<(), ConnectionValueError> {
+        let obj = value.as_object().ok_or(ConnectionValueError::NotAnObject)?;
+        let need_str = |field: &'static str| match obj.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(()),
-            _ => Err(format!("value.{k} is required for {} connections", self.as_str())),
+            _ => Err(ConnectionValueError::MissingField { field, kind: self }),
         };
         match self {
             ConnectionType::SecretText => need_str("secret_text"),
             ConnectionType::BasicAuth => need_str("username").and(need_str("password")),
             ConnectionType::CustomAuth => match obj.get("props") {
                 Some(Value::Object(_)) => Ok(()),
-                _ => Err("value.props (an object) is required for CUSTOM_AUTH connections".into()),
+                _ => Err(ConnectionValueError::MissingProps),
             },
             ConnectionType::OAuth2 => need_str("access_token"),
         }
@@ -66,6 +66,17 @@ impl ConnectionType {
             }
         }
     }
+}
+
+/// What a connection value lacks for its type.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionValueError {
+    #[error("value must be an object")]
+    NotAnObject,
+    #[error("value.{field} is required for {} connections", .kind.as_str())]
+    MissingField { field: &'static str, kind: ConnectionType },
+    #[error("value.props (an object) is required for CUSTOM_AUTH connections")]
+    MissingProps,
 }
 
 /// A connection as stored: metadata in clear, the value sealed.
@@ -178,7 +189,7 @@ mod tests {
         assert!(ConnectionType::SecretText.check_value(&v).is_ok());
         assert_eq!(ConnectionType::SecretText.resolved(&v), "s3");
         let basic = serde_json::json!({"type": "BASIC_AUTH", "username": "u"});
-        assert!(ConnectionType::BasicAuth.check_value(&basic).unwrap_err().contains("password"));
+        assert!(ConnectionType::BasicAuth.check_value(&basic).unwrap_err().to_string().contains("password"));
         let custom = serde_json::json!({"type": "CUSTOM_AUTH", "props": {"k": 1}});
         assert_eq!(ConnectionType::CustomAuth.resolved(&custom), serde_json::json!({"k": 1}));
     }

@@ -18,17 +18,32 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// A holder that could not renew for this long stops using its lease (well before the TTL).
 pub const FENCE_AFTER: Duration = Duration::from_secs(4);
 
+/// What went wrong with a bucket of leases or cluster-wide values.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("creating KV bucket {bucket}: {error}")]
+    CreateBucket { bucket: String, error: jetstream::context::CreateKeyValueError },
+    /// Neither the proposal could be stored nor an agreed value read, after a few attempts.
+    #[error("could not agree on {key} through KV bucket {bucket}")]
+    NoAgreement { key: String, bucket: &'static str },
+}
+
 /// Opens (or creates) the lease bucket.
-pub async fn lease_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, String> {
+pub async fn lease_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, LeaseError> {
     bucket(js, cluster::LEASE_BUCKET, LEASE_TTL, replicas).await
 }
 
 /// Opens (or creates) the bucket of values decided once per cluster (no expiry).
-pub async fn cluster_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, String> {
+pub async fn cluster_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, LeaseError> {
     bucket(js, cluster::CLUSTER_BUCKET, Duration::ZERO, replicas).await
 }
 
-async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, String> {
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, LeaseError> {
     if let Ok(kv) = js.get_key_value(name).await {
         return Ok(kv);
     }
@@ -40,12 +55,12 @@ async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas
         num_replicas: replicas.max(1),
         ..Default::default()
     };
-    js.create_key_value(config).await.map_err(|e| format!("creating KV bucket {name}: {e}"))
+    js.create_key_value(config).await.map_err(|error| LeaseError::CreateBucket { bucket: name.into(), error })
 }
 
 /// The value the cluster agreed on for `key`: this `proposal` if it is the first, else the
 /// one stored first.
-pub async fn agree(kv: &kv::Store, key: &str, proposal: &str) -> Result<String, String> {
+pub async fn agree(kv: &kv::Store, key: &str, proposal: &str) -> Result<String, LeaseError> {
     for _ in 0..5 {
         if kv.create(key, proposal.to_string().into()).await.is_ok() {
             return Ok(proposal.to_string());
@@ -55,7 +70,7 @@ pub async fn agree(kv: &kv::Store, key: &str, proposal: &str) -> Result<String, 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(format!("could not agree on {key} through KV bucket {}", cluster::CLUSTER_BUCKET))
+    Err(LeaseError::NoAgreement { key: key.into(), bucket: cluster::CLUSTER_BUCKET })
 }
 
 /// What an attempt to renew a lease found.

@@ -1,4 +1,5 @@
-//! Every name that crosses a process boundary: sled trees, NATS subjects, streams, consumers.
+//! Every name that crosses a process boundary: sled trees and `meta` keys, NATS subjects,
+//! streams, consumers and message headers.
 
 /// sled trees.
 pub mod trees {
@@ -56,6 +57,12 @@ pub mod subjects {
         format!("shard-{shard}")
     }
 
+    /// JetStream's de-duplication header: a message id seen within the stream's duplicate
+    /// window is stored once.
+    pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+    /// JetStream's per-message time to live (`<n>s`), on streams that allow it.
+    pub const TTL_HEADER: &str = "Nats-TTL";
+
     /// Header carrying the core-NATS subject a sync webhook waits on.
     pub const REPLY_HEADER: &str = "Troupe-Reply-To";
 
@@ -66,6 +73,11 @@ pub mod subjects {
     /// Header carrying the state position of the publisher of a shard message: its consumer
     /// applies the replicated state that far before it handles the message.
     pub const STATE_REV_HEADER: &str = "Troupe-State-Rev";
+    /// Header naming the process that wrote a state message.
+    pub const STATE_ORIGIN_HEADER: &str = "Troupe-Origin";
+    /// Header marking a state message as a removal (it has no value) with [`STATE_OP_REMOVE`].
+    pub const STATE_OP_HEADER: &str = "Troupe-Op";
+    pub const STATE_OP_REMOVE: &str = "del";
 }
 
 /// JetStream KV buckets and keys of a cluster's coordination.
@@ -93,4 +105,8 @@ pub mod meta {
     pub const DEFAULT_PROJECT: &str = "default_project_id";
     /// This process's id in a cluster (its worker id), chosen at first start.
     pub const NODE_ID: &str = "node_id";
+    /// A constant sealed with the first encryption key ever used: a different key fails to open it.
+    pub const ENCRYPTION_CHECK: &str = "encryption_check";
+    /// The stream sequence of the replicated state applied so far (u64 be).
+    pub const STATE_APPLIED: &str = "state_applied_seq";
 }

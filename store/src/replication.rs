@@ -24,10 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Header naming the process that wrote a state message.
-pub const ORIGIN_HEADER: &str = "Troupe-Origin";
-/// Header marking a removal (the message has no value).
-pub const OP_HEADER: &str = "Troupe-Op";
 /// How long a removal marker stays in the stream; a process that was away longer than this
 /// rebuilds its copy from scratch.
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -39,8 +35,39 @@ const POSITION_EVERY: u64 = 256;
 const PENDING_WAIT: Duration = Duration::from_secs(2);
 /// A consumer silent this long while the stream has more is recreated.
 const STALL_AFTER: Duration = Duration::from_secs(3);
-/// sled `meta` key of the applied stream sequence.
-pub const APPLIED_KEY: &str = "state_applied_seq";
+
+/// What went wrong replicating the state.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("the state publisher stopped")]
+    PublisherStopped,
+    #[error("JetStream did not acknowledge the replicated state within {} s", .within.as_secs())]
+    NotAcknowledged { within: Duration },
+    /// The applier did not reach the stream's last sequence in time.
+    #[error("state not applied through {last} within {} s (at {applied})", .within.as_secs())]
+    Behind { last: u64, within: Duration, applied: u64 },
+    #[error(transparent)]
+    StreamUnavailable(#[from] jetstream::context::GetStreamError),
+    #[error(transparent)]
+    StreamInfo(#[from] jetstream::context::RequestError),
+    #[error(transparent)]
+    Consumer(#[from] jetstream::stream::ConsumerError),
+    #[error(transparent)]
+    Messages(#[from] jetstream::consumer::StreamError),
+    /// Clearing the local copy before rebuilding it failed.
+    #[error(transparent)]
+    LocalCopy(#[from] sled::Error),
+}
+
+/// Why one replicated write was not published.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    /// Larger than the server's `max_payload`: no retry can publish it.
+    #[error("too large for NATS max_payload: {0}")]
+    TooLarge(jetstream::context::PublishError),
+    #[error(transparent)]
+    Nats(jetstream::context::PublishError),
+}
 
 /// The stream: one subject per key of a replicated tree, the last message of each kept.
 pub fn state_stream(replicas: usize) -> stream::Config {
@@ -104,7 +131,7 @@ impl Replication {
     ) -> Arc<Replication> {
         let (tx, rx) = mpsc::unbounded_channel();
         let start: u64 = meta
-            .get(APPLIED_KEY)
+            .get(crate::names::meta::STATE_APPLIED)
             .ok()
             .flatten()
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -139,14 +166,14 @@ impl Replication {
     }
 
     /// Waits until every write queued so far is acknowledged by JetStream.
-    pub(crate) async fn wait_acked(&self, within: Duration) -> Result<(), String> {
+    pub(crate) async fn wait_acked(&self, within: Duration) -> Result<(), ReplicationError> {
         let ticket = self.enqueued.load(Ordering::SeqCst);
         let mut rx = self.acked.subscribe();
         let result = tokio::time::timeout(within, rx.wait_for(|a| *a >= ticket)).await.map(|r| r.is_ok());
         match result {
             Ok(true) => Ok(()),
-            Ok(false) => Err("the state publisher stopped".to_string()),
-            Err(_) => Err(format!("JetStream did not acknowledge the replicated state within {} s", within.as_secs())),
+            Ok(false) => Err(ReplicationError::PublisherStopped),
+            Err(_) => Err(ReplicationError::NotAcknowledged { within }),
         }
     }
 
@@ -172,13 +199,13 @@ impl Replication {
     }
 
     /// Waits until everything in the stream now is applied here (before taking a shard over).
-    pub async fn catch_up(&self, js: &jetstream::Context, within: Duration) -> Result<(), String> {
-        let mut stream = js.get_stream(subjects::STATE_STREAM).await.map_err(|e| e.to_string())?;
-        let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    pub async fn catch_up(&self, js: &jetstream::Context, within: Duration) -> Result<(), ReplicationError> {
+        let mut stream = js.get_stream(subjects::STATE_STREAM).await?;
+        let last = stream.info().await?.state.last_sequence;
         if self.wait_applied(last, within).await {
             Ok(())
         } else {
-            Err(format!("state not applied through {last} within {} s (at {})", within.as_secs(), self.applied()))
+            Err(ReplicationError::Behind { last, within, applied: self.applied() })
         }
     }
 
@@ -224,22 +251,22 @@ async fn publish_one(
     js: &jetstream::Context,
     origin: &str,
     op: &Op,
-) -> Result<jetstream::context::PublishAckFuture, String> {
+) -> Result<jetstream::context::PublishAckFuture, PublishError> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(ORIGIN_HEADER, origin);
+    headers.insert(subjects::STATE_ORIGIN_HEADER, origin);
     let payload = match &op.value {
         Some(v) => bytes::Bytes::copy_from_slice(v),
         None => {
-            headers.insert(OP_HEADER, "del");
-            headers.insert("Nats-TTL", format!("{}s", TOMBSTONE_TTL.as_secs()).as_str());
+            headers.insert(subjects::STATE_OP_HEADER, subjects::STATE_OP_REMOVE);
+            headers.insert(subjects::TTL_HEADER, format!("{}s", TOMBSTONE_TTL.as_secs()).as_str());
             bytes::Bytes::new()
         }
     };
     js.publish_with_headers(op.subject.clone(), headers, payload).await.map_err(|e| {
         if matches!(e.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) {
-            format!("too large for NATS max_payload: {e}")
+            PublishError::TooLarge(e)
         } else {
-            e.to_string()
+            PublishError::Nats(e)
         }
     })
 }
@@ -258,8 +285,8 @@ async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context
             for (i, op) in batch.iter().enumerate().skip(from) {
                 match publish_one(&js, &r.origin, op).await {
                     Ok(ack) => acks.push((i, Some(ack))),
-                    Err(e) if e.starts_with("too large") => {
-                        tracing::error!(subject = op.subject, error = e, "a replicated write was not published");
+                    Err(e @ PublishError::TooLarge(_)) => {
+                        tracing::error!(subject = op.subject, error = %e, "a replicated write was not published");
                         acks.push((i, None));
                     }
                     Err(e) => {
@@ -274,7 +301,7 @@ async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context
                     Some(ack) => match ack.await {
                         Ok(a) => a.sequence,
                         Err(e) => {
-                            error = Some(e.to_string());
+                            error = Some(PublishError::Nats(e));
                             break;
                         }
                     },
@@ -286,7 +313,7 @@ async fn publish_loop(repl: std::sync::Weak<Replication>, js: jetstream::Context
             }
             if let Some(e) = error {
                 STATE_WRITES.with_label_values(&["retried"]).inc();
-                tracing::warn!(error = e, "publishing replicated state failed; retrying in order");
+                tracing::warn!(error = %e, "publishing replicated state failed; retrying in order");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -301,13 +328,13 @@ async fn subscribe(
     js: &jetstream::Context,
     trees: &HashMap<&'static str, sled::Tree>,
     start: &mut u64,
-) -> Result<pull::Ordered, String> {
-    let mut stream = js.get_stream(subjects::STATE_STREAM).await.map_err(|e| e.to_string())?;
-    let first = stream.info().await.map_err(|e| e.to_string())?.state.first_sequence;
+) -> Result<pull::Ordered, ReplicationError> {
+    let mut stream = js.get_stream(subjects::STATE_STREAM).await?;
+    let first = stream.info().await?.state.first_sequence;
     if *start > 0 && first > *start + 1 {
         tracing::warn!(applied = *start, first, "state history moved on; rebuilding the local copy");
         for t in trees.values() {
-            t.clear().map_err(|e| e.to_string())?;
+            t.clear()?;
         }
         *start = 0;
     }
@@ -317,8 +344,8 @@ async fn subscribe(
     };
     let config =
         pull::OrderedConfig { filter_subject: subjects::STATE_WILDCARD.into(), deliver_policy, ..Default::default() };
-    let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
-    consumer.messages().await.map_err(|e| e.to_string())
+    let consumer = stream.create_consumer(config).await?;
+    Ok(consumer.messages().await?)
 }
 
 async fn apply_loop(
@@ -333,7 +360,7 @@ async fn apply_loop(
         let mut messages = match subscribe(&js, &trees, &mut start).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = e, "state stream unavailable; retrying");
+                tracing::warn!(error = %e, "state stream unavailable; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -373,7 +400,7 @@ async fn apply_loop(
                 Err(_) => continue,
             };
             let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
-            let mine = header(ORIGIN_HEADER).as_deref() == Some(r.origin.as_str());
+            let mine = header(subjects::STATE_ORIGIN_HEADER).as_deref() == Some(r.origin.as_str());
             let skipped = !mine && r.own_is_newer(&msg.subject, seq).await;
             if skipped {
                 STATE_WRITES.with_label_values(&["skipped"]).inc();
@@ -382,7 +409,8 @@ async fn apply_loop(
                 STATE_WRITES.with_label_values(&["applied"]).inc();
                 match parse_subject(&msg.subject).and_then(|(t, k)| Some((trees.get(t)?, k))) {
                     Some((tree, key)) => {
-                        let result = if header(OP_HEADER).as_deref() == Some("del") {
+                        let result = if header(subjects::STATE_OP_HEADER).as_deref() == Some(subjects::STATE_OP_REMOVE)
+                        {
                             tree.remove(key).map(|_| ())
                         } else {
                             tree.insert(key, msg.payload.as_ref()).map(|_| ())
@@ -397,7 +425,7 @@ async fn apply_loop(
             start = seq;
             since_saved += 1;
             if since_saved >= POSITION_EVERY || pending == 0 {
-                let _ = meta.insert(APPLIED_KEY, &seq.to_be_bytes());
+                let _ = meta.insert(crate::names::meta::STATE_APPLIED, &seq.to_be_bytes());
                 since_saved = 0;
             }
             let _ = r.applied.send_replace(seq);

@@ -53,7 +53,7 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
             )));
         }
     }
-    body.kind.check_value(&body.value).map_err(ApiError::bad_request)?;
+    body.kind.check_value(&body.value).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = now_iso();
     let conn = Connection {
         id: new_id(),

@@ -70,7 +70,7 @@ enum RetryStrategy {
 pub(crate) async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError> {
     let msg = ShardMessage::StartRun { run_id: run.id.clone() };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", format!("start-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
+    headers.insert(subjects::MSG_ID_HEADER, format!("start-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
     state.store.stamp(&mut headers);
     let ack = state
         .js

@@ -1,0 +1,60 @@
+//! Projects: the tenant every flow, run, connection and project key belongs to.
+
+use super::{from_json, to_json, Result, Store};
+use crate::names::meta;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    pub id: String,
+    pub created: String,
+    pub display_name: String,
+}
+
+impl Store {
+    /// The default project, created on first start.
+    pub fn ensure_default_project(&self) -> Result<String> {
+        if let Some(id) = self.meta.get(meta::DEFAULT_PROJECT)? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let project = Project {
+            id: crate::ids::new_id(),
+            created: crate::ids::now_iso(),
+            display_name: "Default Project".into(),
+        };
+        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        self.meta.insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
+        Ok(project.id)
+    }
+
+    pub fn create_project(&self, display_name: &str) -> Result<Project> {
+        let project =
+            Project { id: crate::ids::new_id(), created: crate::ids::now_iso(), display_name: display_name.into() };
+        self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        Ok(project)
+    }
+
+    pub fn get_project(&self, id: &str) -> Result<Option<Project>> {
+        self.projects.get(id.as_bytes())?.map(|v| from_json(&v)).transpose()
+    }
+
+    pub fn list_projects(&self) -> Result<Vec<Project>> {
+        self.projects.iter().values().map(|v| from_json(&v?)).collect()
+    }
+
+    pub fn project_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.projects.contains_key(id.as_bytes())?)
+    }
+
+    /// Sets the default project (in a cluster, the one the cluster agreed on).
+    pub fn set_default_project(&self, id: &str) -> Result<()> {
+        if !self.projects.contains_key(id.as_bytes())? {
+            let project =
+                Project { id: id.to_string(), created: crate::ids::now_iso(), display_name: "Default project".into() };
+            self.projects.insert(project.id.as_bytes(), to_json(&project))?;
+        }
+        self.meta.insert(meta::DEFAULT_PROJECT, id.as_bytes())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! Run headers, the webhook → run mapping that makes a redelivered webhook find its run, the
+//! set of active runs that recovery scans, and retention.
+//!
+//! [`Store::update_run`] is the compare-and-swap that changes a header without losing a racing
+//! write; in every write, membership of the active set follows the status.
+
+use super::page::{paginate, Page};
+use super::{from_json, order_key, shard_run_key, to_json, Result, Store, StoreError};
+use crate::run::{FlowRun, RunStatus, StepRecord};
+
+/// What happened when a webhook asked for a run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunCreation {
+    Created,
+    /// This webhook already made a run (a redelivery): its id.
+    Existing(String),
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct RunFilter {
+    pub project_id: Option<String>,
+    pub flow_ids: Vec<String>,
+    pub statuses: Vec<RunStatus>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+}
+
+impl Store {
+    /// Records a new run made by a webhook, unless that webhook already made one.
+    ///
+    /// The webhook → run mapping is written first. sled keeps a prefix of writes across a
+    /// crash, so a run record never exists without its mapping; a mapping whose run was lost
+    /// gets its run recreated under the same id (`run.id` is updated).
+    pub fn create_run(&self, run: &mut FlowRun, trigger: &StepRecord) -> Result<RunCreation> {
+        if let Some(webhook_id) = &run.webhook_id {
+            let prev = self.webhook_runs.compare_and_swap(
+                webhook_id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(run.id.as_bytes()),
+            )?;
+            if let Err(existing) = prev {
+                let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                if self.runs.contains_key(id.as_bytes())? {
+                    return Ok(RunCreation::Existing(id));
+                }
+                run.id = id;
+            }
+        }
+        // the trigger record before the header: a header never exists without its input
+        self.journal_step(run.shard, &run.id, trigger)?;
+        self.runs.insert(run.id.as_bytes(), to_json(run))?;
+        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
+        if !run.status.is_terminal() {
+            self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+        }
+        Ok(RunCreation::Created)
+    }
+
+    pub fn run_for_webhook(&self, webhook_id: &str) -> Result<Option<String>> {
+        Ok(self.webhook_runs.get(webhook_id.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Writes the run header; a terminal run leaves the set of active runs.
+    pub fn put_run(&self, run: &FlowRun) -> Result<()> {
+        self.runs.insert(run.id.as_bytes(), to_json(run))?;
+        if run.status.is_terminal() {
+            self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+        }
+        Ok(())
+    }
+
+    /// Changes a run header atomically: `f` edits the stored run, or refuses with a reason
+    /// (`StoreError::Conflict`). Membership of the active set follows the new status.
+    pub fn update_run(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut FlowRun) -> std::result::Result<(), String>,
+    ) -> Result<FlowRun> {
+        loop {
+            let old = self.runs.get(id.as_bytes())?.ok_or_else(|| StoreError::NotFound(format!("flow run {id:?}")))?;
+            let mut run: FlowRun = from_json(&old)?;
+            let was_terminal = run.status.is_terminal();
+            f(&mut run).map_err(StoreError::Conflict)?;
+            let swapped = self.runs.compare_and_swap(id.as_bytes(), Some(old), Some(to_json(&run)))?;
+            if swapped.is_ok() {
+                // the active set changes only when the run starts or stops being terminal
+                match (was_terminal, run.status.is_terminal()) {
+                    (false, true) => {
+                        self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+                    }
+                    (true, false) => {
+                        self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
+                    }
+                    _ => {}
+                }
+                return Ok(run);
+            }
+        }
+    }
+
+    pub fn get_run(&self, id: &str) -> Result<Option<FlowRun>> {
+        self.runs.get(id.as_bytes())?.map(|b| from_json(&b)).transpose()
+    }
+
+    /// Ids of the runs of `shard` that have not reached a terminal status, oldest first.
+    pub fn active_runs(&self, shard: u16) -> Result<Vec<FlowRun>> {
+        let mut out = Vec::new();
+        for item in self.active_runs.scan_prefix(shard.to_be_bytes()) {
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[2..]).into_owned();
+            if let Some(run) = self.get_run(&id)? {
+                out.push(run);
+            }
+        }
+        out.sort_by_key(|r| r.created_micros);
+        Ok(out)
+    }
+
+    pub fn list_runs(&self, filter: &RunFilter, limit: usize, cursor: Option<&str>) -> Result<Page<FlowRun>> {
+        paginate(&self.run_order, limit, cursor, |id| {
+            let Some(run) = self.get_run(id)? else {
+                return Ok(None);
+            };
+            let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
+                && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
+                && (filter.statuses.is_empty() || filter.statuses.contains(&run.status))
+                && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
+                && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
+            Ok(keep.then_some(run))
+        })
+    }
+
+    /// Deletes ended runs created before `before_micros`, with their journals; returns how many.
+    pub fn delete_runs_before(&self, before_micros: u64, limit: usize) -> Result<usize> {
+        let mut deleted = 0;
+        for item in self.run_order.range(..before_micros.to_be_bytes().to_vec()) {
+            if deleted >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[8..]).into_owned();
+            match self.get_run(&id)? {
+                Some(run) if !run.status.is_terminal() => continue,
+                Some(run) => {
+                    for item in self.journal.scan_prefix(shard_run_key(run.shard, &run.id)) {
+                        self.journal.remove(item?.0)?;
+                    }
+                    if let Some(w) = &run.webhook_id {
+                        self.webhook_runs.remove(w.as_bytes())?;
+                    }
+                    self.runs.remove(id.as_bytes())?;
+                }
+                None => {}
+            }
+            self.run_order.remove(k)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::temp_store;
+
+    fn trigger_record() -> StepRecord {
+        serde_json::from_value(serde_json::json!({
+            "seq": 0, "stepName": "trigger", "type": "PIECE_TRIGGER", "status": "SUCCEEDED",
+            "input": {}, "output": {"body": 1}, "duration": 0
+        }))
+        .unwrap()
+    }
+
+    fn queued_run(id: &str, shard: u16) -> FlowRun {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "created": "x", "updated": "x", "projectId": "p", "flowId": "f",
+            "flowVersionId": "v", "flowDisplayName": "F", "status": "QUEUED",
+            "environment": "PRODUCTION", "webhookId": "w1", "shard": shard, "createdMicros": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_webhook_makes_at_most_one_run() {
+        let (_d, store) = temp_store();
+        let mut run = queued_run("r1", 3);
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
+        run.id = "r2".into();
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.trigger_output(3, "r1").unwrap(), serde_json::json!({"body": 1}));
+        assert_eq!(store.active_runs(3).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_mapping_whose_run_was_lost_gets_its_run_back_under_the_same_id() {
+        let (_d, store) = temp_store();
+        store.webhook_runs.insert("w1", "r1").unwrap();
+        let mut run = queued_run("r9", 0);
+        assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
+        assert_eq!(run.id, "r1");
+        assert!(store.get_run("r1").unwrap().is_some());
+    }
+}
