@@ -35,7 +35,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, run_id: &str, by: 
         tracing::warn!(run_id, error = %e.message, "StartRun not acknowledged; the sweeper will start the run");
     }
     match inbox {
-        None => Ok(json_response(StatusCode::OK, &json!({"runId": run.id, "status": run.status.as_str()}))),
+        None => Ok(json_response(StatusCode::OK, &json!({"runId": run.id, "status": run.status().as_str()}))),
         Some(mut waiter) => wait_for_reply(state, &mut waiter, || Ok(state.store.get_run(run_id)?)).await,
     }
 }

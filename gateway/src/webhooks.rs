@@ -199,7 +199,7 @@ pub(crate) async fn wait_for_reply(
     }
     let run = run()?;
     let (run_id, status) = match &run {
-        Some(r) => (Value::String(r.id.clone()), Value::String(r.status.as_str().into())),
+        Some(r) => (Value::String(r.id.clone()), Value::String(r.status().as_str().into())),
         None => (Value::Null, Value::String("QUEUED".into())),
     };
     let mut resp = json_response(StatusCode::ACCEPTED, &json!({"runId": run_id, "status": status}));

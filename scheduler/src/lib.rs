@@ -19,7 +19,7 @@ use troupe_store::flow::{Flow, FlowStatus, TriggerType};
 use troupe_store::ids::{now_iso, shard_for_flow};
 use troupe_store::message::{ShardMessage, WebhookMessage};
 use troupe_store::names::subjects;
-use troupe_store::run::{FailedStep, ResumeBy, RunStatus};
+use troupe_store::run::{FailedStep, PseudoStep, ResumeBy, RunConflict, RunStatus};
 use troupe_store::timer::{flow_owner, Timer, TimerKind, SYSTEM_OWNER};
 use troupe_store::{Config, Store, StoreError};
 
@@ -255,18 +255,14 @@ async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
         TimerKind::ResumeRun { .. } => unreachable!("resumes are fired in batches by fire_due"),
         TimerKind::ExpirePause { run_id } => {
             let days = ctx.config.paused_flow_timeout_days;
-            let ended = ctx.store.update_run(run_id, |run| {
-                if run.status != RunStatus::Paused {
-                    return Err("not paused".into());
+            let ended = ctx.store.transition_run(run_id, RunStatus::Timeout, |run| {
+                if run.status() != RunStatus::Paused {
+                    return Err(RunConflict::refused("not paused"));
                 }
-                run.status = run.status.transition(RunStatus::Timeout).map_err(|e| e.to_string())?;
                 run.finish_time = Some(now_iso());
                 run.pause = None;
-                run.failed_step = Some(FailedStep {
-                    name: "pause".into(),
-                    display_name: "Pause".into(),
-                    message: format!("the run stayed paused longer than AP_PAUSED_FLOW_TIMEOUT_DAYS ({days} days)"),
-                });
+                let why = format!("the run stayed paused longer than AP_PAUSED_FLOW_TIMEOUT_DAYS ({days} days)");
+                run.failed_step = Some(FailedStep::pseudo(PseudoStep::Pause, why));
                 Ok(())
             });
             match ended {

@@ -54,9 +54,9 @@ impl RunStatus {
         serde_json::from_value(Value::String(s.to_string())).ok()
     }
 
-    /// The only way a run's status changes. A run starts queued or running, may pause and
-    /// resume, and may be canceled until it ends. Terminal statuses are final, except that a
-    /// failed run may be queued again by a retry.
+    /// The transition table. A run starts queued or running, may pause and resume, and may be
+    /// canceled until it ends. Terminal statuses are final, except that a failed run may be
+    /// queued again by a retry. [`FlowRun::transition`] is the only way a status changes.
     pub fn transition(self, to: RunStatus) -> Result<RunStatus, InvalidTransition> {
         use RunStatus::*;
         let ok = match (self, to) {
@@ -81,6 +81,22 @@ pub struct InvalidTransition {
     pub to: RunStatus,
 }
 
+/// Why a change of a stored run was refused (see `Store::update_run`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunConflict {
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    /// The run is not in a state the change applies to; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl RunConflict {
+    pub fn refused(why: impl Into<String>) -> RunConflict {
+        RunConflict::Refused(why.into())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunEnvironment {
@@ -96,6 +112,32 @@ pub struct FailedStep {
     pub message: String,
 }
 
+/// What ended a run when no step of the flow did: the run's failed step names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PseudoStep {
+    /// The run's trigger or version (the version no longer exists).
+    Trigger,
+    /// The engine itself (a panic).
+    Engine,
+    /// The shard's sweeper (a run past its time).
+    Sweeper,
+    /// A pause that lasted past `AP_PAUSED_FLOW_TIMEOUT_DAYS`.
+    Pause,
+}
+
+impl FailedStep {
+    /// The failed step of a run that `who` ended.
+    pub fn pseudo(who: PseudoStep, message: impl Into<String>) -> FailedStep {
+        let (name, display_name) = match who {
+            PseudoStep::Trigger => ("trigger", "Trigger"),
+            PseudoStep::Engine => ("engine", "Engine"),
+            PseudoStep::Sweeper => ("sweeper", "Sweeper"),
+            PseudoStep::Pause => ("pause", "Pause"),
+        };
+        FailedStep { name: name.into(), display_name: display_name.into(), message: message.into() }
+    }
+}
+
 /// The run header, in the shape of Activepieces' `FlowRun` (without `steps`, which come from
 /// the journal).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,7 +150,8 @@ pub struct FlowRun {
     pub flow_id: String,
     pub flow_version_id: String,
     pub flow_display_name: String,
-    pub status: RunStatus,
+    /// Changed only through [`FlowRun::transition`].
+    status: RunStatus,
     pub environment: RunEnvironment,
     #[serde(default)]
     pub start_time: Option<String>,
@@ -148,6 +191,55 @@ pub struct FlowRun {
     /// When the current running stretch began (set at every start, resume and recovery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<String>,
+}
+
+impl FlowRun {
+    /// A new `QUEUED` run of `flow_version_id`, created now; the other fields are empty.
+    pub fn queued(id: String, project_id: String, flow_id: String, flow_version_id: String, shard: u16) -> FlowRun {
+        let now = crate::ids::now_iso();
+        FlowRun {
+            id,
+            created: now.clone(),
+            updated: now,
+            project_id,
+            flow_id,
+            flow_version_id,
+            flow_display_name: String::new(),
+            status: RunStatus::Queued,
+            environment: RunEnvironment::Production,
+            start_time: None,
+            finish_time: None,
+            failed_step: None,
+            webhook_id: None,
+            trigger_output: Value::Null,
+            reply_to: None,
+            response: None,
+            shard,
+            created_micros: crate::ids::now_micros(),
+            steps_count: 0,
+            duration_ms: None,
+            pause: None,
+            resume: None,
+            active_ms: 0,
+            running_since: None,
+        }
+    }
+
+    pub fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    /// Moves the run to `to`, if the transition table allows it: the one way a status changes.
+    pub fn transition(&mut self, to: RunStatus) -> Result<(), InvalidTransition> {
+        self.status = self.status.transition(to)?;
+        Ok(())
+    }
+
+    /// Takes every field of `other` but keeps this run's status (a stored header brought up to
+    /// date with an actor's copy, before the status moves through [`FlowRun::transition`]).
+    pub fn update_from(&mut self, other: FlowRun) {
+        *self = FlowRun { status: self.status, ..other };
+    }
 }
 
 /// Activepieces' pause metadata, plus where in the flow the run paused.

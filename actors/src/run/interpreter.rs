@@ -398,7 +398,7 @@ impl<'a> Exec<'a> {
             return false;
         }
         self.last_cancel_check = Instant::now();
-        matches!(self.engine.store.get_run(&self.run.id), Ok(Some(r)) if r.status.is_terminal())
+        matches!(self.engine.store.get_run(&self.run.id), Ok(Some(r)) if r.status().is_terminal())
     }
 
     /// Resolves the templates of `value`, evaluating its expressions in the sandbox first.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use troupe_store::flow::FlowVersion;
 use troupe_store::ids::now_iso;
-use troupe_store::run::{FailedStep, FlowRun, RunStatus};
+use troupe_store::run::{FailedStep, FlowRun, PseudoStep, RunConflict, RunStatus};
 
 pub use interpreter::{CANCEL_CHECK_EVERY, RETRY_ATTEMPTS, RETRY_BASE_DELAY};
 
@@ -72,20 +72,21 @@ impl Actor for RunActor {
 /// Runs a run to its end (or its pause), whatever happens inside: never panics out.
 async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut run: FlowRun) {
     let run_id = run.id.clone();
-    if run.status.is_terminal() || !engine.owns(run.shard) {
+    if run.status().is_terminal() || !engine.owns(run.shard) {
         return;
     }
     let Some(version) = version else {
         let msg = format!("flow version {} no longer exists", run.flow_version_id);
-        let failed = FailedStep { name: "trigger".into(), display_name: "Trigger".into(), message: msg };
+        let failed = FailedStep::pseudo(PseudoStep::Trigger, msg);
         outcome::finalize(engine, run, RunStatus::InternalError, Some(failed), false).await;
         return;
     };
     let started = engine.store.update_run(&run_id, |stored| {
-        if stored.status == RunStatus::Queued {
-            stored.status = stored.status.transition(RunStatus::Running).map_err(|e| e.to_string())?;
-        } else if stored.status != RunStatus::Running {
-            return Err(format!("the run is {}", stored.status.as_str()));
+        match stored.status() {
+            RunStatus::Queued => stored.transition(RunStatus::Running)?,
+            // recovered after a crash or handed out again by the sweeper
+            RunStatus::Running => {}
+            other => return Err(RunConflict::refused(format!("the run is {}", other.as_str()))),
         }
         let now = now_iso();
         stored.start_time.get_or_insert_with(|| now.clone());
@@ -130,10 +131,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
         }
         Err(panic) => {
             let msg = outcome::panic_message(&panic);
-            (
-                RunStatus::InternalError,
-                Some(FailedStep { name: "engine".into(), display_name: "Engine".into(), message: msg }),
-            )
+            (RunStatus::InternalError, Some(FailedStep::pseudo(PseudoStep::Engine, msg)))
         }
     };
     let replied = exec.replied;

@@ -29,9 +29,11 @@ pub(super) async fn pause_run(
         PauseMetadata::Webhook { response: Some(r), .. } if !replied => run.reply_to.take().map(|to| (to, r.clone())),
         _ => None,
     };
-    let paused = engine.store.update_run(&run.id, |stored| {
-        let next = stored.status.transition(RunStatus::Paused).map_err(|e| e.to_string())?;
-        *stored = FlowRun { status: next, pause: Some(pause.clone()), updated: now_iso(), ..run.clone() };
+    let paused = engine.store.transition_run(&run.id, RunStatus::Paused, |stored| {
+        let mut paused = run.clone();
+        paused.pause = Some(pause.clone());
+        paused.updated = now_iso();
+        stored.update_from(paused);
         Ok(())
     });
     let run = match paused {
@@ -94,9 +96,8 @@ pub(super) async fn finalize(
             Some((chrono::Utc::now() - start.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as u64);
     }
     // Compare-and-swap on the stored header: a run canceled meanwhile stays canceled.
-    let stored = engine.store.update_run(&run.id, |stored| {
-        let next = stored.status.transition(status).map_err(|e| e.to_string())?;
-        *stored = FlowRun { status: next, ..run.clone() };
+    let stored = engine.store.transition_run(&run.id, status, |stored| {
+        stored.update_from(run.clone());
         Ok(())
     });
     let run = match stored {
@@ -126,7 +127,7 @@ pub async fn publish_event(engine: &EngineCtx, run: &FlowRun) {
         run_id: run.id.clone(),
         flow_id: run.flow_id.clone(),
         project_id: run.project_id.clone(),
-        status: run.status,
+        status: run.status(),
         finish_time: run.finish_time.clone(),
     };
     if let Err(e) =
@@ -147,12 +148,12 @@ pub(super) fn to_webhook_response(r: &Value, run_id: &str) -> WebhookResponse {
 
 /// A sync webhook whose flow gave no response answers with the run's outcome.
 fn outcome_response(run: &FlowRun) -> WebhookResponse {
-    let mut body = json!({"runId": run.id, "status": run.status.as_str()});
+    let mut body = json!({"runId": run.id, "status": run.status().as_str()});
     if let Some(f) = &run.failed_step {
         body["failedStep"] = json!({"name": f.name, "displayName": f.display_name, "message": f.message});
     }
     WebhookResponse {
-        status: if run.status == RunStatus::Succeeded { 200 } else { 500 },
+        status: if run.status() == RunStatus::Succeeded { 200 } else { 500 },
         headers: Map::new(),
         body,
         run_id: run.id.clone(),

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use troupe_store::db::RunCreation;
-use troupe_store::ids::{new_ordered_id, now_iso, now_micros};
+use troupe_store::ids::new_ordered_id;
 use troupe_store::message::{ShardMessage, WebhookMessage};
 use troupe_store::names::subjects;
 use troupe_store::run::{FlowRun, RunEnvironment, RunStatus, StepRecord, StepStatus};
@@ -60,7 +60,6 @@ fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> O
     let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
     let version_id = msg.version_id.clone().or(flow.published_version_id)?;
     let meta = intake.versions.get(&ctx.store, &version_id, msg.version_id.is_none())?;
-    let now = now_iso();
     let trigger = StepRecord {
         seq: 0,
         step_name: meta.trigger_name.clone(),
@@ -74,32 +73,14 @@ fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> O
         attempts: 1,
         logs: None,
     };
-    let run = FlowRun {
-        id: new_ordered_id(),
-        created: now.clone(),
-        updated: now,
-        project_id: flow.project_id,
-        flow_id: flow.id,
-        flow_version_id: version_id,
-        flow_display_name: meta.display_name.clone(),
-        status: RunStatus::Queued,
-        environment: if msg.version_id.is_some() { RunEnvironment::Testing } else { RunEnvironment::Production },
-        start_time: None,
-        finish_time: None,
-        failed_step: None,
-        webhook_id: Some(msg.webhook_id.clone()),
-        trigger_output: serde_json::Value::Null,
-        reply_to,
-        response: None,
-        shard,
-        created_micros: now_micros(),
-        steps_count: 1,
-        duration_ms: None,
-        pause: None,
-        resume: None,
-        active_ms: 0,
-        running_since: None,
-    };
+    let mut run = FlowRun::queued(new_ordered_id(), flow.project_id, flow.id, version_id, shard);
+    run.flow_display_name = meta.display_name.clone();
+    if msg.version_id.is_some() {
+        run.environment = RunEnvironment::Testing;
+    }
+    run.webhook_id = Some(msg.webhook_id.clone());
+    run.reply_to = reply_to;
+    run.steps_count = 1;
     Some((run, trigger))
 }
 
@@ -135,7 +116,7 @@ fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMa
         Ok(ShardMessage::Webhook(p)) => p,
         Ok(ShardMessage::StartRun { run_id }) => {
             return match ctx.store.get_run(&run_id) {
-                Ok(Some(run)) if run.status == RunStatus::Queued => {
+                Ok(Some(run)) if run.status() == RunStatus::Queued => {
                     RUNS_CREATED.with_label_values(&["start"]).inc();
                     Handled::Done(Some((run.project_id, run.flow_id, run.id)))
                 }

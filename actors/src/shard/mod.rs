@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use troupe_store::ids::now_iso;
 use troupe_store::names::subjects;
-use troupe_store::run::{FlowRun, RunStatus};
+use troupe_store::run::{FailedStep, FlowRun, PseudoStep, RunStatus};
 use troupe_store::Store;
 
 pub use consumer::{shard_consumer, ACK_WAIT};
@@ -96,12 +96,12 @@ impl ShardActor {
                 .unwrap_or_default()
         };
         let limit = self.ctx().config.flow_timeout + SWEEP_MARGIN;
-        let paused = runs.iter().filter(|r| r.status == RunStatus::Paused).count();
+        let paused = runs.iter().filter(|r| r.status() == RunStatus::Paused).count();
         self.ctx().paused_per_shard.insert(self.shard(), paused);
         PAUSED_RUNS.set(self.ctx().paused_per_shard.iter().map(|e| *e.value()).sum::<usize>() as i64);
         for run in runs {
             let executing = self.ctx().executing.contains_key(&run.id);
-            match run.status {
+            match run.status() {
                 RunStatus::Running
                     if Duration::from_millis(run.active_ms) + age(run.running_since.as_deref()) > limit =>
                 {
@@ -130,14 +130,9 @@ impl ShardActor {
             (self.ctx().config.flow_timeout + SWEEP_MARGIN).as_secs(),
             SWEEP_MARGIN.as_secs()
         );
-        let ended = self.ctx().store.update_run(&run.id, |stored| {
-            stored.status = stored.status.transition(RunStatus::Timeout).map_err(|e| e.to_string())?;
+        let ended = self.ctx().store.transition_run(&run.id, RunStatus::Timeout, |stored| {
             stored.finish_time = Some(now_iso());
-            stored.failed_step = Some(troupe_store::run::FailedStep {
-                name: "sweeper".into(),
-                display_name: "Sweeper".into(),
-                message: message.clone(),
-            });
+            stored.failed_step = Some(FailedStep::pseudo(PseudoStep::Sweeper, message.clone()));
             Ok(())
         });
         if let Ok(run) = ended {
@@ -157,11 +152,11 @@ impl Actor for ShardActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         match self.ctx().store.active_runs(self.shard()) {
             Ok(runs) => {
-                for run in runs.iter().filter(|r| r.status != RunStatus::Paused) {
+                for run in runs.iter().filter(|r| r.status() != RunStatus::Paused) {
                     tracing::info!(
                         run_id = run.id,
                         flow_id = run.flow_id,
-                        status = run.status.as_str(),
+                        status = run.status().as_str(),
                         "recovering run"
                     );
                     self.dispatch(ctx, &run.project_id, &run.flow_id, &run.id);

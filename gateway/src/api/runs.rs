@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use troupe_store::db::RunFilter;
 use troupe_store::message::ShardMessage;
 use troupe_store::names::subjects;
-use troupe_store::run::{steps_object, FlowRun, RunStatus};
+use troupe_store::run::{steps_object, FlowRun, RunConflict, RunStatus};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -98,11 +98,11 @@ pub async fn retry(state: &AppState, scope: &Scope, id: &str, req: Request<Incom
     } else {
         None
     };
-    let run = state.store.update_run(id, |stored| {
-        if !stored.status.is_failure() {
-            return Err(format!("only failed runs can be retried; this run is {}", stored.status.as_str()));
+    let run = state.store.transition_run(id, RunStatus::Queued, |stored| {
+        if !stored.status().is_failure() {
+            let why = format!("only failed runs can be retried; this run is {}", stored.status().as_str());
+            return Err(RunConflict::refused(why));
         }
-        stored.status = stored.status.transition(RunStatus::Queued).map_err(|e| e.to_string())?;
         stored.failed_step = None;
         stored.finish_time = None;
         stored.response = None;
@@ -127,11 +127,10 @@ pub async fn retry(state: &AppState, scope: &Scope, id: &str, req: Request<Incom
 /// resumes; a running run stops before its next step.
 pub async fn cancel(state: &AppState, scope: &Scope, id: &str) -> Resp {
     load_run(state, scope, id)?;
-    let run = state.store.update_run(id, |stored| {
-        if stored.status.is_terminal() {
-            return Err(format!("the run already ended as {}", stored.status.as_str()));
+    let run = state.store.transition_run(id, RunStatus::Canceled, |stored| {
+        if stored.status().is_terminal() {
+            return Err(RunConflict::refused(format!("the run already ended as {}", stored.status().as_str())));
         }
-        stored.status = stored.status.transition(RunStatus::Canceled).map_err(|e| e.to_string())?;
         let now = troupe_store::ids::now_iso();
         stored.finish_time = Some(now.clone());
         stored.updated = now;

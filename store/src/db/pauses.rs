@@ -2,7 +2,7 @@
 //! may wake a run, so that two racing resumes cannot both win.
 
 use super::{Result, Store};
-use crate::run::{FlowRun, PauseMetadata, Resume, ResumeBy, RunStatus};
+use crate::run::{FlowRun, PauseMetadata, Resume, ResumeBy, RunConflict, RunStatus};
 use serde_json::Value;
 
 impl Store {
@@ -15,14 +15,14 @@ impl Store {
         payload: Value,
         reply_to: Option<String>,
     ) -> Result<FlowRun> {
-        let run = self.update_run(run_id, |run| {
-            if run.status != RunStatus::Paused {
-                return Err(match run.status {
+        let run = self.transition_run(run_id, RunStatus::Queued, |run| {
+            if run.status() != RunStatus::Paused {
+                return Err(RunConflict::refused(match run.status() {
                     s if s.is_terminal() => format!("the run already ended as {}", s.as_str()),
                     s => format!("the run is {}, not waiting to be resumed", s.as_str()),
-                });
+                }));
             }
-            let pause = run.pause.clone().ok_or("the run has no pause to resume")?;
+            let pause = run.pause.clone().ok_or_else(|| RunConflict::refused("the run has no pause to resume"))?;
             let matches = match (&pause, by) {
                 (PauseMetadata::Delay { .. }, ResumeBy::Timer) => true,
                 (PauseMetadata::Webhook { request_id, .. }, ResumeBy::Request(asked)) => request_id == asked,
@@ -30,13 +30,14 @@ impl Store {
                 _ => false,
             };
             if !matches {
-                return Err("this request does not resume the run's current pause (already resumed?)".into());
+                return Err(RunConflict::refused(
+                    "this request does not resume the run's current pause (already resumed?)",
+                ));
             }
             let (step, path) = pause.step();
             run.resume =
                 Some(Resume { step_name: step.to_string(), loop_path: path.to_vec(), payload: payload.clone() });
             run.pause = None;
-            run.status = run.status.transition(RunStatus::Queued).map_err(|e| e.to_string())?;
             run.updated = crate::ids::now_iso();
             if reply_to.is_some() {
                 run.reply_to = reply_to.clone();

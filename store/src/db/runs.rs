@@ -6,7 +6,7 @@
 
 use super::page::{paginate, Page};
 use super::{from_json, order_key, shard_run_key, to_json, Result, Store, StoreError};
-use crate::run::{FlowRun, RunStatus, StepRecord};
+use crate::run::{FlowRun, RunConflict, RunStatus, StepRecord};
 
 /// What happened when a webhook asked for a run.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Store {
         self.journal_step(run.shard, &run.id, trigger)?;
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
         self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
-        if !run.status.is_terminal() {
+        if !run.status().is_terminal() {
             self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
         }
         Ok(RunCreation::Created)
@@ -63,10 +63,26 @@ impl Store {
     /// Writes the run header; a terminal run leaves the set of active runs.
     pub fn put_run(&self, run: &FlowRun) -> Result<()> {
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
-        if run.status.is_terminal() {
+        if run.status().is_terminal() {
             self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
         }
         Ok(())
+    }
+
+    /// Moves a stored run to `to` through the transition table, after `edit` has checked and
+    /// changed the other fields (it sees the status before the move). A refusal or a forbidden
+    /// transition is a `StoreError::Conflict` that says why.
+    pub fn transition_run(
+        &self,
+        id: &str,
+        to: RunStatus,
+        mut edit: impl FnMut(&mut FlowRun) -> std::result::Result<(), RunConflict>,
+    ) -> Result<FlowRun> {
+        self.update_run(id, |run| {
+            edit(run)?;
+            run.transition(to)?;
+            Ok(())
+        })
     }
 
     /// Changes a run header atomically: `f` edits the stored run, or refuses with a reason
@@ -74,17 +90,17 @@ impl Store {
     pub fn update_run(
         &self,
         id: &str,
-        mut f: impl FnMut(&mut FlowRun) -> std::result::Result<(), String>,
+        mut f: impl FnMut(&mut FlowRun) -> std::result::Result<(), RunConflict>,
     ) -> Result<FlowRun> {
         loop {
             let old = self.runs.get(id.as_bytes())?.ok_or_else(|| StoreError::NotFound(format!("flow run {id:?}")))?;
             let mut run: FlowRun = from_json(&old)?;
-            let was_terminal = run.status.is_terminal();
-            f(&mut run).map_err(StoreError::Conflict)?;
+            let was_terminal = run.status().is_terminal();
+            f(&mut run).map_err(|e| StoreError::Conflict(e.to_string()))?;
             let swapped = self.runs.compare_and_swap(id.as_bytes(), Some(old), Some(to_json(&run)))?;
             if swapped.is_ok() {
                 // the active set changes only when the run starts or stops being terminal
-                match (was_terminal, run.status.is_terminal()) {
+                match (was_terminal, run.status().is_terminal()) {
                     (false, true) => {
                         self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
                     }
@@ -123,7 +139,7 @@ impl Store {
             };
             let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
                 && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
-                && (filter.statuses.is_empty() || filter.statuses.contains(&run.status))
+                && (filter.statuses.is_empty() || filter.statuses.contains(&run.status()))
                 && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
                 && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
             Ok(keep.then_some(run))
@@ -140,7 +156,7 @@ impl Store {
             let (k, _) = item?;
             let id = String::from_utf8_lossy(&k[8..]).into_owned();
             match self.get_run(&id)? {
-                Some(run) if !run.status.is_terminal() => continue,
+                Some(run) if !run.status().is_terminal() => continue,
                 Some(run) => {
                     for item in self.journal.scan_prefix(shard_run_key(run.shard, &run.id)) {
                         self.journal.remove(item?.0)?;
@@ -200,5 +216,26 @@ mod tests {
         assert_eq!(store.create_run(&mut run, &trigger_record()).unwrap(), RunCreation::Created);
         assert_eq!(run.id, "r1");
         assert!(store.get_run("r1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_status_moves_only_through_the_transition_table() {
+        let (_d, store) = temp_store();
+        let mut run = queued_run("r1", 0);
+        store.create_run(&mut run, &trigger_record()).unwrap();
+        let done = store.transition_run("r1", RunStatus::Canceled, |_| Ok(())).unwrap();
+        assert_eq!(done.status(), RunStatus::Canceled);
+        assert!(store.active_runs(0).unwrap().is_empty(), "a terminal run leaves the active set");
+        // canceled is final: the refusal names both statuses, and the edit is not kept
+        let refused = store.transition_run("r1", RunStatus::Running, |r| {
+            r.flow_display_name = "changed".into();
+            Ok(())
+        });
+        let Err(StoreError::Conflict(why)) = refused else { panic!("expected a conflict, got {refused:?}") };
+        assert_eq!(why, "a run cannot go from CANCELED to RUNNING");
+        assert_eq!(store.get_run("r1").unwrap().unwrap().flow_display_name, "F");
+        // an edit's own refusal comes back as it was written
+        let refused = store.transition_run("r1", RunStatus::Queued, |_| Err(RunConflict::refused("not now")));
+        assert!(matches!(refused, Err(StoreError::Conflict(ref m)) if m == "not now"), "{refused:?}");
     }
 }
