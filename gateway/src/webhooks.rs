@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use troupe_store::flow::FlowStatus;
 use troupe_store::ids::{new_ordered_id, now_iso, shard_for_flow};
 use troupe_store::message::{ShardMessage, WebhookMessage, WebhookResponse};
-use troupe_store::names::subjects;
+use troupe_store::publish::{publish_to_shard, PublishError, ShardPost};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -111,26 +111,27 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         payload,
         received_at: now_iso(),
     };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(subjects::MSG_ID_HEADER, webhook_id.as_str());
-    state.store.stamp(&mut headers);
     let inbox = sync.then(|| state.replies.register());
-    if let Some(waiter) = &inbox {
-        headers.insert(subjects::REPLY_HEADER, waiter.subject.as_str());
-    }
-    let shard = shard_for_flow(flow_id, state.config.shards);
-    let bytes = Bytes::from(serde_json::to_vec(&ShardMessage::Webhook(msg)).expect("serializes"));
-    let max_payload = state.nats.server_info().max_payload;
-    if bytes.len() > max_payload {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("the webhook ({} bytes with its envelope) is larger than the NATS server's max_payload ({max_payload} bytes)", bytes.len()),
-        ));
-    }
+    let post = ShardPost {
+        shard: shard_for_flow(flow_id, state.config.shards),
+        msg_id: &webhook_id,
+        message: &ShardMessage::Webhook(msg),
+        reply_to: inbox.as_ref().map(|w| w.subject.as_str()),
+    };
     let publish_timer = crate::metric_definitions::PUBLISH_LATENCY.start_timer();
-    publish_durably(state, subjects::webhook(shard), headers, bytes).await?;
-    publish_timer.observe_duration();
+    match publish_to_shard(&state.js, &state.store, post).await {
+        Ok(()) => publish_timer.observe_duration(),
+        Err(PublishError::TooLarge { bytes, max }) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the webhook ({bytes} bytes with its envelope) is larger than the NATS server's max_payload ({max} bytes)"),
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::unavailable(format!("the webhook was not accepted by the queue, retry later: {e}")))
+        }
+    }
     crate::metric_definitions::WEBHOOKS_ACCEPTED.inc();
     let Some(mut waiter) = inbox else {
         let mut resp = json_response(StatusCode::OK, &json!({}));
@@ -146,44 +147,6 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     let mut resp = wait_for_reply(state, &mut waiter, webhook_run).await?;
     resp.headers_mut().insert("x-webhook-id", webhook_id.parse().expect("ascii id"));
     Ok(resp)
-}
-
-/// How long a webhook may wait for JetStream to come back (a stream leader being elected after a
-/// NATS node died) before the client hears 503.
-const PUBLISH_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Publishes a shard message and waits for JetStream's ack. Transient refusals (no stream
-/// leader for a moment, a connection being re-established) are retried within
-/// [`PUBLISH_RETRY_BUDGET`]; the message id makes a retry of a stored message harmless.
-pub(crate) async fn publish_durably(
-    state: &AppState,
-    subject: String,
-    headers: async_nats::HeaderMap,
-    bytes: Bytes,
-) -> Result<(), ApiError> {
-    use async_nats::jetstream::context::PublishErrorKind as K;
-    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_BUDGET;
-    loop {
-        let result = match state.js.publish_with_headers(subject.clone(), headers.clone(), bytes.clone()).await {
-            Ok(ack) => ack.await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if matches!(e.kind(), K::StreamNotFound | K::TimedOut | K::BrokenPipe)
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tracing::debug!(error = %e, "JetStream refused a publish for now; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => {
-                return Err(ApiError::unavailable(format!(
-                    "the webhook was not accepted by the queue, retry later: {e}"
-                )))
-            }
-        }
-    }
 }
 
 /// Waits on a sync caller's inbox for the run's response, up to `AP_WEBHOOK_TIMEOUT_SECONDS`;

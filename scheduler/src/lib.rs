@@ -18,7 +18,8 @@ use std::time::Duration;
 use troupe_store::flow::{Flow, FlowStatus, TriggerType};
 use troupe_store::ids::{now_iso, shard_for_flow};
 use troupe_store::message::{ShardMessage, WebhookMessage};
-use troupe_store::names::subjects;
+use troupe_store::names;
+use troupe_store::publish::{publish_to_shard, PublishError, ShardPost};
 use troupe_store::run::{FailedStep, PseudoStep, ResumeBy, RunConflict, RunStatus};
 use troupe_store::timer::{flow_owner, Timer, TimerKind, SYSTEM_OWNER};
 use troupe_store::{Config, Store, StoreError};
@@ -87,7 +88,7 @@ pub fn sync_flow_triggers(
         }
         (Some(rss::PIECE), Some(rss::TRIGGER)) => {
             // poll at once: the first poll primes the state (as Activepieces' onEnable)
-            store.entry_delete(&poll_state_key(flow_id))?;
+            store.entry_delete(&names::entries::poll_state(flow_id))?;
             let (flow_id, version_id) = kind_for(flow_id);
             store.add_timer(&Timer::new(owner, ms(clock.now()), TimerKind::Poll { flow_id, version_id }))?;
         }
@@ -103,10 +104,6 @@ pub fn check_trigger(piece: &str, trigger: &str, input: &serde_json::Map<String,
     } else {
         Ok(())
     }
-}
-
-fn poll_state_key(flow_id: &str) -> String {
-    format!("flow/{flow_id}/__trigger_poll_state")
 }
 
 pub struct Scheduler {
@@ -193,7 +190,7 @@ async fn fire_due(ctx: &Ctx) -> usize {
                 }
                 // canceled, already resumed, deleted: nothing to do
                 Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(FireError::Store(e)),
             },
             _ => fire(ctx, &timer).await,
         };
@@ -238,19 +235,22 @@ async fn fire_due(ctx: &Ctx) -> usize {
     n
 }
 
-async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, msg: &ShardMessage) -> Result<(), String> {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(subjects::MSG_ID_HEADER, msg_id);
-    ctx.store.stamp(&mut headers);
-    let ack = ctx
-        .js
-        .publish_with_headers(subjects::webhook(shard), headers, serde_json::to_vec(msg).expect("serializes").into())
-        .await
-        .map_err(|e| e.to_string())?;
-    ack.await.map(|_| ()).map_err(|e| e.to_string())
+/// Why a timer could not fire (it stays, and fires again on the next pass).
+#[derive(Debug, thiserror::Error)]
+enum FireError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("the flow's schedule: {0}")]
+    Schedule(String),
 }
 
-async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
+async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, message: &ShardMessage) -> Result<(), PublishError> {
+    publish_to_shard(&ctx.js, &ctx.store, ShardPost { shard, msg_id, message, reply_to: None }).await
+}
+
+async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), FireError> {
     match &timer.kind {
         TimerKind::ResumeRun { .. } => unreachable!("resumes are fired in batches by fire_due"),
         TimerKind::ExpirePause { run_id } => {
@@ -267,7 +267,7 @@ async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
             });
             match ended {
                 Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             }
         }
         TimerKind::ScheduleTick { flow_id, version_id } => schedule_tick(ctx, timer, flow_id, version_id).await,
@@ -276,10 +276,7 @@ async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
             let cutoff = ctx.clock.now() - chrono::Duration::days(ctx.config.execution_data_retention_days as i64);
             let mut total = 0;
             loop {
-                let n = ctx
-                    .store
-                    .delete_runs_before(cutoff.timestamp_micros().max(0) as u64, 1000)
-                    .map_err(|e| e.to_string())?;
+                let n = ctx.store.delete_runs_before(cutoff.timestamp_micros().max(0) as u64, 1000)?;
                 total += n;
                 if n < 1000 {
                     break;
@@ -289,7 +286,7 @@ async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), String> {
                 tracing::info!(deleted = total, "retention removed old runs");
             }
             let next = ctx.clock.now() + chrono::Duration::from_std(RETENTION_EVERY).expect("fits");
-            ctx.store.add_timer(&Timer::new(SYSTEM_OWNER, ms(next), TimerKind::Retention)).map_err(|e| e.to_string())
+            Ok(ctx.store.add_timer(&Timer::new(SYSTEM_OWNER, ms(next), TimerKind::Retention))?)
         }
     }
 }
@@ -314,32 +311,34 @@ fn trigger_message(flow_id: &str, webhook_id: String, payload: Value) -> ShardMe
     })
 }
 
-async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str) -> Result<(), String> {
+async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str) -> Result<(), FireError> {
     let Some((_, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
     let t = &version.trigger;
     let s = schedule::schedule_for(
         t.settings.trigger_name.as_deref().unwrap_or_default(),
         &t.settings.input.clone().unwrap_or_default(),
-    )?;
+    )
+    .map_err(|e| FireError::Schedule(e.to_string()))?;
     // next tick from now: a process that was down for several ticks fires once, not a burst
     let now = ctx.clock.now();
-    let next = s.next_after(now.max(chrono::DateTime::from_timestamp_millis(timer.due_ms as i64).unwrap_or(now)))?;
+    let after = now.max(chrono::DateTime::from_timestamp_millis(timer.due_ms as i64).unwrap_or(now));
+    let next = s.next_after(after).map_err(|e| FireError::Schedule(e.to_string()))?;
     let next_timer = Timer::new(
         flow_owner(flow_id),
         ms(next),
         TimerKind::ScheduleTick { flow_id: flow_id.into(), version_id: version_id.into() },
     );
-    ctx.store.add_timer(&next_timer).map_err(|e| e.to_string())?;
+    ctx.store.add_timer(&next_timer)?;
     // the tick's id is its due time: firing it twice makes one run
     let webhook_id = format!("tick-{flow_id}-{}", timer.due_ms);
     let shard = shard_for_flow(flow_id, ctx.config.shards);
-    publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), json!({}))).await
+    Ok(publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), json!({}))).await?)
 }
 
-async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), String> {
+async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireError> {
     let Some((mut flow, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
     let input = version.trigger.settings.input.clone().unwrap_or_default();
-    let key = poll_state_key(flow_id);
+    let key = names::entries::poll_state(flow_id);
     let state: PollState =
         ctx.store.entry_get(&key).ok().flatten().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let next = ctx.clock.now() + chrono::Duration::from_std(ctx.config.trigger_default_poll_interval).expect("fits");
@@ -367,13 +366,13 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), String> 
                 flow.status = FlowStatus::Disabled;
                 flow.disabled_reason = Some(format!("the trigger failed {failures} times in a row; last error: {e}"));
                 flow.updated = now_iso();
-                ctx.store.put_flow(&flow).map_err(|e| e.to_string())?;
-                ctx.store.remove_timers_of(&flow_owner(flow_id)).map_err(|e| e.to_string())?;
+                ctx.store.put_flow(&flow)?;
+                ctx.store.remove_timers_of(&flow_owner(flow_id))?;
                 return Ok(());
             }
             PollState { consecutive_failures: failures, ..state }
         }
     };
-    ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes")).map_err(|e| e.to_string())?;
-    ctx.store.add_timer(&next_timer).map_err(|e| e.to_string())
+    ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes"))?;
+    Ok(ctx.store.add_timer(&next_timer)?)
 }

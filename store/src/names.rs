@@ -110,3 +110,11 @@ pub mod meta {
     /// The stream sequence of the replicated state applied so far (u64 be).
     pub const STATE_APPLIED: &str = "state_applied_seq";
 }
+
+/// Keys of store entries that Troupe itself keeps beside the users' (`store_entries`).
+pub mod entries {
+    /// A polling trigger's state (the items it has seen, its consecutive failures).
+    pub fn poll_state(flow_id: &str) -> String {
+        format!("flow/{flow_id}/__trigger_poll_state")
+    }
+}

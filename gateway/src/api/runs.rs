@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use troupe_store::db::RunFilter;
 use troupe_store::message::ShardMessage;
-use troupe_store::names::subjects;
+use troupe_store::publish::{publish_to_shard, ShardPost};
 use troupe_store::run::{steps_object, FlowRun, RunConflict, RunStatus};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
@@ -68,21 +68,12 @@ enum RetryStrategy {
 
 /// Asks the run's shard worker to start a queued run, through JetStream like a webhook.
 pub(crate) async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<(), ApiError> {
-    let msg = ShardMessage::StartRun { run_id: run.id.clone() };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(subjects::MSG_ID_HEADER, format!("start-{}-{}", run.id, troupe_store::ids::now_micros()).as_str());
-    state.store.stamp(&mut headers);
-    let ack = state
-        .js
-        .publish_with_headers(
-            subjects::webhook(run.shard),
-            headers,
-            serde_json::to_vec(&msg).expect("serializes").into(),
-        )
+    let msg_id = format!("start-{}-{}", run.id, troupe_store::ids::now_micros());
+    let message = ShardMessage::StartRun { run_id: run.id.clone() };
+    let post = ShardPost { shard: run.shard, msg_id: &msg_id, message: &message, reply_to: None };
+    publish_to_shard(&state.js, &state.store, post)
         .await
-        .map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))?;
-    ack.await.map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))?;
-    Ok(())
+        .map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))
 }
 
 /// `POST /flow-runs/{id}/retry`: `FROM_FAILED_STEP` continues the run, skipping the steps that
