@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Results of the expressions of a value, by expression text.
-pub type Evaluations = HashMap<String, Result<Value, String>>;
+pub type Evaluations = HashMap<String, troupe_sandbox::Evaluated>;
 
 /// One step of a path: `.name` / `['name']`, or `[3]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +172,7 @@ pub fn resolve_str(s: &str, outputs: &Map<String, Value>, evals: &Evaluations) -
             Some(path) => Ok(lookup(outputs, &path).cloned().unwrap_or(Value::Null)),
             None => match evals.get(token) {
                 Some(Ok(v)) => Ok(v.clone()),
-                Some(Err(message)) => Err(TemplateError { expression: token.to_string(), message: message.clone() }),
+                Some(Err(e)) => Err(TemplateError { expression: token.to_string(), message: e.to_string() }),
                 None => Err(TemplateError { expression: token.to_string(), message: "it was not evaluated".into() }),
             },
         }
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(expressions(&v), vec!["a + b".to_string(), "c()".to_string()]);
         assert!(resolve_str("{{ a + b }}", &outputs()).is_err());
         let evals: Evaluations =
-            [("a + b".to_string(), Ok(json!(3))), ("c()".to_string(), Err("c is not defined".to_string()))].into();
+            [("a + b".to_string(), Ok(json!(3))), ("c()".to_string(), Err("c is not defined".into()))].into();
         assert_eq!(super::resolve_str("{{ a + b }}", &outputs(), &evals).unwrap(), json!(3));
         assert_eq!(super::resolve_str("x={{ a + b }}/{{trigger.body.x}}", &outputs(), &evals).unwrap(), json!("x=3/5"));
         let err = super::resolve(&v, &outputs(), &evals).unwrap_err();

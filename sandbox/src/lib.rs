@@ -106,7 +106,24 @@ pub struct Outcome {
 }
 
 /// One expression's result: its value, or the error it threw.
-pub type Evaluated = Result<Value, String>;
+pub type Evaluated = Result<Value, ExpressionError>;
+
+/// What a template expression threw (`c is not defined`), as JavaScript words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExpressionError(String);
+
+impl From<String> for ExpressionError {
+    fn from(message: String) -> ExpressionError {
+        ExpressionError(message)
+    }
+}
+
+impl From<&str> for ExpressionError {
+    fn from(message: &str) -> ExpressionError {
+        ExpressionError(message.to_string())
+    }
+}
 
 /// The initialised JS engine's memory: its size, the pages that differ from a fresh instance
 /// (to start a fresh one), and the whole image (to put a used one back).
@@ -204,7 +221,7 @@ impl Sandbox {
                     if v["ok"] == true {
                         Ok(v.get("value").cloned().unwrap_or(Value::Null))
                     } else {
-                        Err(v["error"].as_str().unwrap_or("the expression failed").to_string())
+                        Err(v["error"].as_str().unwrap_or("the expression failed").into())
                     }
                 })
                 .collect()
@@ -472,7 +489,7 @@ fn load_module(
             unsafe { Module::deserialize(engine, bytes) }.map_err(|e| internal("load a compiled module", e))?
         }
     };
-    wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
+    wasi::check_imports(&module).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     modules.lock().unwrap().insert(hash.to_string(), module.clone());
     Ok(module)
 }
@@ -604,7 +621,7 @@ fn compile(wasm: &[u8]) -> Result<bytes::Bytes, SandboxError> {
     compiler.push_middleware(Arc::new(Metering::new(0, |_: &wasmer::wasmparser::Operator| 1)));
     let engine: Engine = EngineBuilder::new(compiler).engine().into();
     let module = Module::new(&engine, wasm).map_err(|e| SandboxError::Invalid(format!("not a valid module: {e}")))?;
-    wasi::check_imports(&module).map_err(SandboxError::Invalid)?;
+    wasi::check_imports(&module).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     module.serialize().map_err(|e| internal("serialize a compiled module", e))
 }
 

@@ -52,15 +52,19 @@ impl Host {
 #[error("the module exited with code {0}")]
 pub struct Exit(pub i32);
 
+/// A module import the sandbox does not provide: anything but a WASI function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the module imports {module}.{name}, which the sandbox does not provide (only {NAMESPACE} functions)")]
+pub struct ForeignImport {
+    pub module: String,
+    pub name: String,
+}
+
 /// Checks that a module imports nothing but WASI functions.
-pub fn check_imports(module: &Module) -> Result<(), String> {
+pub fn check_imports(module: &Module) -> Result<(), ForeignImport> {
     for import in module.imports() {
         if import.module() != NAMESPACE || !matches!(import.ty(), ExternType::Function(_)) {
-            return Err(format!(
-                "the module imports {}.{}, which the sandbox does not provide (only {NAMESPACE} functions)",
-                import.module(),
-                import.name()
-            ));
+            return Err(ForeignImport { module: import.module().to_string(), name: import.name().to_string() });
         }
     }
     Ok(())

@@ -180,7 +180,7 @@ fn expressions_evaluate_against_the_scope() {
     assert_eq!(got[0], Ok(json!(4)));
     assert_eq!(got[1], Ok(json!("ADA")));
     assert_eq!(got[2], Ok(json!(8)));
-    assert!(matches!(&got[3], Err(m) if m.contains("nope")), "{:?}", got[3]);
+    assert!(matches!(&got[3], Err(m) if m.to_string().contains("nope")), "{:?}", got[3]);
 }
 
 #[test]

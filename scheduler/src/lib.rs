@@ -53,8 +53,8 @@ fn ms(t: chrono::DateTime<chrono::Utc>) -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] schedule::InvalidSchedule),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -98,7 +98,11 @@ pub fn sync_flow_triggers(
 }
 
 /// Checks that a schedule trigger's inputs make a schedule (for validation at publish).
-pub fn check_trigger(piece: &str, trigger: &str, input: &serde_json::Map<String, Value>) -> Result<(), String> {
+pub fn check_trigger(
+    piece: &str,
+    trigger: &str,
+    input: &serde_json::Map<String, Value>,
+) -> Result<(), schedule::InvalidSchedule> {
     if piece == schedule::PIECE {
         schedule::schedule_for(trigger, input).map(|_| ())
     } else {

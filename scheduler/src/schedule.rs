@@ -12,25 +12,56 @@ pub struct Schedule {
     pub timezone: chrono_tz::Tz,
 }
 
-fn num(input: &Map<String, Value>, key: &str, default: i64) -> Result<i64, String> {
-    match input.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("{key} must be a whole number")),
-        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("{key} {s:?} must be a whole number")),
-        Some(other) => Err(format!("{key} must be a whole number, got {other}")),
+/// Why a schedule trigger's inputs make no schedule; each message names the bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidSchedule {
+    #[error("{key} must be a whole number")]
+    NotWhole { key: &'static str },
+    #[error("{key} {text:?} must be a whole number")]
+    TextNotWhole { key: &'static str, text: String },
+    #[error("{key} must be a whole number, got {value}")]
+    NotANumber { key: &'static str, value: Value },
+    #[error("{key} must be from {lo} to {hi}, got {value}")]
+    OutOfRange { key: &'static str, value: i64, lo: i64, hi: i64 },
+    #[error("cronExpression is required")]
+    NoCronExpression,
+    #[error("{PIECE} has no trigger {0:?}")]
+    UnknownTrigger(String),
+    #[error("unknown timezone {0:?}")]
+    UnknownTimezone(String),
+    // not #[source]s: the messages already end with the cause
+    #[error("cron expression {cron:?} is invalid: {reason}")]
+    BadCron { cron: String, reason: croner::errors::CronError },
+    #[error("cron expression {cron:?} has no next time: {reason}")]
+    NoNextTime { cron: String, reason: croner::errors::CronError },
+}
+
+/// Lets the timer functions that still give `String` errors use `?` on a schedule.
+impl From<InvalidSchedule> for String {
+    fn from(e: InvalidSchedule) -> String {
+        e.to_string()
     }
 }
 
-fn in_range(key: &str, v: i64, lo: i64, hi: i64) -> Result<i64, String> {
-    if (lo..=hi).contains(&v) {
-        Ok(v)
+fn num(input: &Map<String, Value>, key: &'static str, default: i64) -> Result<i64, InvalidSchedule> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => n.as_i64().ok_or(InvalidSchedule::NotWhole { key }),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| InvalidSchedule::TextNotWhole { key, text: s.clone() }),
+        Some(other) => Err(InvalidSchedule::NotANumber { key, value: other.clone() }),
+    }
+}
+
+fn in_range(key: &'static str, value: i64, lo: i64, hi: i64) -> Result<i64, InvalidSchedule> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
     } else {
-        Err(format!("{key} must be from {lo} to {hi}, got {v}"))
+        Err(InvalidSchedule::OutOfRange { key, value, lo, hi })
     }
 }
 
 /// The schedule of a trigger of the schedule piece, or an error naming the bad input.
-pub fn schedule_for(trigger_name: &str, input: &Map<String, Value>) -> Result<Schedule, String> {
+pub fn schedule_for(trigger_name: &str, input: &Map<String, Value>) -> Result<Schedule, InvalidSchedule> {
     let weekends = input.get("run_on_weekends").and_then(Value::as_bool).unwrap_or(false);
     let hour = || in_range("hour_of_the_day", num(input, "hour_of_the_day", 0)?, 0, 23);
     let cron = match trigger_name {
@@ -55,12 +86,12 @@ pub fn schedule_for(trigger_name: &str, input: &Map<String, Value>) -> Result<Sc
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or("cronExpression is required")?
+            .ok_or(InvalidSchedule::NoCronExpression)?
             .to_string(),
-        other => return Err(format!("{PIECE} has no trigger {other:?}")),
+        other => return Err(InvalidSchedule::UnknownTrigger(other.to_string())),
     };
     let tz_name = input.get("timezone").and_then(Value::as_str).unwrap_or("UTC");
-    let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| format!("unknown timezone {tz_name:?}"))?;
+    let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| InvalidSchedule::UnknownTimezone(tz_name.to_string()))?;
     let schedule = Schedule { cron, timezone };
     schedule.next_after(Utc::now())?;
     Ok(schedule)
@@ -69,14 +100,14 @@ pub fn schedule_for(trigger_name: &str, input: &Map<String, Value>) -> Result<Sc
 impl Schedule {
     /// The first tick strictly after `after`. Five fields as Activepieces; a sixth leading
     /// field (seconds) is accepted too.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    pub fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidSchedule> {
         let cron = croner::Cron::new(&self.cron)
             .with_seconds_optional()
             .parse()
-            .map_err(|e| format!("cron expression {:?} is invalid: {e}", self.cron))?;
+            .map_err(|reason| InvalidSchedule::BadCron { cron: self.cron.clone(), reason })?;
         cron.find_next_occurrence(&after.with_timezone(&self.timezone), false)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("cron expression {:?} has no next time: {e}", self.cron))
+            .map_err(|reason| InvalidSchedule::NoNextTime { cron: self.cron.clone(), reason })
     }
 }
 
@@ -129,12 +160,17 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_what_is_wrong() {
-        assert!(schedule_for("every_x_minutes", &input(json!({"minutes": 0}))).unwrap_err().contains("minutes"));
+        assert!(schedule_for("every_x_minutes", &input(json!({"minutes": 0})))
+            .unwrap_err()
+            .to_string()
+            .contains("minutes"));
         assert!(schedule_for("cron_expression", &input(json!({"cronExpression": "nope"})))
             .unwrap_err()
+            .to_string()
             .contains("invalid"));
         assert!(schedule_for("every_day", &input(json!({"timezone": "Mars/Olympus"})))
             .unwrap_err()
+            .to_string()
             .contains("timezone"));
     }
 

@@ -2,10 +2,10 @@
 //! to the run's resume endpoint; `wait_for_approval` pauses until one of them is called and
 //! outputs `{approved}`.
 
-use super::{catalog, unknown_action, ActionResult, Control, PauseRequest, PieceCtx};
+use super::{catalog, unknown_action, ActionError, ActionResult, Control, PauseRequest, PieceCtx};
 use serde_json::{json, Value};
 
-pub fn execute(ctx: &PieceCtx<'_>, action: &str) -> Result<ActionResult, String> {
+pub fn execute(ctx: &PieceCtx<'_>, action: &str) -> Result<ActionResult, ActionError> {
     match action {
         "create_approval_links" => {
             let base = format!("{}/api/v1/flow-runs/{}/resume", ctx.base_url(), ctx.run.id);

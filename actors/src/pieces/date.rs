@@ -3,7 +3,7 @@
 //! Formats are dayjs patterns as in Activepieces; the common tokens are translated
 //! (`YYYY MM DD HH mm ss SSS`, `MMM`, `MMMM`, `ddd`, `dddd`, `A`, `hh`, `Z`).
 
-use super::{catalog, required_text, text, unknown_action, ActionResult};
+use super::{catalog, required_text, text, unknown_action, ActionError, ActionResult};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
@@ -65,7 +65,7 @@ fn dayjs_to_chrono(fmt: &str) -> String {
     out
 }
 
-fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, String> {
+fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, ActionError> {
     if let Ok(d) = DateTime::parse_from_rfc3339(input) {
         return Ok(d.with_timezone(&Utc));
     }
@@ -79,10 +79,10 @@ fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = NaiveDate::parse_from_str(input, &f) {
         return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")));
     }
-    Err(format!("date {input:?} does not match the format {format:?}"))
+    Err(format!("date {input:?} does not match the format {format:?}").into())
 }
 
-pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     match action {
         "get_current_date" => {
             let format = text(input, "timeFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
@@ -115,7 +115,9 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                     "hour" => 1000.0 * 60.0 * 60.0,
                     "minute" => 1000.0 * 60.0,
                     "second" => 1000.0,
-                    other => return Err(format!("unit {other:?} must be year, month, day, hour, minute or second")),
+                    other => {
+                        return Err(format!("unit {other:?} must be year, month, day, hour, minute or second").into())
+                    }
                 };
                 out.insert(unit, json!((ms / div).floor() as i64));
             }

@@ -2,11 +2,11 @@
 //! (`delayUntilTimestamp`). Every positive delay pauses the run: a paused run holds no actor
 //! and no memory, so Troupe never sleeps inside a step (Activepieces sleeps under 10 s).
 
-use super::{catalog, required_text, unknown_action, ActionResult, Control, PauseRequest, PieceCtx};
+use super::{catalog, required_text, unknown_action, ActionError, ActionResult, Control, PauseRequest, PieceCtx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-fn delay_ms(input: &Map<String, Value>) -> Result<i64, String> {
+fn delay_ms(input: &Map<String, Value>) -> Result<i64, ActionError> {
     let amount = match input.get("delayFor") {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
         Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("delayFor {s:?} is not a number"))?,
@@ -21,12 +21,12 @@ fn delay_ms(input: &Map<String, Value>) -> Result<i64, String> {
         "minutes" => 60_000.0,
         "hours" => 3_600_000.0,
         "days" => 86_400_000.0,
-        other => return Err(format!("unit {other:?} must be seconds, minutes, hours or days")),
+        other => return Err(format!("unit {other:?} must be seconds, minutes, hours or days").into()),
     };
     Ok((amount * factor) as i64)
 }
 
-fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, ActionError> {
     DateTime::parse_from_rfc3339(s)
         .or_else(|_| DateTime::parse_from_rfc2822(s))
         .map(|d| d.with_timezone(&Utc))
@@ -35,10 +35,10 @@ fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
                 .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S"))
                 .map(|d| d.and_utc())
         })
-        .map_err(|_| format!("delayUntilTimestamp {s:?} is not a date and time (use ISO 8601)"))
+        .map_err(|_| format!("delayUntilTimestamp {s:?} is not a date and time (use ISO 8601)").into())
 }
 
-pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     match action {
         "delayFor" => {
             let ms = delay_ms(input)?;

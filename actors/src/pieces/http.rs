@@ -5,11 +5,15 @@
 //! fails the step unless `failsafe` is set, in which case the same shape is the output.
 
 use super::webhook::parse_json_body;
-use super::{catalog, required_text, unknown_action, ActionResult, Control, PieceCtx};
+use super::{catalog, required_text, unknown_action, ActionError, ActionResult, Control, PieceCtx};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-pub async fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub async fn execute(
+    ctx: &PieceCtx<'_>,
+    action: &str,
+    input: &Map<String, Value>,
+) -> Result<ActionResult, ActionError> {
     match action {
         "send_request" => send_request(ctx, input).await,
         "return_response" => return_response(input),
@@ -33,7 +37,10 @@ fn string_map(input: &Map<String, Value>, key: &str) -> Vec<(String, String)> {
 /// Authentication, from `authType` + `authFields` (as the HTTP piece's props), or from the
 /// step's `auth` input (`{{connections['my-api']}}`): a secret text is a bearer token, a basic
 /// auth connection a username and password, an OAuth2 connection its access token.
-fn authenticate(req: reqwest::RequestBuilder, input: &Map<String, Value>) -> Result<reqwest::RequestBuilder, String> {
+fn authenticate(
+    req: reqwest::RequestBuilder,
+    input: &Map<String, Value>,
+) -> Result<reqwest::RequestBuilder, ActionError> {
     let fields = input.get("authFields").and_then(Value::as_object);
     let field = |k: &str| fields.and_then(|f| f.get(k)).and_then(Value::as_str);
     match input.get("authType").and_then(Value::as_str).unwrap_or("NONE") {
@@ -58,7 +65,7 @@ fn authenticate(req: reqwest::RequestBuilder, input: &Map<String, Value>) -> Res
     })
 }
 
-async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, String> {
+async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let method = required_text(input, "method")?.to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
@@ -90,7 +97,7 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) if failsafe => return Ok(ActionResult::output(json!({"error": e.to_string()}))),
-        Err(e) => return Err(format!("request to {url} failed: {e}")),
+        Err(e) => return Err(format!("request to {url} failed: {e}").into()),
     };
     let status = resp.status().as_u16();
     let mut headers = Map::new();
@@ -102,13 +109,13 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let output = json!({"status": status, "headers": headers, "body": body});
     if status >= 400 && !failsafe {
-        return Err(format!("request to {url} answered {status}: {}", output["body"]));
+        return Err(format!("request to {url} answered {status}: {}", output["body"]).into());
     }
     Ok(ActionResult::output(output))
 }
 
 /// `status`, `headers`, `body_type` json | raw, `body.data`: stops the run with the response.
-fn return_response(input: &Map<String, Value>) -> Result<ActionResult, String> {
+fn return_response(input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let status = input.get("status").and_then(Value::as_u64).unwrap_or(200);
     let headers = input.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
     let data = input.get("body").and_then(|b| b.get("data")).cloned().unwrap_or(Value::Null);

@@ -1,13 +1,13 @@
 //! `@activepieces/piece-math-helper`: the arithmetic actions.
 
-use super::{catalog, unknown_action, ActionResult};
+use super::{catalog, unknown_action, ActionError, ActionResult};
 use serde_json::{Map, Number, Value};
 
-fn number(input: &Map<String, Value>, key: &str) -> Result<f64, String> {
+fn number(input: &Map<String, Value>, key: &str) -> Result<f64, ActionError> {
     match input.get(key) {
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("input {key:?} is not a number")),
-        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("input {key:?} ({s:?}) is not a number")),
-        _ => Err(format!("input {key:?} is required and must be a number")),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("input {key:?} is not a number").into()),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("input {key:?} ({s:?}) is not a number").into()),
+        _ => Err(format!("input {key:?} is required and must be a number").into()),
     }
 }
 
@@ -20,7 +20,7 @@ fn js_number(x: f64) -> Value {
     }
 }
 
-pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let a = number(input, "first_number")?;
     let b = number(input, "second_number")?;
     let result = match action {

@@ -1,7 +1,8 @@
 //! Native core pieces, one module each, and the table of what exists.
 //!
 //! A piece action takes its resolved input and gives an output, and may ask the run to stop
-//! or to respond to a waiting sync webhook. Errors are messages for the user.
+//! or to respond to a waiting sync webhook. A failed action gives an [`ActionError`], a
+//! message for the user.
 
 mod approval;
 pub mod catalog;
@@ -38,6 +39,30 @@ pub enum PauseRequest {
     /// Until a request arrives at the resume URL of `request_id`; `response` answers the
     /// waiting sync webhook now.
     Webhook { request_id: String, response: Option<Value> },
+}
+
+/// Why a piece action failed: the message the step fails with, written for the user
+/// (`input "url" is required`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionError(String);
+
+impl From<String> for ActionError {
+    fn from(message: String) -> ActionError {
+        ActionError(message)
+    }
+}
+
+impl From<&str> for ActionError {
+    fn from(message: &str) -> ActionError {
+        ActionError(message.to_string())
+    }
+}
+
+impl From<troupe_store::StoreError> for ActionError {
+    fn from(e: troupe_store::StoreError) -> ActionError {
+        ActionError(e.to_string())
+    }
 }
 
 pub struct ActionResult {
@@ -80,7 +105,7 @@ pub async fn execute(
     piece: &str,
     action: &str,
     input: &Map<String, Value>,
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ActionError> {
     match piece {
         catalog::WEBHOOK => webhook::execute(ctx, action, input),
         catalog::DELAY => delay::execute(ctx, action, input),
@@ -92,9 +117,8 @@ pub async fn execute(
         catalog::MATH_HELPER => math::execute(action, input),
         catalog::DATE_HELPER => date::execute(action, input),
         catalog::DEBUG if catalog::debug_pieces_enabled() => debug::execute(ctx, action, input).await,
-        other => Err(format!("piece {other:?} is not available in Troupe")),
+        other => Err(format!("piece {other:?} is not available in Troupe").into()),
     }
-    .map_err(|e| e.to_string())
 }
 
 /// Text of an input, for props that Activepieces declares as text.
@@ -106,10 +130,10 @@ pub(crate) fn text(input: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-pub(crate) fn required_text(input: &Map<String, Value>, key: &str) -> Result<String, String> {
-    text(input, key).ok_or_else(|| format!("input {key:?} is required"))
+pub(crate) fn required_text(input: &Map<String, Value>, key: &str) -> Result<String, ActionError> {
+    text(input, key).ok_or_else(|| format!("input {key:?} is required").into())
 }
 
-pub(crate) fn unknown_action(piece: &str, action: &str) -> String {
-    format!("piece {piece:?} has no action {action:?} in Troupe")
+pub(crate) fn unknown_action(piece: &str, action: &str) -> ActionError {
+    format!("piece {piece:?} has no action {action:?} in Troupe").into()
 }

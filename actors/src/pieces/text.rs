@@ -1,9 +1,9 @@
 //! `@activepieces/piece-text-helper`: `concat`, `replace` (plain text or regex), `split`.
 
-use super::{catalog, required_text, text, unknown_action, ActionResult};
+use super::{catalog, required_text, text, unknown_action, ActionError, ActionResult};
 use serde_json::{Map, Value};
 
-pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let out = match action {
         "concat" => {
             let texts = match input.get("texts") {

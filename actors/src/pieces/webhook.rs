@@ -1,13 +1,13 @@
 //! `@activepieces/piece-webhook`: `return_response` (the trigger `catch_webhook` is the
 //! gateway's ingress).
 
-use super::{catalog, unknown_action, ActionResult, Control, PauseRequest, PieceCtx};
+use super::{catalog, unknown_action, ActionError, ActionResult, Control, PauseRequest, PieceCtx};
 use serde_json::{json, Map, Value};
 
 /// The header carrying the resume URL, as Activepieces names it.
 pub const RESUME_WEBHOOK_HEADER: &str = "x-activepieces-resume-webhook-url";
 
-pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, String> {
+pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     match action {
         "return_response" => return_response(input),
         "return_response_and_wait_for_next_webhook" => match ctx.resume {
@@ -31,7 +31,7 @@ pub fn execute(ctx: &PieceCtx<'_>, action: &str, input: &Map<String, Value>) -> 
 
 /// `responseType` json | raw | redirect, `fields {status, headers, body}`, `respond`
 /// stop | respond. The output is the response, as in Activepieces.
-fn return_response(input: &Map<String, Value>) -> Result<ActionResult, String> {
+fn return_response(input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let response_type = input.get("responseType").and_then(Value::as_str).unwrap_or("json");
     let fields = input.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
     let status = fields.get("status").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(200);
@@ -47,7 +47,7 @@ fn return_response(input: &Map<String, Value>) -> Result<ActionResult, String> {
             headers.insert("Location".into(), Value::String(url.clone()));
             (301, Value::String(url))
         }
-        other => return Err(format!("responseType {other:?} must be json, raw or redirect")),
+        other => return Err(format!("responseType {other:?} must be json, raw or redirect").into()),
     };
     let response = json!({"status": status, "headers": headers, "body": body});
     let control = match input.get("respond").and_then(Value::as_str).unwrap_or("stop") {
@@ -57,9 +57,11 @@ fn return_response(input: &Map<String, Value>) -> Result<ActionResult, String> {
     Ok(ActionResult { output: response, control })
 }
 
-pub(crate) fn parse_json_body(body: Value) -> Result<Value, String> {
+pub(crate) fn parse_json_body(body: Value) -> Result<Value, ActionError> {
     match body {
-        Value::String(s) => serde_json::from_str(&s).map_err(|e| format!("the JSON body is not valid JSON: {e}")),
+        Value::String(s) => {
+            serde_json::from_str(&s).map_err(|e| format!("the JSON body is not valid JSON: {e}").into())
+        }
         other => Ok(other),
     }
 }

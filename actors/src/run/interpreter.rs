@@ -280,7 +280,10 @@ impl<'a> Exec<'a> {
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
                 let ctx = PieceCtx { engine: self.engine, run: &self.run, resume: resume_payload.as_ref() };
-                pieces::execute(&ctx, piece, action, &input_map).await.map(|r| (r, None)).map_err(Fault::Failed)
+                pieces::execute(&ctx, piece, action, &input_map)
+                    .await
+                    .map(|r| (r, None))
+                    .map_err(|e| Fault::Failed(e.to_string()))
             };
             let outcome = tokio::time::timeout(remaining, AssertUnwindSafe(fut).catch_unwind()).await;
             match outcome {

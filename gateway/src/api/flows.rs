@@ -152,7 +152,7 @@ fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::va
             problems.push(troupe_actors::validate::Problem {
                 step: t.name.clone(),
                 field: "settings.input".into(),
-                message: m,
+                message: m.to_string(),
             });
         }
     }

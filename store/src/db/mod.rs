@@ -22,6 +22,7 @@ mod timers;
 mod wasm_modules;
 
 pub use api_keys::{hash_api_key, ApiKeyRecord};
+pub use entries::EntryRefused;
 pub use flows::FlowFilter;
 pub use page::Page;
 pub use projects::Project;
