@@ -11,7 +11,7 @@ use tokio::sync::{watch, Semaphore};
 use troupe_sandbox::{Evaluated, Limits, Outcome, Sandbox, SandboxError};
 use troupe_store::{Config, Store};
 
-type Ready = Option<Result<Arc<Sandbox>, String>>;
+type Ready = Option<Result<Arc<Sandbox>, Arc<SandboxError>>>;
 
 pub struct CodeRunner {
     ready: watch::Receiver<Ready>,
@@ -33,7 +33,7 @@ impl CodeRunner {
             .name("sandbox-init".into())
             .spawn(move || {
                 let started = Instant::now();
-                let sandbox = Sandbox::new(limits, Some(cache)).map(Arc::new).map_err(|e| e.to_string());
+                let sandbox = Sandbox::new(limits, Some(cache)).map(Arc::new).map_err(Arc::new);
                 match &sandbox {
                     Ok(_) => tracing::info!(took_ms = started.elapsed().as_millis() as u64, "code sandbox ready"),
                     Err(e) => tracing::error!(error = %e, "the code sandbox could not start; code steps will fail"),

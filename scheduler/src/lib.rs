@@ -247,7 +247,7 @@ enum FireError {
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("the flow's schedule: {0}")]
-    Schedule(String),
+    Schedule(#[from] schedule::InvalidSchedule),
 }
 
 async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, message: &ShardMessage) -> Result<(), PublishError> {
@@ -321,12 +321,11 @@ async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str
     let s = schedule::schedule_for(
         t.settings.trigger_name.as_deref().unwrap_or_default(),
         &t.settings.input.clone().unwrap_or_default(),
-    )
-    .map_err(|e| FireError::Schedule(e.to_string()))?;
+    )?;
     // next tick from now: a process that was down for several ticks fires once, not a burst
     let now = ctx.clock.now();
     let after = now.max(chrono::DateTime::from_timestamp_millis(timer.due_ms as i64).unwrap_or(now));
-    let next = s.next_after(after).map_err(|e| FireError::Schedule(e.to_string()))?;
+    let next = s.next_after(after)?;
     let next_timer = Timer::new(
         flow_owner(flow_id),
         ms(next),

@@ -8,14 +8,30 @@ pub const PIECE: &str = "@activepieces/piece-rss";
 pub const TRIGGER: &str = "new-item";
 pub const STRATEGY: DedupeStrategy = DedupeStrategy::LastItem;
 
-pub async fn items(http: &reqwest::Client, input: &Map<String, Value>) -> Result<Vec<PollItem>, String> {
-    let url = input.get("rss_feed_url").and_then(Value::as_str).ok_or("rss_feed_url is required")?;
-    let resp = http.get(url).send().await.map_err(|e| format!("fetching {url}: {e}"))?;
+/// Why a feed could not be read (the poll counts a failure).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("rss_feed_url is required")]
+    NoUrl,
+    #[error("fetching {url}: {source}")]
+    Fetch { url: String, source: reqwest::Error },
+    #[error("fetching {url}: status {status}")]
+    Status { url: String, status: reqwest::StatusCode },
+    #[error("reading {url}: {source}")]
+    Read { url: String, source: reqwest::Error },
+    #[error("{url} is not an RSS or Atom feed: {source}")]
+    NotAFeed { url: String, source: feed_rs::parser::ParseFeedError },
+}
+
+pub async fn items(http: &reqwest::Client, input: &Map<String, Value>) -> Result<Vec<PollItem>, FeedError> {
+    let url = input.get("rss_feed_url").and_then(Value::as_str).ok_or(FeedError::NoUrl)?;
+    let resp = http.get(url).send().await.map_err(|source| FeedError::Fetch { url: url.into(), source })?;
     if !resp.status().is_success() {
-        return Err(format!("fetching {url}: status {}", resp.status()));
+        return Err(FeedError::Status { url: url.into(), status: resp.status() });
     }
-    let bytes = resp.bytes().await.map_err(|e| format!("reading {url}: {e}"))?;
-    let feed = feed_rs::parser::parse(bytes.as_ref()).map_err(|e| format!("{url} is not an RSS or Atom feed: {e}"))?;
+    let bytes = resp.bytes().await.map_err(|source| FeedError::Read { url: url.into(), source })?;
+    let feed = feed_rs::parser::parse(bytes.as_ref())
+        .map_err(|source| FeedError::NotAFeed { url: url.into(), source })?;
     Ok(feed
         .entries
         .into_iter()

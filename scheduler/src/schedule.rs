@@ -37,12 +37,6 @@ pub enum InvalidSchedule {
 }
 
 /// Lets the timer functions that still give `String` errors use `?` on a schedule.
-impl From<InvalidSchedule> for String {
-    fn from(e: InvalidSchedule) -> String {
-        e.to_string()
-    }
-}
-
 fn num(input: &Map<String, Value>, key: &'static str, default: i64) -> Result<i64, InvalidSchedule> {
     match input.get(key) {
         None | Some(Value::Null) => Ok(default),
