@@ -4,6 +4,7 @@
 //! It knows nothing of flows or of the sandbox that runs the packages.
 
 pub mod install;
+pub mod installed;
 pub mod integrity;
 pub mod package;
 pub mod registry;

@@ -11,9 +11,9 @@
 use crate::registry::{Manifest, Packument, Registry, RegistryError};
 use futures::StreamExt;
 use nodejs_semver::{Range, Version};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+pub use troupe_store::piece::{Lock, LockedPackage};
 
 /// How many package documents are fetched at once.
 const CONCURRENT_FETCHES: usize = 16;
@@ -39,31 +39,6 @@ fn required_by(by: &Option<String>) -> String {
 /// `name@version`, the key of a package in a [`Lock`].
 pub fn key(name: &str, version: &str) -> String {
     format!("{name}@{version}")
-}
-
-/// One package of a closure.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockedPackage {
-    pub name: String,
-    pub version: String,
-    pub tarball: String,
-    /// The tarball's digest (SRI).
-    pub integrity: String,
-    /// What each name its code may `require` resolves to: a key of the lock.
-    pub dependencies: BTreeMap<String, String>,
-}
-
-/// A package and its whole dependency closure, at exact versions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lock {
-    pub root: String,
-    pub packages: BTreeMap<String, LockedPackage>,
-}
-
-impl Lock {
-    pub fn root(&self) -> &LockedPackage {
-        &self.packages[&self.root]
-    }
 }
 
 struct Edge {

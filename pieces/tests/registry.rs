@@ -141,3 +141,19 @@ async fn an_uploaded_archive_installs_with_its_dependencies_from_the_registry() 
     assert!(installed.lock.root().dependencies["ms"].starts_with("ms@2."));
     assert_eq!(installed.lock.packages.len(), 2);
 }
+
+#[tokio::test]
+async fn an_installed_piece_is_kept_by_digest_and_loads_back() {
+    use troupe_pieces::installed::InstalledPieces;
+    let dir = tempfile::tempdir().unwrap();
+    let store = troupe_store::Store::open(dir.path()).unwrap();
+    let pieces = InstalledPieces::new(store.clone(), npm());
+    let first = pieces.add("@activepieces/piece-slack", "0.17.9", None).await.unwrap();
+    let again = pieces.add("@activepieces/piece-slack", "~0.17.9", None).await.unwrap();
+    assert_eq!(first.id, again.id, "installing an installed version keeps it");
+    assert_eq!(store.piece_versions("@activepieces/piece-slack").unwrap().len(), 1);
+    let files = pieces.files(&first).await.unwrap();
+    assert!(files["@activepieces/piece-slack@0.17.9"].files.contains_key("src/index.js"));
+    assert!(store.delete_piece("@activepieces/piece-slack", "0.17.9").unwrap());
+    assert!(store.list_pieces().unwrap().is_empty());
+}

@@ -19,6 +19,7 @@ pub mod lease;
 pub mod message;
 pub mod metric_definitions;
 pub mod names;
+pub mod piece;
 pub mod publish;
 pub mod replication;
 pub mod run;

@@ -29,6 +29,10 @@ pub mod trees {
     pub const TIMER_OWNERS: &str = "timer_owners";
     /// sha-256 of a WASI module (hex) → the module's bytes, as uploaded.
     pub const WASM_MODULES: &str = "wasm_modules";
+    /// Installed piece versions: `name@version` → the record with its lock.
+    pub const PIECES: &str = "pieces";
+    /// Package tarballs by digest (`sha512-<hex>`): what every installed piece is made of.
+    pub const PIECE_BLOBS: &str = "piece_blobs";
     /// connection id → connection (metadata, and the value sealed with AES-256-GCM).
     pub const CONNECTIONS: &str = "connections";
     /// `project id ‖ 0 ‖ externalId` → connection id: what `{{connections['name']}}` finds.

@@ -15,6 +15,7 @@ mod group_commit;
 mod journal;
 mod page;
 mod pauses;
+mod pieces;
 mod projects;
 mod replicated_tree;
 mod runs;
@@ -93,6 +94,8 @@ pub struct Store {
     timers: RTree,
     timer_owners: RTree,
     wasm_modules: RTree,
+    pieces: RTree,
+    piece_blobs: RTree,
     connections: RTree,
     connection_names: RTree,
     connection_order: RTree,
@@ -150,6 +153,8 @@ impl Store {
             timers: t(trees::TIMERS)?,
             timer_owners: t(trees::TIMER_OWNERS)?,
             wasm_modules: t(trees::WASM_MODULES)?,
+            pieces: t(trees::PIECES)?,
+            piece_blobs: t(trees::PIECE_BLOBS)?,
             connections: t(trees::CONNECTIONS)?,
             connection_names: t(trees::CONNECTION_NAMES)?,
             connection_order: t(trees::CONNECTION_ORDER)?,
@@ -236,6 +241,8 @@ impl Store {
             &self.timers,
             &self.timer_owners,
             &self.wasm_modules,
+            &self.pieces,
+            &self.piece_blobs,
             &self.connections,
             &self.connection_names,
             &self.connection_order,
