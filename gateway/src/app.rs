@@ -238,8 +238,16 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
     let replies = crate::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
-    let state =
-        Arc::new(AppState { config: config.clone(), store: store.clone(), nats, js, default_project, code, replies });
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        nats,
+        js,
+        default_project,
+        code,
+        replies,
+        pieces: pieces(config, &store),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {
         let listener = TcpListener::bind(("0.0.0.0", config.port))
@@ -268,4 +276,10 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     }
     store.flush().await?;
     Ok(())
+}
+
+/// Installed npm pieces, fetched from `NPM_CONFIG_REGISTRY`.
+fn pieces(config: &Config, store: &Store) -> Arc<troupe_pieces::installed::InstalledPieces> {
+    let registry = troupe_pieces::registry::Registry::new(&config.npm_registry, Some(config.npm_cache_dir.clone()));
+    Arc::new(troupe_pieces::installed::InstalledPieces::new(store.clone(), registry))
 }

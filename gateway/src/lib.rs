@@ -29,4 +29,6 @@ pub struct AppState {
     pub code: std::sync::Arc<troupe_actors::code::CodeRunner>,
     /// Where sync callers wait for their run's response.
     pub replies: std::sync::Arc<replies::Replies>,
+    /// Installed npm pieces.
+    pub pieces: std::sync::Arc<troupe_pieces::installed::InstalledPieces>,
 }

@@ -183,6 +183,15 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["api-keys", id], &Method::DELETE) => api::admin::revoke_key(state, scope, id).await,
                 (["api-keys", _], _) => Err(method_not_allowed("DELETE")),
                 (["flow-runs", _, "retry" | "cancel"], _) => Err(method_not_allowed("POST")),
+                (["pieces"], &Method::POST) => api::pieces::install(state, scope, req).await,
+                (["pieces"], &Method::GET) => api::pieces::list(state, scope).await,
+                (["pieces"], _) => Err(method_not_allowed("GET or POST")),
+                (["pieces", name], &Method::GET) => api::pieces::get(state, scope, name, &req).await,
+                (["pieces", id], &Method::DELETE) => api::pieces::delete(state, scope, id).await,
+                (["pieces", org, name], &Method::GET) if org.starts_with('@') => {
+                    api::pieces::get(state, scope, &format!("{org}/{name}"), &req).await
+                }
+                (["pieces", ..], _) => Err(method_not_allowed("GET or DELETE")),
                 (["wasm-modules"], &Method::POST) => api::wasm_modules::upload(state, req).await,
                 (["wasm-modules"], _) => Err(method_not_allowed("POST")),
                 (["wasm-modules", id], &Method::GET) => api::wasm_modules::get(state, id).await,

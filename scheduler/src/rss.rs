@@ -30,8 +30,8 @@ pub async fn items(http: &reqwest::Client, input: &Map<String, Value>) -> Result
         return Err(FeedError::Status { url: url.into(), status: resp.status() });
     }
     let bytes = resp.bytes().await.map_err(|source| FeedError::Read { url: url.into(), source })?;
-    let feed = feed_rs::parser::parse(bytes.as_ref())
-        .map_err(|source| FeedError::NotAFeed { url: url.into(), source })?;
+    let feed =
+        feed_rs::parser::parse(bytes.as_ref()).map_err(|source| FeedError::NotAFeed { url: url.into(), source })?;
     Ok(feed
         .entries
         .into_iter()

@@ -48,6 +48,12 @@ pub struct Config {
     pub store_value_max_bytes: usize,
     /// JetStream webhook stream size cap.
     pub webhook_stream_max_bytes: i64,
+    /// The npm registry pieces install from (`NPM_CONFIG_REGISTRY`, npm's own name; default
+    /// the public registry): a mirror, or a test's fake.
+    pub npm_registry: String,
+    /// Where fetched package documents and tarballs are cached (`NPM_CONFIG_CACHE`, default
+    /// `$AP_CONFIG_PATH/npm-cache`).
+    pub npm_cache_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +120,7 @@ impl Config {
         }
         let sandbox_cache_dir =
             get("AP_SANDBOX_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| config_path.join("sandbox-cache"));
+        let npm_cache_dir = get("NPM_CONFIG_CACHE").map(PathBuf::from).unwrap_or_else(|| config_path.join("npm-cache"));
         Ok(Config {
             config_path,
             port: num("AP_PORT", get("AP_PORT"), 8080)?,
@@ -169,6 +176,8 @@ impl Config {
                 get("AP_WEBHOOK_STREAM_MAX_BYTES"),
                 1024 * 1024 * 1024,
             )?,
+            npm_registry: get("NPM_CONFIG_REGISTRY").unwrap_or_else(|| "https://registry.npmjs.org".into()),
+            npm_cache_dir,
         })
     }
 

@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod connections;
 pub mod flows;
+pub mod pieces;
 pub mod runs;
 pub mod wasm_modules;
