@@ -1,4 +1,10 @@
-//! `troupe`: the Troupe server binary.
+//! `troupe`: the Troupe server binary. It only wires the other crates: the CLI here, the start
+//! and shutdown of one process in `app`, and the embedded `nats-server` in `nats_child`. HTTP is
+//! `troupe-gateway`'s, the engine `troupe-actors`', timers `troupe-scheduler`'s, state
+//! `troupe-store`'s.
+
+mod app;
+mod nats_child;
 
 use clap::{Parser, Subcommand};
 
@@ -43,7 +49,7 @@ fn main() {
             let system = actix_rt::System::with_tokio_rt(|| {
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
             });
-            if let Err(e) = system.block_on(troupe_gateway::app::run(config)) {
+            if let Err(e) = system.block_on(app::run(config)) {
                 eprintln!("troupe: {e:#}");
                 std::process::exit(1);
             }
