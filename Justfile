@@ -67,10 +67,11 @@ check: toolchain
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# The fault-injection suite alone, with its counts printed.
+# The fault-injection suite alone (the `faults` module of the integration tests), with its
+# counts printed.
 faults: nats toolchain
     cargo build -p troupe
-    cargo nextest run -p troupe --test faults --no-capture
+    cargo nextest run -p troupe --test it --no-capture faults::
 
 # Benchmarks: a release troupe, the loadtest scenarios, results into docs/performance.md.
 bench: nats toolchain
