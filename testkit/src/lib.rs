@@ -1,6 +1,10 @@
 //! What Troupe's tests share: finding `nats-server` and running one with JetStream on a free
-//! loopback port, in a temp folder, killed when dropped, or a cluster of three. A
+//! loopback port, in a temp folder, killed when dropped, or a cluster of three; and, with the
+//! `troupe` feature, the harness that starts the `troupe` binary ([`troupe`]). A
 //! dev-dependency only.
+
+#[cfg(feature = "troupe")]
+pub mod troupe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

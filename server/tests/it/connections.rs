@@ -1,12 +1,10 @@
 //! Connections: encrypted at rest, resolved in flows, redacted from everything Troupe writes;
 //! project-scoped API keys.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use support::*;
 
 const SECRET: &str = "tok-9f8e7d6c5b4a-planted-secret";
 

@@ -1,11 +1,9 @@
 //! Pauses and the scheduler: delays, webhook resumes, approvals, schedules, polling.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 async fn only_run(t: &Troupe, flow_id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -2,14 +2,12 @@
 //! webhook answered 2xx has exactly one run, every run ends, and Troupe keeps serving.
 //! Bounded in count and time; loopback only. Run alone with `just faults`.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 const TOTAL: u64 = 1500;
 const IN_FLIGHT: usize = 16;

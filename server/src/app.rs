@@ -2,12 +2,12 @@
 //! engine and the HTTP server in one process.
 
 use crate::nats_child::NatsChild;
-use crate::AppState;
 use anyhow::Context;
 use rand::Rng;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use troupe_gateway::AppState;
 use troupe_store::config::ContainerType;
 use troupe_store::{Config, Store};
 
@@ -114,7 +114,7 @@ async fn shutdown_signal() {
 
 /// Runs `troupe serve` until SIGTERM or Ctrl-C. Must run inside an actix `System`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    crate::metric_definitions::register();
+    troupe_gateway::metric_definitions::register();
     troupe_actors::metric_definitions::register();
     troupe_scheduler::metric_definitions::register();
     troupe_sandbox::register_metrics();
@@ -233,11 +233,11 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     };
 
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(c), Some(k)) => Some(crate::server::load_tls(c, k)?),
+        (Some(c), Some(k)) => Some(troupe_gateway::server::load_tls(c, k)?),
         (None, None) => None,
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
-    let replies = crate::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
+    let replies = troupe_gateway::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
     let state = Arc::new(AppState {
         config: config.clone(),
         store: store.clone(),
@@ -255,7 +255,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
             .with_context(|| format!("binding port {} (AP_PORT)", config.port))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("troupe listening on {scheme}://127.0.0.1:{}", listener.local_addr()?.port());
-        Some(tokio::spawn(crate::server::serve(listener, tls, state, stop_rx)))
+        Some(tokio::spawn(troupe_gateway::server::serve(listener, tls, state, stop_rx)))
     };
 
     shutdown_signal().await;

@@ -1,10 +1,8 @@
 //! The execution spine end to end: webhook → JetStream → shard actors → journaled runs.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use support::*;
 
 fn steps(run: &Value) -> &serde_json::Map<String, Value> {
     run["steps"].as_object().expect("run has steps")

@@ -1,9 +1,7 @@
 //! The REST API against a real troupe process, real nats-server and real sled.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 #[tokio::test]
 async fn an_activepieces_export_round_trips_unchanged() {

@@ -2,11 +2,9 @@
 //! Wasmer sandbox, and what a hostile step can and cannot do to a run, to other runs and to the
 //! process.
 
-mod support;
-
+use crate::support::{self, *};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 const SUM: &str = "export const code = async (inputs) => {
     console.log('summing', inputs.numbers.length, 'numbers');

@@ -1,10 +1,8 @@
 //! `/metrics` and the Grafana dashboard over it.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use support::*;
 
 async fn metrics_text(t: &Troupe) -> String {
     let r = t.client.get(t.url("/metrics")).send().await.unwrap();

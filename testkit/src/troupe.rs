@@ -1,34 +1,50 @@
-//! Test harness: starts the real `troupe` binary (with its embedded nats-server) on a free
-//! loopback port, in a temp dir, and talks to it over HTTP.
-#![allow(dead_code)]
+//! The harness of the integration tests: starts the real `troupe` binary (with its embedded
+//! nats-server) on a free loopback port, in a temp dir, and talks to it over HTTP; and the flow
+//! pieces tests build from (webhook trigger, steps, chains, fixtures).
+//!
+//! Only the `troupe` package's own test crate can name the binary (Cargo sets
+//! `CARGO_BIN_EXE_troupe` for it alone), and this crate must not depend on that package: the
+//! test crate passes it in as a [`Build`], and the `Troupe` it starts keeps it for restarts.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)]
-pub use troupe_testkit::{free_port, nats_server_bin, NatsServer};
+pub use crate::{free_port, nats_server_bin, NatsServer};
 
 pub const KEY: &str = "sk-test-key";
 
-/// Where every test's troupe keeps compiled sandbox modules.
-pub fn sandbox_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache")
+/// The build under test, as the test crate of the `troupe` package names it:
+/// `Build { exe: env!("CARGO_BIN_EXE_troupe"), tmpdir: env!("CARGO_TARGET_TMPDIR") }`.
+#[derive(Clone, Copy, Debug)]
+pub struct Build {
+    /// The `troupe` binary.
+    pub exe: &'static str,
+    /// A folder that outlives one test, shared by every test of this build.
+    pub tmpdir: &'static str,
+}
+
+impl Build {
+    /// Where every test's troupe keeps compiled sandbox modules.
+    pub fn sandbox_cache(&self) -> PathBuf {
+        Path::new(self.tmpdir).join("sandbox-cache")
+    }
 }
 
 /// Compiles the JavaScript engine into the shared cache before a troupe starts, so that a cold
 /// cache (the first test on a fresh checkout) costs this wait once instead of eating into the
 /// deadline of a test's first code step.
-fn warm_sandbox_cache() {
+fn warm_sandbox_cache(build: Build) {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
-        troupe_sandbox::Sandbox::new(troupe_sandbox::Limits::default(), Some(sandbox_cache()))
+        troupe_sandbox::Sandbox::new(troupe_sandbox::Limits::default(), Some(build.sandbox_cache()))
             .expect("the sandbox builds");
     });
 }
 
 pub struct Troupe {
+    build: Build,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub env: Vec<(String, String)>,
@@ -40,24 +56,15 @@ pub struct Troupe {
 }
 
 impl Troupe {
-    pub async fn start() -> Troupe {
-        Troupe::start_with(&[]).await
-    }
-
-    pub async fn start_with(env: &[(&str, &str)]) -> Troupe {
-        Troupe::start_inner(env, false).await
-    }
-
-    /// Like `start_with`, with troupe's stderr (its logs) kept in `self.log`.
-    pub async fn start_logged(env: &[(&str, &str)]) -> Troupe {
-        Troupe::start_inner(env, true).await
-    }
-
-    async fn start_inner(env: &[(&str, &str)], logged: bool) -> Troupe {
-        warm_sandbox_cache();
+    /// Starts `build`'s troupe with `env` added to its environment, and waits until it listens;
+    /// with `logged`, its stderr (its logs) is kept in `self.log`. Tests call it through the
+    /// test crate's `Troupe::start()`, `start_with(env)` and `start_logged(env)`.
+    pub async fn launch(build: Build, env: &[(&str, &str)], logged: bool) -> Troupe {
+        warm_sandbox_cache(build);
         let dir = tempfile::tempdir().unwrap();
         let log = logged.then(|| dir.path().join("troupe.log"));
         let mut t = Troupe {
+            build,
             dir,
             port: free_port(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -71,7 +78,7 @@ impl Troupe {
     }
 
     pub async fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        let mut cmd = Command::new(self.build.exe);
         cmd.arg("serve")
             .env("AP_CONFIG_PATH", self.dir.path())
             .env("AP_PORT", self.port.to_string())
@@ -80,7 +87,7 @@ impl Troupe {
             .env("NATS_SERVER_BIN", nats_server_bin())
             .env("RUST_LOG", "warn")
             // every test's troupe shares the compiled QuickJS and WASI modules
-            .env("AP_SANDBOX_CACHE_DIR", sandbox_cache())
+            .env("AP_SANDBOX_CACHE_DIR", self.build.sandbox_cache())
             .stdout(Stdio::null())
             .stderr(match &self.log {
                 Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),

@@ -1,10 +1,8 @@
 //! Run lifecycle from outside: retry, cancel, graceful shutdown.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 async fn set_flag(t: &Troupe) {
     let setter = t.publish(webhook_flow(piece("put", "store", "put", json!({"key": "go", "value": true})))).await;

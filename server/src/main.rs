@@ -1,4 +1,11 @@
-//! `troupe`: the Troupe server binary.
+//! `troupe`: the Troupe server binary. It only wires the other crates: the CLI here, the start
+//! and shutdown of one process in `app`, and the embedded `nats-server` in `nats_child`. HTTP is
+//! `troupe-gateway`'s, the engine `troupe-actors`', timers `troupe-scheduler`'s, state
+//! `troupe-store`'s.
+
+mod app;
+mod nats_child;
+mod pieces_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +25,17 @@ struct Cli {
 enum Command {
     /// Run the gateway, the scheduler and the workers (configured through AP_* variables).
     Serve,
+    /// Manage the npm pieces of the running Troupe.
+    Pieces {
+        #[command(subcommand)]
+        command: PiecesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PiecesCommand {
+    /// Install a piece from the npm registry with its dependencies: `<name>[@<version>]`.
+    Add { spec: String },
 }
 
 fn main() {
@@ -43,7 +61,14 @@ fn main() {
             let system = actix_rt::System::with_tokio_rt(|| {
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
             });
-            if let Err(e) = system.block_on(troupe_gateway::app::run(config)) {
+            if let Err(e) = system.block_on(app::run(config)) {
+                eprintln!("troupe: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        Command::Pieces { command: PiecesCommand::Add { spec } } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            if let Err(e) = rt.block_on(pieces_cli::add(&config, &spec)) {
                 eprintln!("troupe: {e:#}");
                 std::process::exit(1);
             }

@@ -3,12 +3,10 @@
 //! others, and every accepted webhook still has exactly one run, which succeeds; a worker
 //! started again gets its share back.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use support::*;
 
 const SHARDS: u16 = 16;
 const ENCRYPTION_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
