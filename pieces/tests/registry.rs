@@ -91,19 +91,8 @@ async fn fake_registry(routes: impl FnOnce(&str) -> BTreeMap<String, Vec<u8>>) -
 }
 
 fn tgz(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, text) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, format!("package/{path}"), text.as_bytes()).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &builder.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
+    troupe_testkit::npm::pack(&files.iter().map(|(p, t)| (*p, t.as_bytes())).collect::<Vec<_>>())
 }
-
 #[tokio::test]
 async fn a_tarball_that_does_not_match_its_integrity_is_refused() {
     let claimed = Integrity::sha512_of(b"something else");

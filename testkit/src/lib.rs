@@ -3,6 +3,8 @@
 //! `troupe` feature, the harness that starts the `troupe` binary ([`troupe`]). A
 //! dev-dependency only.
 
+#[cfg(feature = "npm")]
+pub mod npm;
 #[cfg(feature = "troupe")]
 pub mod troupe;
 

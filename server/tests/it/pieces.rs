@@ -15,19 +15,8 @@ async fn start() -> Troupe {
 
 /// A `.tgz` as `npm pack` makes it, with these files under `package/`.
 fn tgz(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, text) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, format!("package/{path}"), text.as_bytes()).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &builder.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
+    troupe_testkit::npm::pack(&files.iter().map(|(p, t)| (*p, t.as_bytes())).collect::<Vec<_>>())
 }
-
 #[tokio::test]
 async fn a_registry_piece_installs_lists_and_is_removed() {
     let t = start().await;
