@@ -16,8 +16,8 @@ use troupe_store::{Config, Store};
 /// Why the engine could not start or take a shard.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("engine: building the HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    #[error("engine: {0}")]
+    Egress(#[from] crate::egress::EgressError),
     #[error("engine: opening stream {stream}: {message}")]
     Stream { stream: &'static str, message: String },
     #[error("engine: creating the consumer of shard {shard}: {message}")]
@@ -32,7 +32,8 @@ pub struct EngineCtx {
     pub store: Store,
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
-    pub http: reqwest::Client,
+    /// The way out for steps' HTTP requests, under the SSRF policy.
+    pub egress: crate::egress::Egress,
     pub limiter: ProjectLimiter,
     /// Runs a RunActor of this process is executing now, with their shards.
     pub executing: DashMap<String, u16>,
@@ -55,7 +56,7 @@ impl EngineCtx {
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
     ) -> Result<EngineCtx, EngineError> {
-        let http = reqwest::Client::builder().timeout(config.flow_timeout).build().map_err(EngineError::HttpClient)?;
+        let egress = crate::egress::Egress::new(&config)?;
         Ok(EngineCtx {
             limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
             owned: (0..config.shards).map(|_| AtomicBool::new(false)).collect(),
@@ -63,7 +64,7 @@ impl EngineCtx {
             config,
             store,
             nats,
-            http,
+            egress,
             executing: DashMap::new(),
             paused_per_shard: DashMap::new(),
             code,

@@ -51,6 +51,12 @@ pub struct Config {
     /// The npm registry pieces install from (`NPM_CONFIG_REGISTRY`, npm's own name; default
     /// the public registry): a mirror, or a test's fake.
     pub npm_registry: String,
+    /// `AP_SSRF_PROTECTION_ENABLED` (default true): steps may not reach internal addresses.
+    pub ssrf_protection: bool,
+    /// `AP_SSRF_ALLOW_LIST`: IPs and CIDR ranges steps may reach all the same, comma separated.
+    pub ssrf_allow_list: String,
+    /// `NODE_EXTRA_CA_CERTS` (Node's name): a PEM file of CAs steps' HTTPS also trusts.
+    pub extra_ca_certs: Option<PathBuf>,
     /// Where fetched package documents and tarballs are cached (`NPM_CONFIG_CACHE`, default
     /// `$AP_CONFIG_PATH/npm-cache`).
     pub npm_cache_dir: PathBuf,
@@ -178,6 +184,19 @@ impl Config {
             )?,
             npm_registry: get("NPM_CONFIG_REGISTRY").unwrap_or_else(|| "https://registry.npmjs.org".into()),
             npm_cache_dir,
+            ssrf_protection: match get("AP_SSRF_PROTECTION_ENABLED").as_deref().map(str::trim) {
+                None | Some("true") | Some("1") => true,
+                Some("false") | Some("0") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "AP_SSRF_PROTECTION_ENABLED",
+                        value: other.into(),
+                        reason: "expected true or false".into(),
+                    })
+                }
+            },
+            ssrf_allow_list: get("AP_SSRF_ALLOW_LIST").unwrap_or_default(),
+            extra_ca_certs: get("NODE_EXTRA_CA_CERTS").map(PathBuf::from),
         })
     }
 

@@ -84,6 +84,8 @@ impl Troupe {
             .env("AP_PORT", self.port.to_string())
             .env("AP_API_KEY", KEY)
             .env("AP_SHARDS", "4")
+            // the tests' fake services listen on loopback, which SSRF protection refuses by default
+            .env("AP_SSRF_ALLOW_LIST", "127.0.0.1,::1")
             .env("NATS_SERVER_BIN", nats_server_bin())
             .env("RUST_LOG", "warn")
             // every test's troupe shares the compiled QuickJS and WASI modules

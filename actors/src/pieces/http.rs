@@ -70,7 +70,7 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
     let url = required_text(input, "url")?;
-    let mut req = ctx.engine.http.request(method, &url).query(&string_map(input, "queryParams"));
+    let mut req = ctx.engine.egress.client().request(method, &url).query(&string_map(input, "queryParams"));
     for (k, v) in string_map(input, "headers") {
         req = req.header(k, v);
     }
@@ -94,17 +94,17 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
         _ => req,
     };
     let failsafe = input.get("failsafe").and_then(Value::as_bool).unwrap_or(false);
-    let resp = match req.send().await {
+    let resp = match ctx.engine.egress.send(req).await {
         Ok(r) => r,
         Err(e) if failsafe => return Ok(ActionResult::output(json!({"error": e.to_string()}))),
         Err(e) => return Err(format!("request to {url} failed: {e}").into()),
     };
-    let status = resp.status().as_u16();
+    let status = resp.status.as_u16();
     let mut headers = Map::new();
-    for (k, v) in resp.headers() {
+    for (k, v) in &resp.headers {
         headers.insert(k.as_str().into(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
     }
-    let bytes = resp.bytes().await.map_err(|e| format!("reading the response of {url}: {e}"))?;
+    let bytes = resp.body;
     let body =
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let output = json!({"status": status, "headers": headers, "body": body});

@@ -94,6 +94,10 @@ app.kubernetes.io/component: {{ .component }}
   value: /data/sandbox-cache
 - name: AP_WEBHOOK_STREAM_MAX_BYTES
   value: {{ .webhookStreamMaxBytes | int64 | quote }}
+- name: AP_SSRF_PROTECTION_ENABLED
+  value: {{ .ssrfProtectionEnabled | quote }}
+- name: AP_SSRF_ALLOW_LIST
+  value: {{ .ssrfAllowList | quote }}
 - name: RUST_LOG
   value: {{ .logLevel | quote }}
 {{- range $k, $v := .extraEnv }}

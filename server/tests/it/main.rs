@@ -11,6 +11,7 @@ mod chart;
 mod cluster;
 mod code;
 mod connections;
+mod egress;
 mod faults;
 mod lifecycle;
 mod observability;

@@ -1,0 +1,323 @@
+//! Egress: the one HTTP client through which steps reach the outside (the native http piece
+//! now; npm pieces' `fetch` and `http(s)` later). It applies the policy in one place:
+//!
+//! - **SSRF protection** (`AP_SSRF_PROTECTION_ENABLED`, on by default): no loopback, private,
+//!   link-local (cloud metadata at 169.254.169.254 among them), carrier-grade NAT, unspecified,
+//!   multicast or broadcast address, unless `AP_SSRF_ALLOW_LIST` (IPs and CIDRs, comma
+//!   separated) allows it. Checked after name resolution (a resolver that drops what is not
+//!   allowed, so a name that points inside is refused too) and on every redirect; an address
+//!   written in the URL is checked before the request.
+//! - **Proxies** from `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (through a proxy the name is
+//!   resolved by the proxy; an address written in the URL is still checked here).
+//! - **Extra trusted CAs** from the PEM file `NODE_EXTRA_CA_CERTS` (Node's name), beside the
+//!   system's and the bundled roots.
+//! - A timeout (the run's) and a response size cap (`AP_MAX_FILE_SIZE_MB`).
+//!
+//! Requests are counted in `troupe_egress_requests_total` by outcome.
+
+use crate::metric_definitions::EGRESS_REQUESTS;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use troupe_store::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("NODE_EXTRA_CA_CERTS ({path}): {message}")]
+    ExtraCa { path: String, message: String },
+    #[error("AP_SSRF_ALLOW_LIST: {0:?} is not an IP address or a CIDR range")]
+    AllowList(String),
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Why an address may not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "SSRF protection: {host} is {address}, a {kind} address; Troupe does not send requests there unless AP_SSRF_ALLOW_LIST allows it"
+)]
+pub struct Blocked {
+    pub host: String,
+    pub address: IpAddr,
+    pub kind: &'static str,
+}
+
+/// Which addresses steps may reach.
+#[derive(Debug, Clone, Default)]
+pub struct SsrfPolicy {
+    enabled: bool,
+    allow: Vec<IpNet>,
+}
+
+impl SsrfPolicy {
+    pub fn new(enabled: bool, allow_list: &str) -> Result<SsrfPolicy, EgressError> {
+        let allow = allow_list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| EgressError::AllowList(s.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SsrfPolicy { enabled, allow })
+    }
+
+    /// `Err` when `address` (reached as `host`) is off limits.
+    pub fn check(&self, host: &str, address: IpAddr) -> Result<(), Blocked> {
+        if !self.enabled || self.allow.iter().any(|n| n.contains(&address)) {
+            return Ok(());
+        }
+        match internal_kind(address) {
+            Some(kind) => Err(Blocked { host: host.to_string(), address, kind }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a URL whose host is an address (names are checked when they are resolved).
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), Blocked> {
+        let address = match url.host() {
+            Some(url::Host::Ipv4(a)) => IpAddr::V4(a),
+            Some(url::Host::Ipv6(a)) => IpAddr::V6(a),
+            _ => return Ok(()),
+        };
+        self.check(url.host_str().unwrap_or_default(), address)
+    }
+}
+
+/// What kind of internal address `a` is, if it is one.
+fn internal_kind(a: IpAddr) -> Option<&'static str> {
+    let a = match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
+        v4 => v4,
+    };
+    match a {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_private() {
+                Some("private")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if o[0] == 100 && (64..128).contains(&o[1]) {
+                Some("carrier-grade NAT")
+            } else if v4.is_unspecified() || o[0] == 0 {
+                Some("unspecified")
+            } else if v4.is_multicast() || v4.is_broadcast() {
+                Some("multicast or broadcast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if v6.is_multicast() {
+                Some("multicast or broadcast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Resolves names, then keeps only the addresses the policy allows.
+struct CheckingResolver(Arc<SsrfPolicy>);
+
+impl reqwest::dns::Resolve for CheckingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut blocked = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match policy.check(&host, a.ip()) {
+                    Ok(()) => true,
+                    Err(b) => {
+                        blocked.get_or_insert(b);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), blocked) {
+                (true, Some(b)) => Err(Box::new(b) as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+/// The client and its policy.
+pub struct Egress {
+    client: reqwest::Client,
+    policy: Arc<SsrfPolicy>,
+    max_response_bytes: usize,
+}
+
+impl Egress {
+    pub fn new(config: &Config) -> Result<Egress, EgressError> {
+        let policy = Arc::new(SsrfPolicy::new(config.ssrf_protection, &config.ssrf_allow_list)?);
+        let redirects = policy.clone();
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.flow_timeout)
+            .dns_resolver(Arc::new(CheckingResolver(policy.clone())))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 10 {
+                    return attempt.error("more than 10 redirects");
+                }
+                match redirects.check_url(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(b) => attempt.error(b),
+                }
+            }));
+        if let Some(path) = &config.extra_ca_certs {
+            let fail = |message: String| EgressError::ExtraCa { path: path.display().to_string(), message };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(fail("no certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Egress { client: builder.build()?, policy, max_response_bytes: (config.max_file_size_mb as usize) << 20 })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn policy(&self) -> &SsrfPolicy {
+        &self.policy
+    }
+
+    /// Sends `req` under the policy and reads the whole response, up to the size cap.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Response, EgressFailure> {
+        let req = req.build().map_err(|e| EgressFailure::Failed(chain(&e)))?;
+        if let Err(b) = self.policy.check_url(req.url()) {
+            EGRESS_REQUESTS.with_label_values(&["blocked"]).inc();
+            return Err(EgressFailure::Blocked(b));
+        }
+        let result = self.client.execute(req).await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let blocked = find_blocked(&e);
+                EGRESS_REQUESTS.with_label_values(&[if blocked.is_some() { "blocked" } else { "error" }]).inc();
+                return Err(blocked.map(EgressFailure::Blocked).unwrap_or_else(|| EgressFailure::Failed(chain(&e))));
+            }
+        };
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > self.max_response_bytes {
+                        EGRESS_REQUESTS.with_label_values(&["too_large"]).inc();
+                        return Err(EgressFailure::TooLarge(self.max_response_bytes));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    EGRESS_REQUESTS.with_label_values(&["error"]).inc();
+                    return Err(EgressFailure::Failed(chain(&e)));
+                }
+            }
+        }
+        EGRESS_REQUESTS.with_label_values(&["ok"]).inc();
+        Ok(Response { status, headers, body })
+    }
+}
+
+/// A response read whole.
+pub struct Response {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EgressFailure {
+    #[error(transparent)]
+    Blocked(Blocked),
+    #[error("the response is larger than {} MiB (AP_MAX_FILE_SIZE_MB)", .0 >> 20)]
+    TooLarge(usize),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The SSRF refusal inside a client error (from the resolver or a redirect), if that is why.
+fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<Blocked> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<Blocked>() {
+            return Some(b.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") says too little.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_refused_unless_allowed() {
+        let p = SsrfPolicy::new(true, "").unwrap();
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(p.check("h", a.parse().unwrap()).is_err(), "{a} should be refused");
+        }
+        for a in ["93.184.215.14", "2606:4700::1111", "8.8.8.8"] {
+            assert!(p.check("h", a.parse().unwrap()).is_ok(), "{a} should be allowed");
+        }
+        let msg = p.check("metadata", "169.254.169.254".parse().unwrap()).unwrap_err().to_string();
+        assert!(msg.contains("169.254.169.254, a link-local (cloud metadata) address"), "{msg}");
+        let allowed = SsrfPolicy::new(true, "127.0.0.1, 10.0.0.0/8").unwrap();
+        assert!(allowed.check("h", "127.0.0.1".parse().unwrap()).is_ok());
+        assert!(allowed.check("h", "10.9.9.9".parse().unwrap()).is_ok());
+        assert!(allowed.check("h", "192.168.0.1".parse().unwrap()).is_err());
+        assert!(SsrfPolicy::new(false, "").unwrap().check("h", "127.0.0.1".parse().unwrap()).is_ok());
+        assert!(matches!(SsrfPolicy::new(true, "localhost"), Err(EgressError::AllowList(_))));
+    }
+}
