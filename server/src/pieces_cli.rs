@@ -35,11 +35,12 @@ pub async fn add(config: &Config, spec: &str) -> anyhow::Result<()> {
     if !status.is_success() {
         bail!("{}", answer["message"].as_str().unwrap_or(status.as_str()));
     }
+    let packages = answer["packages"].as_u64().unwrap_or(1);
     println!(
-        "installed {}@{} ({} packages)",
+        "installed {}@{} ({packages} package{})",
         answer["name"].as_str().unwrap_or(name),
         answer["version"].as_str().unwrap_or(version),
-        answer["packages"]
+        if packages == 1 { "" } else { "s" }
     );
     Ok(())
 }

@@ -109,7 +109,7 @@ async fn the_command_line_installs_through_the_running_troupe() {
     };
     let out = run("@activepieces/piece-slack@0.17.9");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "installed @activepieces/piece-slack@0.17.9 (1 packages)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "installed @activepieces/piece-slack@0.17.9 (1 package)");
     let (_, list) = t.get("/pieces").await;
     assert_eq!(list[0]["name"], "@activepieces/piece-slack");
     let out = run("sharp@0.33.5");
