@@ -66,6 +66,17 @@ impl CodeRunner {
         self.blocking(move |s| s.run_js(&source, &inputs, deadline)).await
     }
 
+    /// A code step whose host calls (`fetch`) `host` answers.
+    pub async fn run_js_with(
+        &self,
+        source: String,
+        inputs: Value,
+        deadline: Instant,
+        host: troupe_sandbox::HostHandler,
+    ) -> Result<Outcome, SandboxError> {
+        self.blocking(move |s| s.run_js_with(&source, &inputs, deadline, Some(host))).await
+    }
+
     pub async fn eval(
         &self,
         exprs: Vec<String>,

@@ -33,7 +33,7 @@ pub struct EngineCtx {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     /// The way out for steps' HTTP requests, under the SSRF policy.
-    pub egress: crate::egress::Egress,
+    pub egress: Arc<crate::egress::Egress>,
     pub limiter: ProjectLimiter,
     /// Runs a RunActor of this process is executing now, with their shards.
     pub executing: DashMap<String, u16>,
@@ -56,7 +56,7 @@ impl EngineCtx {
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
     ) -> Result<EngineCtx, EngineError> {
-        let egress = crate::egress::Egress::new(&config)?;
+        let egress = Arc::new(crate::egress::Egress::new(&config)?);
         Ok(EngineCtx {
             limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
             owned: (0..config.shards).map(|_| AtomicBool::new(false)).collect(),

@@ -242,6 +242,57 @@ impl Egress {
     }
 }
 
+/// Answers a sandboxed code step's `fetch` (`{"op":"fetch","url","method","headers","body"}`)
+/// through `egress`, on the calling (blocking) thread, until `deadline`: `{"ok":true,"status",
+/// "statusText","headers","body"}` or `{"ok":false,"error"}`.
+pub fn fetch_handler(egress: Arc<Egress>, deadline: std::time::Instant) -> troupe_sandbox::HostHandler {
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(move |request: &[u8]| {
+        let reply = match serde_json::from_slice::<serde_json::Value>(request) {
+            Ok(r) if r["op"] == "fetch" => runtime.block_on(fetch(&egress, &r, deadline)),
+            Ok(r) => serde_json::json!({"ok": false, "error": format!("unknown host call {}", r["op"])}),
+            Err(e) => serde_json::json!({"ok": false, "error": format!("unreadable host call: {e}")}),
+        };
+        serde_json::to_vec(&reply).expect("a reply serializes")
+    })
+}
+
+async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Instant) -> serde_json::Value {
+    use serde_json::json;
+    let method = r["method"].as_str().unwrap_or("GET");
+    let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
+        return json!({"ok": false, "error": format!("{method:?} is not an HTTP method")});
+    };
+    let url = r["url"].as_str().unwrap_or_default();
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let mut req = egress.client().request(method, url).timeout(left);
+    if let Some(headers) = r["headers"].as_object() {
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str().unwrap_or_default());
+        }
+    }
+    if let Some(body) = r["body"].as_str() {
+        req = req.body(body.to_string());
+    }
+    match egress.send(req).await {
+        Ok(resp) => {
+            let headers: serde_json::Map<String, serde_json::Value> = resp
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned().into()))
+                .collect();
+            json!({
+                "ok": true,
+                "status": resp.status.as_u16(),
+                "statusText": resp.status.canonical_reason().unwrap_or_default(),
+                "headers": headers,
+                "body": String::from_utf8_lossy(&resp.body),
+            })
+        }
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    }
+}
+
 /// A response read whole.
 pub struct Response {
     pub status: reqwest::StatusCode,

@@ -16,6 +16,7 @@ mod metric_definitions;
 mod restore;
 mod tunables;
 mod wasi;
+pub use wasi::HostHandler;
 mod watchdog;
 
 pub use metric_definitions::{register as register_metrics, *};
@@ -174,7 +175,7 @@ impl Sandbox {
             std::fs::create_dir_all(dir).map_err(|e| internal("create the sandbox cache folder", e))?;
         }
         let modules = Mutex::new(HashMap::new());
-        let js = load_module(&engine, cache_dir.as_ref(), &modules, &module_hash(JS_ENGINE_WASM), || {
+        let js = load_module(&engine, cache_dir.as_ref(), &modules, &module_hash(JS_ENGINE_WASM), true, || {
             Some(JS_ENGINE_WASM.to_vec())
         })?;
         let empty =
@@ -187,9 +188,20 @@ impl Sandbox {
 
     /// Runs an Activepieces code step: `source` exports `code`, called with `inputs`.
     pub fn run_js(&self, source: &str, inputs: &Value, deadline: Instant) -> Result<Outcome, SandboxError> {
+        self.run_js_with(source, inputs, deadline, None)
+    }
+
+    /// [`Sandbox::run_js`] with `host` answering the code's host calls (`fetch`).
+    pub fn run_js_with(
+        &self,
+        source: &str,
+        inputs: &Value,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<Outcome, SandboxError> {
         let request = json!({"kind": "code", "source": source, "inputs": inputs});
         let started = Instant::now();
-        let result = self.js_call(request, deadline).and_then(|(answer, logs)| {
+        let result = self.js_call(request, deadline, host).and_then(|(answer, logs)| {
             if answer["ok"] == true {
                 Ok(Outcome { output: answer.get("value").cloned().unwrap_or(Value::Null), logs })
             } else {
@@ -213,7 +225,7 @@ impl Sandbox {
     ) -> Result<Vec<Evaluated>, SandboxError> {
         let request = json!({"kind": "expr", "exprs": exprs, "scope": scope});
         let started = Instant::now();
-        let result = self.js_call(request, deadline).map(|(answer, _)| {
+        let result = self.js_call(request, deadline, None).map(|(answer, _)| {
             let values = answer["value"].as_array().cloned().unwrap_or_default();
             values
                 .into_iter()
@@ -287,7 +299,7 @@ impl Sandbox {
     }
 
     fn load(&self, hash: &str, fetch: impl FnOnce() -> Option<Vec<u8>>) -> Result<Module, SandboxError> {
-        load_module(&self.engine, self.cache_dir.as_ref(), &self.modules, hash, fetch)
+        load_module(&self.engine, self.cache_dir.as_ref(), &self.modules, hash, false, fetch)
     }
 
     /// Initialises QuickJS in one instance and records how its memory differs from a fresh one.
@@ -340,7 +352,12 @@ impl Sandbox {
     }
 
     /// One JS engine call: restore the snapshot, pass the request, read the answer.
-    fn js_call(&self, mut request: Value, deadline: Instant) -> Result<(Value, String), SandboxError> {
+    fn js_call(
+        &self,
+        mut request: Value,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<(Value, String), SandboxError> {
         let mut rng = rand::rng();
         request["seed"] = json!([rng.next_u32(), rng.next_u32()]);
         let stdin = serde_json::to_vec(&request).map_err(|e| internal("encode the request", e))?;
@@ -382,6 +399,7 @@ impl Sandbox {
                 exec
             }
         };
+        exec.env.as_mut(&mut exec.store).handler = host;
         let run = exec
             .instance
             .exports
@@ -448,6 +466,7 @@ fn load_module(
     cache_dir: Option<&PathBuf>,
     modules: &Mutex<HashMap<String, Module>>,
     hash: &str,
+    host_calls: bool,
     fetch: impl FnOnce() -> Option<Vec<u8>>,
 ) -> Result<Module, SandboxError> {
     if let Some(m) = modules.lock().unwrap().get(hash) {
@@ -477,7 +496,7 @@ fn load_module(
             if module_hash(&wasm) != hash {
                 return Err(SandboxError::Invalid(format!("the module's bytes do not hash to {hash}")));
             }
-            let bytes = compile(&wasm)?;
+            let bytes = compile(&wasm, host_calls)?;
             if let Some(path) = &artifact {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
@@ -489,7 +508,7 @@ fn load_module(
             unsafe { Module::deserialize(engine, bytes) }.map_err(|e| internal("load a compiled module", e))?
         }
     };
-    wasi::check_imports(&module).map_err(|e| SandboxError::Invalid(e.to_string()))?;
+    wasi::check_imports(&module, host_calls).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     modules.lock().unwrap().insert(hash.to_string(), module.clone());
     Ok(module)
 }
@@ -616,12 +635,12 @@ impl<'a> Execution<'a> {
 
 /// Compiles with a fresh metered engine (one `Metering` can compile only one module) and
 /// returns the serialized artifact.
-fn compile(wasm: &[u8]) -> Result<bytes::Bytes, SandboxError> {
+fn compile(wasm: &[u8], host_calls: bool) -> Result<bytes::Bytes, SandboxError> {
     let mut compiler = Cranelift::default();
     compiler.push_middleware(Arc::new(Metering::new(0, |_: &wasmer::wasmparser::Operator| 1)));
     let engine: Engine = EngineBuilder::new(compiler).engine().into();
     let module = Module::new(&engine, wasm).map_err(|e| SandboxError::Invalid(format!("not a valid module: {e}")))?;
-    wasi::check_imports(&module).map_err(|e| SandboxError::Invalid(e.to_string()))?;
+    wasi::check_imports(&module, host_calls).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     module.serialize().map_err(|e| internal("serialize a compiled module", e))
 }
 

@@ -11,6 +11,14 @@ use wasmer::{
 };
 
 pub const NAMESPACE: &str = "wasi_snapshot_preview1";
+/// The host-call channel of Troupe's own JS engine (never offered to uploaded modules).
+pub const HOST_NAMESPACE: &str = "troupe";
+/// Largest request a guest may hand the host.
+const MAX_HOST_REQUEST: u32 = 16 << 20;
+
+/// What answers a guest's host calls during one execution: a request in, a reply out (JSON
+/// text both ways; the caller decides what requests mean).
+pub type HostHandler = std::sync::Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 const ESUCCESS: i32 = 0;
 const EBADF: i32 = 8;
@@ -30,6 +38,10 @@ pub struct Host {
     log_limit: usize,
     /// stdout went past its limit: the execution fails with a clear message.
     pub output_overflow: bool,
+    /// Answers host calls, when this execution has one.
+    pub handler: Option<HostHandler>,
+    /// The reply of the last host call, until the guest copies it.
+    reply: Vec<u8>,
 }
 
 impl Host {
@@ -43,6 +55,8 @@ impl Host {
             out_limit,
             log_limit,
             output_overflow: false,
+            handler: None,
+            reply: Vec::new(),
         }
     }
 }
@@ -60,10 +74,12 @@ pub struct ForeignImport {
     pub name: String,
 }
 
-/// Checks that a module imports nothing but WASI functions.
-pub fn check_imports(module: &Module) -> Result<(), ForeignImport> {
+/// Checks that a module imports nothing but WASI functions (and, when `host_calls`, the
+/// host-call channel: Troupe's own JS engine only).
+pub fn check_imports(module: &Module, host_calls: bool) -> Result<(), ForeignImport> {
     for import in module.imports() {
-        if import.module() != NAMESPACE || !matches!(import.ty(), ExternType::Function(_)) {
+        let allowed = import.module() == NAMESPACE || host_calls && import.module() == HOST_NAMESPACE;
+        if !allowed || !matches!(import.ty(), ExternType::Function(_)) {
             return Err(ForeignImport { module: import.module().to_string(), name: import.name().to_string() });
         }
     }
@@ -75,6 +91,15 @@ pub fn imports_for(store: &mut impl AsStoreMut, env: &FunctionEnv<Host>, module:
     let mut imports = imports! {};
     for import in module.imports() {
         let ExternType::Function(ty) = import.ty() else { continue };
+        if import.module() == HOST_NAMESPACE {
+            let f = match import.name() {
+                "host_call" => Function::new_typed_with_env(store, env, host_call),
+                "host_reply" => Function::new_typed_with_env(store, env, host_reply),
+                _ => stub(store, env, ty, ENOSYS),
+            };
+            imports.define(HOST_NAMESPACE, import.name(), f);
+            continue;
+        }
         let f = match import.name() {
             "fd_read" => Function::new_typed_with_env(store, env, fd_read),
             "fd_write" => Function::new_typed_with_env(store, env, fd_write),
@@ -272,4 +297,28 @@ fn random_get(env: FunctionEnvMut<Host>, buf: i32, len: i32) -> i32 {
         return EINVAL;
     }
     ESUCCESS
+}
+
+/// `host_call(request, len) -> reply length`: hands the request to this execution's handler.
+fn host_call(mut env: FunctionEnvMut<Host>, request: i32, len: i32) -> i32 {
+    let (host, store) = env.data_and_store_mut();
+    let (Some(memory), Some(handler)) = (host.memory.clone(), host.handler.clone()) else { return -1 };
+    let len = len as u32;
+    if len > MAX_HOST_REQUEST {
+        return -1;
+    }
+    let mut bytes = vec![0u8; len as usize];
+    if memory.view(&store).read(request as u32 as u64, &mut bytes).is_err() {
+        return -1;
+    }
+    host.reply = handler(&bytes);
+    host.reply.len().try_into().unwrap_or(-1)
+}
+
+/// `host_reply(into)`: copies the last reply into the guest's buffer.
+fn host_reply(mut env: FunctionEnvMut<Host>, into: i32) {
+    let (host, store) = env.data_and_store_mut();
+    let Some(memory) = host.memory.clone() else { return };
+    let reply = std::mem::take(&mut host.reply);
+    let _ = memory.view(&store).write(into as u32 as u64, &reply);
 }

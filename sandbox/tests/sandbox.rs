@@ -136,13 +136,16 @@ fn logs_are_bounded() {
 #[test]
 fn there_is_no_file_system_network_or_environment() {
     let code = r#"export const code = async () => ({
-        require: typeof require, process: typeof process, fetch: typeof fetch, xhr: typeof XMLHttpRequest,
+        require: typeof require, process: typeof process, xhr: typeof XMLHttpRequest,
         std: typeof std, os: typeof os, deno: typeof Deno, wasm: typeof WebAssembly,
     });"#;
     let out = js(code, json!({})).unwrap();
     for (name, kind) in out.output.as_object().unwrap() {
         assert_eq!(kind, "undefined", "{name} is reachable");
     }
+    // fetch exists, and reaches out only through a host that answers it (the engine's egress)
+    let err = js("export const code = async () => fetch('http://127.0.0.1:1/')", json!({})).unwrap_err();
+    assert!(err.to_string().contains("fetch is not available here"), "{err}");
     for module in ["std", "os", "fs", "node:fs"] {
         let code = format!("import * as m from '{module}'; export const code = async () => Object.keys(m);");
         let err = js(&code, json!({})).unwrap_err();
@@ -312,4 +315,19 @@ fn instances_are_reused_only_after_a_normal_return_and_start_from_the_snapshot()
     assert!(matches!(run(throw, soon()).unwrap_err(), SandboxError::Failed(_)));
     assert_eq!(sandbox.idle_instances(), 1);
     assert_eq!(run(clean, soon()).unwrap().output, json!({"polluted": null, "counter": null}));
+}
+
+#[test]
+fn host_calls_reach_only_the_handler_their_execution_was_given() {
+    let handler: troupe_sandbox::HostHandler = Arc::new(|request: &[u8]| {
+        let r: Value = serde_json::from_slice(request).unwrap();
+        let reply = json!({"ok": true, "status": 201, "statusText": "Created", "headers": {"x-seen": r["method"]}, "body": r["url"]});
+        serde_json::to_vec(&reply).unwrap()
+    });
+    let code = "export const code = async () => { const r = await fetch('https://example.test/a', {method: 'post'}); return {s: r.status, ok: r.ok, b: await r.text(), h: r.headers.get('X-Seen')}; }";
+    let out = SANDBOX.run_js_with(code, &json!({}), soon(), Some(handler)).unwrap();
+    assert_eq!(out.output, json!({"s": 201, "ok": true, "b": "https://example.test/a", "h": "POST"}));
+    // the next execution (likely the same reused instance) has no handler
+    let err = js(code, json!({})).unwrap_err();
+    assert!(err.to_string().contains("fetch is not available here"), "{err}");
 }

@@ -81,3 +81,22 @@ async fn extra_trusted_cas_come_from_node_extra_ca_certs() {
     let r: Value = trusting.webhook(&id, "/sync", json!({})).await.json().await.unwrap();
     assert_eq!(r["status"], "SUCCEEDED", "{r}");
 }
+
+#[tokio::test]
+async fn a_code_step_fetches_through_the_host_under_the_same_policy() {
+    let t = Troupe::start().await;
+    let source = "export const code = async (inputs) => { const r = await fetch(inputs.url, {headers: {accept: 'application/json'}}); return {status: r.status, ok: r.ok, body: await r.json(), type: r.headers.get('content-type')}; }";
+    let step = code("fetching", source, json!({"url": t.url("/health")}));
+    let id = t.publish(webhook_flow(chain(vec![step, respond(json!({"got": "{{fetching}}"}))]))).await;
+    let r: Value = t.webhook(&id, "/sync", json!({})).await.json().await.unwrap();
+    assert_eq!(r["got"]["status"], 200, "{r}");
+    assert_eq!(r["got"]["ok"], true, "{r}");
+    assert!(r["got"]["type"].as_str().unwrap_or_default().contains("json"), "{r}");
+
+    let step = code("fetching", source, json!({"url": "http://169.254.169.254/latest/meta-data/"}));
+    let id = t.publish(webhook_flow(step)).await;
+    let r: Value = t.webhook(&id, "/sync", json!({})).await.json().await.unwrap();
+    assert_eq!(r["status"], "FAILED", "{r}");
+    let m = r["failedStep"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("fetch failed: SSRF protection: 169.254.169.254"), "{m}");
+}

@@ -18,6 +18,31 @@ use rquickjs::{Context, Ctx, Function, Module, Object, Promise, Runtime, Value};
 /// QuickJS's own stack limit, below the 4 MiB shadow stack the module is linked with.
 const MAX_STACK: usize = 3 * 1024 * 1024;
 
+// The host-call channel: one request out, one reply back, both JSON text. The host answers
+// only while an execution gave it a handler (`-1` otherwise).
+#[link(wasm_import_module = "troupe")]
+extern "C" {
+    /// Hands the host a request; returns the length of its reply, or -1.
+    fn host_call(request: *const u8, len: u32) -> i32;
+    /// Copies the reply of the last `host_call` to `into`.
+    fn host_reply(into: *mut u8);
+}
+
+/// `__troupe_host(request)`: the host's reply to `request`, or `null` when there is no host.
+fn call_host(request: String) -> Option<String> {
+    // SAFETY: the host reads `len` bytes at `request`, then writes exactly the announced
+    // number of bytes into the buffer we size for it.
+    unsafe {
+        let len = host_call(request.as_ptr(), request.len() as u32);
+        if len < 0 {
+            return None;
+        }
+        let mut reply = vec![0u8; len as usize];
+        host_reply(reply.as_mut_ptr());
+        String::from_utf8(reply).ok()
+    }
+}
+
 thread_local! {
     static ENGINE: RefCell<Option<(Runtime, Context)>> = const { RefCell::new(None) };
 }
@@ -30,7 +55,10 @@ pub extern "C" fn troupe_init(memory_limit: i64) -> i32 {
         runtime.set_memory_limit(memory_limit as usize);
     }
     let Ok(context) = Context::full(&runtime) else { return 2 };
-    let ok = context.with(|ctx| ctx.eval::<(), _>(include_str!("prelude.js")).is_ok());
+    let ok = context.with(|ctx| {
+        let host = Function::new(ctx.clone(), call_host).and_then(|f| ctx.globals().set("__troupe_host", f));
+        host.is_ok() && ctx.eval::<(), _>(include_str!("prelude.js")).is_ok()
+    });
     if !ok {
         return 3;
     }

@@ -41,6 +41,46 @@
     state.rng[1] = s1;
     return ((state.rng[0] + state.rng[1]) >>> 0) / 4294967296;
   };
+  // fetch, through the host (its egress policy applies): the whole body is read at once.
+  const host = globalThis.__troupe_host;
+  delete globalThis.__troupe_host;
+  class Headers {
+    constructor(init) {
+      this.map = new Map();
+      const entries = init instanceof Headers ? [...init.map] : Array.isArray(init) ? init : Object.entries(init || {});
+      for (const [k, v] of entries) this.map.set(String(k).toLowerCase(), String(v));
+    }
+    get(k) { const v = this.map.get(String(k).toLowerCase()); return v === undefined ? null : v; }
+    set(k, v) { this.map.set(String(k).toLowerCase(), String(v)); }
+    has(k) { return this.map.has(String(k).toLowerCase()); }
+    forEach(fn) { this.map.forEach((v, k) => fn(v, k, this)); }
+    entries() { return this.map.entries(); }
+    [Symbol.iterator]() { return this.map.entries(); }
+  }
+  class Response {
+    constructor(body, init) {
+      this._body = body == null ? '' : String(body);
+      this.status = (init && init.status) || 200;
+      this.statusText = (init && init.statusText) || '';
+      this.headers = new Headers(init && init.headers);
+      this.url = (init && init.url) || '';
+      this.ok = this.status >= 200 && this.status < 300;
+    }
+    async text() { return this._body; }
+    async json() { return JSON.parse(this._body); }
+  }
+  globalThis.Headers = Headers;
+  globalThis.Response = Response;
+  globalThis.fetch = async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : String(input && input.url ? input.url : input);
+    const body = init.body == null ? null : typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+    const request = { op: 'fetch', url, method: String(init.method || 'GET').toUpperCase(), headers: Object.fromEntries(new Headers(init.headers)), body };
+    const raw = host(JSON.stringify(request));
+    if (raw == null) throw new TypeError('fetch is not available here');
+    const reply = JSON.parse(raw);
+    if (!reply.ok) throw new TypeError(`fetch failed: ${reply.error}`);
+    return new Response(reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers, url });
+  };
   const errorOf = (e) => {
     if (e instanceof Error) return { name: e.name, message: String(e.message), stack: e.stack || '' };
     return { name: 'Error', message: show(e), stack: '' };
