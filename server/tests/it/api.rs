@@ -260,16 +260,11 @@ async fn the_first_start_creates_an_admin_key_file_readable_only_by_its_owner() 
 
 #[tokio::test]
 async fn tls_serves_https_with_the_given_certificate() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let mut t =
-        Troupe::start_with(&[("AP_TLS_CERT", cert_path.to_str().unwrap()), ("AP_TLS_KEY", key_path.to_str().unwrap())])
-            .await;
+    let (cert_path, key_path, cert_pem) = self_signed_tls(dir.path());
+    let mut t = Troupe::start_with(&[("AP_TLS_CERT", &cert_path), ("AP_TLS_KEY", &key_path)]).await;
     t.client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let (s, b) = t.get("/flows").await;

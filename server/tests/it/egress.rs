@@ -63,20 +63,16 @@ async fn with_protection_off_internal_addresses_are_reached() {
 #[tokio::test]
 async fn extra_trusted_cas_come_from_node_extra_ca_certs() {
     // a troupe serving HTTPS with a certificate no public CA signed
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (cert_path, key_path) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
-    let tls = Troupe::start_with(&[("AP_TLS_CERT", cert_path), ("AP_TLS_KEY", key_path)]).await;
+    let (cert_path, key_path, _) = self_signed_tls(dir.path());
+    let tls = Troupe::start_with(&[("AP_TLS_CERT", &cert_path), ("AP_TLS_KEY", &key_path)]).await;
     let url = format!("https://127.0.0.1:{}/health", tls.port);
 
     let untrusting = Troupe::start().await;
     let m = failure(&untrusting, &url).await;
     assert!(m.contains("certificate"), "{m}");
 
-    let trusting = Troupe::start_with(&[("NODE_EXTRA_CA_CERTS", cert_path)]).await;
+    let trusting = Troupe::start_with(&[("NODE_EXTRA_CA_CERTS", &cert_path)]).await;
     let id = trusting.publish(webhook_flow(get(&url))).await;
     let r: Value = trusting.webhook(&id, "/sync", json!({})).await.json().await.unwrap();
     assert_eq!(r["status"], "SUCCEEDED", "{r}");

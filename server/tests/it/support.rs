@@ -32,3 +32,13 @@ impl StartTroupe for Troupe {
         Troupe::launch(BUILD, env, true).await
     }
 }
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files in `dir`:
+/// (certificate path, key path, certificate PEM).
+pub fn self_signed_tls(dir: &std::path::Path) -> (String, String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    (cert_path.display().to_string(), key_path.display().to_string(), cert.cert.pem())
+}
