@@ -47,7 +47,16 @@ fn main() {
         let nats =
             async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
         let code = Arc::new(troupe_actors::code::CodeRunner::start(&config));
-        let flows = FlowRegistry::new(Arc::new(EngineCtx::new(config, store, nats, code).unwrap()));
+        let flows = FlowRegistry::new(Arc::new(
+            EngineCtx::new(
+                config.clone(),
+                store,
+                nats,
+                code,
+                Arc::new(troupe_pieces::egress::Egress::new(&config).unwrap()),
+            )
+            .unwrap(),
+        ));
         // let the sandbox thread and the NATS client settle before counting
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let ids: Vec<String> = (0..ACTORS).map(|i| format!("flow-{i:08}")).collect();

@@ -11,13 +11,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use troupe_pieces::egress::Egress;
 use troupe_store::{Config, Store};
 
 /// Why the engine could not start or take a shard.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("engine: {0}")]
-    Egress(#[from] crate::egress::EgressError),
     #[error("engine: opening stream {stream}: {message}")]
     Stream { stream: &'static str, message: String },
     #[error("engine: creating the consumer of shard {shard}: {message}")]
@@ -33,7 +32,7 @@ pub struct EngineCtx {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     /// The way out for steps' HTTP requests, under the SSRF policy.
-    pub egress: Arc<crate::egress::Egress>,
+    pub egress: Arc<Egress>,
     pub limiter: ProjectLimiter,
     /// Runs a RunActor of this process is executing now, with their shards.
     pub executing: DashMap<String, u16>,
@@ -55,8 +54,8 @@ impl EngineCtx {
         store: Store,
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
+        egress: Arc<Egress>,
     ) -> Result<EngineCtx, EngineError> {
-        let egress = Arc::new(crate::egress::Egress::new(&config)?);
         Ok(EngineCtx {
             limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
             owned: (0..config.shards).map(|_| AtomicBool::new(false)).collect(),

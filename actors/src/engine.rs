@@ -29,9 +29,10 @@ impl Engine {
         store: Store,
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
+        egress: Arc<troupe_pieces::egress::Egress>,
         node: Option<String>,
     ) -> Result<Engine, EngineError> {
-        let ctx = Arc::new(EngineCtx::new(config, store, nats, code)?);
+        let ctx = Arc::new(EngineCtx::new(config, store, nats, code, egress)?);
         let shards = Arc::new(Shards::new(ctx.clone()).await?);
         let leases = match node {
             None => {

@@ -15,7 +15,6 @@ pub mod messages;
 pub mod metric_definitions;
 
 pub mod code;
-pub mod egress;
 pub mod pieces;
 pub mod router;
 pub mod template;

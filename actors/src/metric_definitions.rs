@@ -73,20 +73,9 @@ pub static RUNS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Touches every metric so that each is exported from the start, even before it moves.
-pub static EGRESS_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "troupe_egress_requests_total",
-        "HTTP requests steps sent out, by outcome (ok, blocked by SSRF protection, error, too_large)",
-        &["outcome"]
-    )
-    .unwrap()
-});
-
 pub fn register() {
     LazyLock::force(&RUNS_STARTED);
-    for outcome in ["ok", "blocked", "error", "too_large"] {
-        EGRESS_REQUESTS.with_label_values(&[outcome]);
-    }
+    troupe_pieces::metric_definitions::register();
     LazyLock::force(&RUNS_FINISHED);
     LazyLock::force(&RUN_DURATION);
     LazyLock::force(&STEP_DURATION);

@@ -3,9 +3,11 @@
 //!
 //! It knows nothing of flows or of the sandbox that runs the packages.
 
+pub mod egress;
 pub mod install;
 pub mod installed;
 pub mod integrity;
+pub mod metric_definitions;
 pub mod package;
 pub mod registry;
 pub mod resolve;

@@ -119,7 +119,7 @@ struct Ctx {
     config: Config,
     store: Store,
     js: jetstream::Context,
-    http: reqwest::Client,
+    egress: Arc<troupe_pieces::egress::Egress>,
     clock: Arc<dyn Clock>,
 }
 
@@ -131,13 +131,13 @@ impl Scheduler {
         store: Store,
         js: jetstream::Context,
         clock: Arc<dyn Clock>,
+        egress: Arc<troupe_pieces::egress::Egress>,
         leader: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Scheduler {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
         // retention runs at every start, then hourly
         let _ = store.remove_timers_of(SYSTEM_OWNER);
         let _ = store.add_timer(&Timer::new(SYSTEM_OWNER, ms(clock.now()), TimerKind::Retention));
-        let ctx = Arc::new(Ctx { config, store, js, http, clock });
+        let ctx = Arc::new(Ctx { config, store, js, egress, clock });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut passes = 0u64;
@@ -350,7 +350,7 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
         ms(next),
         TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
     );
-    let new_state = match rss::items(&ctx.http, &input).await {
+    let new_state = match rss::items(&ctx.egress, &input).await {
         Ok(items) => {
             let (fresh, new_state) = polling::new_items(rss::STRATEGY, &state, items);
             let shard = shard_for_flow(flow_id, ctx.config.shards);

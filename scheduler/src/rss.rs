@@ -3,6 +3,7 @@
 
 use crate::polling::{DedupeStrategy, PollItem};
 use serde_json::{json, Map, Value};
+use troupe_pieces::egress::{Egress, EgressFailure};
 
 pub const PIECE: &str = "@activepieces/piece-rss";
 pub const TRIGGER: &str = "new-item";
@@ -14,24 +15,23 @@ pub enum FeedError {
     #[error("rss_feed_url is required")]
     NoUrl,
     #[error("fetching {url}: {source}")]
-    Fetch { url: String, source: reqwest::Error },
+    Fetch { url: String, source: EgressFailure },
     #[error("fetching {url}: status {status}")]
     Status { url: String, status: reqwest::StatusCode },
-    #[error("reading {url}: {source}")]
-    Read { url: String, source: reqwest::Error },
     #[error("{url} is not an RSS or Atom feed: {source}")]
     NotAFeed { url: String, source: feed_rs::parser::ParseFeedError },
 }
 
-pub async fn items(http: &reqwest::Client, input: &Map<String, Value>) -> Result<Vec<PollItem>, FeedError> {
+/// The feed's items, fetched through `egress` (the SSRF policy applies to feeds too).
+pub async fn items(egress: &Egress, input: &Map<String, Value>) -> Result<Vec<PollItem>, FeedError> {
     let url = input.get("rss_feed_url").and_then(Value::as_str).ok_or(FeedError::NoUrl)?;
-    let resp = http.get(url).send().await.map_err(|source| FeedError::Fetch { url: url.into(), source })?;
-    if !resp.status().is_success() {
-        return Err(FeedError::Status { url: url.into(), status: resp.status() });
+    let req = egress.client().get(url).timeout(std::time::Duration::from_secs(30));
+    let resp = egress.send(req).await.map_err(|source| FeedError::Fetch { url: url.into(), source })?;
+    if !resp.status.is_success() {
+        return Err(FeedError::Status { url: url.into(), status: resp.status });
     }
-    let bytes = resp.bytes().await.map_err(|source| FeedError::Read { url: url.into(), source })?;
-    let feed =
-        feed_rs::parser::parse(bytes.as_ref()).map_err(|source| FeedError::NotAFeed { url: url.into(), source })?;
+    let feed = feed_rs::parser::parse(resp.body.as_slice())
+        .map_err(|source| FeedError::NotAFeed { url: url.into(), source })?;
     Ok(feed
         .entries
         .into_iter()

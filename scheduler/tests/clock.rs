@@ -73,7 +73,7 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     let clock = Arc::new(FakeClock(Mutex::new(at("2026-01-05T10:00:30Z"))));
     sync_flow_triggers(&store, "f1", Some(&flow), clock.as_ref()).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let scheduler = Scheduler::start(config, store.clone(), js.clone(), clock.clone(), None);
+    let scheduler = Scheduler::start(config.clone(), store.clone(), js.clone(), clock.clone(), egress(&config), None);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(queued_ticks(&js).await, 0, "nothing before the first tick");
@@ -93,4 +93,8 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(queued_ticks(&js).await, 4);
     scheduler.stop().await;
+}
+
+fn egress(config: &troupe_store::Config) -> Arc<troupe_pieces::egress::Egress> {
+    Arc::new(troupe_pieces::egress::Egress::new(config).expect("the egress client builds"))
 }

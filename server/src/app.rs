@@ -187,6 +187,8 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     store.flush().await?;
 
     let code = Arc::new(troupe_actors::code::CodeRunner::start(config));
+    // the one way out for steps and triggers (SSRF policy, proxies, extra CAs)
+    let egress = Arc::new(troupe_pieces::egress::Egress::new(config)?);
     let engine = if config.container_type != ContainerType::App {
         Some(
             troupe_actors::engine::Engine::start(
@@ -194,6 +196,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
                 store.clone(),
                 nats.clone(),
                 code.clone(),
+                egress.clone(),
                 node.clone(),
             )
             .await?,
@@ -226,6 +229,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
             store.clone(),
             async_nats::jetstream::new(nats.clone()),
             std::sync::Arc::new(troupe_scheduler::SystemClock),
+            egress.clone(),
             leader,
         ))
     } else {

@@ -472,7 +472,7 @@ impl<'a> Exec<'a> {
         let outcome = match (&step.settings.wasm_module, &step.settings.source_code) {
             (Some(id), _) => code.run_wasi(self.engine.store.clone(), id.clone(), inputs, self.deadline).await,
             (None, Some(src)) => {
-                let host = crate::egress::fetch_handler(self.engine.egress.clone(), self.deadline);
+                let host = troupe_pieces::egress::fetch_handler(self.engine.egress.clone(), self.deadline);
                 code.run_js_with(src.code.clone(), inputs, self.deadline, host).await
             }
             (None, None) => return Err(Fault::Failed("the step has no sourceCode".into())),

@@ -30,7 +30,14 @@ async fn fixture() -> Fixture {
     let nats =
         async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
     let code = Arc::new(crate::code::CodeRunner::start(&config));
-    let ctx = EngineCtx::new(config, store, nats, code).unwrap();
+    let ctx = EngineCtx::new(
+        config.clone(),
+        store,
+        nats,
+        code,
+        Arc::new(troupe_pieces::egress::Egress::new(&config).unwrap()),
+    )
+    .unwrap();
     ctx.set_owned(0, true);
     Fixture { _dir: dir, ctx: Arc::new(ctx) }
 }

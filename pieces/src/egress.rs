@@ -1,5 +1,6 @@
-//! Egress: the one HTTP client through which steps reach the outside (the native http piece
-//! now; npm pieces' `fetch` and `http(s)` later). It applies the policy in one place:
+//! Egress: the one HTTP client through which steps and triggers reach the outside (the native
+//! http piece, code steps' `fetch`, the RSS polling trigger; npm pieces' requests next). One per
+//! process, made at start. It applies the policy in one place:
 //!
 //! - **SSRF protection** (`AP_SSRF_PROTECTION_ENABLED`, on by default): no loopback, private,
 //!   link-local (cloud metadata at 169.254.169.254 among them), carrier-grade NAT, unspecified,
