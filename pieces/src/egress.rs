@@ -200,13 +200,9 @@ impl Egress {
         &self.client
     }
 
-    pub fn policy(&self) -> &SsrfPolicy {
-        &self.policy
-    }
-
     /// Sends `req` under the policy and reads the whole response, up to the size cap.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Response, EgressFailure> {
-        let req = req.build().map_err(|e| EgressFailure::Failed(chain(&e)))?;
+        let req = req.build().map_err(|e| EgressFailure::Failed(crate::with_causes(&e)))?;
         if let Err(b) = self.policy.check_url(req.url()) {
             EGRESS_REQUESTS.with_label_values(&["blocked"]).inc();
             return Err(EgressFailure::Blocked(b));
@@ -217,7 +213,9 @@ impl Egress {
             Err(e) => {
                 let blocked = find_blocked(&e);
                 EGRESS_REQUESTS.with_label_values(&[if blocked.is_some() { "blocked" } else { "error" }]).inc();
-                return Err(blocked.map(EgressFailure::Blocked).unwrap_or_else(|| EgressFailure::Failed(chain(&e))));
+                return Err(blocked
+                    .map(EgressFailure::Blocked)
+                    .unwrap_or_else(|| EgressFailure::Failed(crate::with_causes(&e))));
             }
         };
         let (status, headers) = (resp.status(), resp.headers().clone());
@@ -234,7 +232,7 @@ impl Egress {
                 Ok(None) => break,
                 Err(e) => {
                     EGRESS_REQUESTS.with_label_values(&["error"]).inc();
-                    return Err(EgressFailure::Failed(chain(&e)));
+                    return Err(EgressFailure::Failed(crate::with_causes(&e)));
                 }
             }
         }
@@ -277,16 +275,11 @@ async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Inst
     }
     match egress.send(req).await {
         Ok(resp) => {
-            let headers: serde_json::Map<String, serde_json::Value> = resp
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned().into()))
-                .collect();
             json!({
                 "ok": true,
                 "status": resp.status.as_u16(),
                 "statusText": resp.status.canonical_reason().unwrap_or_default(),
-                "headers": headers,
+                "headers": resp.headers_json(),
                 "body": String::from_utf8_lossy(&resp.body),
             })
         }
@@ -299,6 +292,16 @@ pub struct Response {
     pub status: reqwest::StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The headers as a JSON object of strings (what steps see).
+    pub fn headers_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned().into()))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,21 +324,6 @@ fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<Blocked> {
         cur = err.source();
     }
     None
-}
-
-/// An error with its causes: reqwest's own message ("error sending request") says too little.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -48,6 +48,11 @@ impl Installed {
 /// Installs `name@spec` from the registry.
 pub async fn install(registry: &Registry, name: &str, spec: &str) -> Result<Installed, InstallError> {
     let lock = resolve::resolve(registry, name, spec).await?;
+    fetch(registry, lock).await
+}
+
+/// Fetches, checks and unpacks the packages of a resolved closure.
+pub async fn fetch(registry: &Registry, lock: Lock) -> Result<Installed, InstallError> {
     fetch_closure(registry, lock, BTreeMap::new()).await
 }
 
@@ -83,15 +88,13 @@ pub async fn install_archive(registry: &Registry, tgz: Vec<u8>) -> Result<Instal
 async fn fetch_closure(
     registry: &Registry,
     lock: Lock,
-    mut preset: BTreeMap<String, (Vec<u8>, PackageFiles)>,
+    preset: BTreeMap<String, (Vec<u8>, PackageFiles)>,
 ) -> Result<Installed, InstallError> {
     let wanted: Vec<(String, Dist)> = lock
         .packages
         .iter()
         .filter(|(k, _)| !preset.contains_key(*k))
-        .map(|(k, p)| {
-            (k.clone(), Dist { tarball: p.tarball.clone(), integrity: Some(p.integrity.clone()), shasum: None })
-        })
+        .map(|(k, p)| (k.clone(), Dist::from(p)))
         .collect();
     let fetched: Vec<(String, Result<Vec<u8>, RegistryError>)> = futures::stream::iter(wanted)
         .map(|(k, dist)| async move { (k, registry.tarball(&dist).await) })
@@ -102,22 +105,22 @@ async fn fetch_closure(
     for (k, r) in fetched {
         tarballs.insert(k, r?);
     }
-    let mut files = BTreeMap::new();
-    for (k, (tgz, unpacked)) in std::mem::take(&mut preset) {
-        tarballs.insert(k.clone(), tgz);
-        files.insert(k, unpacked);
-    }
-    // unpacking is CPU work: off the async threads
-    let todo: Vec<(String, Vec<u8>)> =
-        tarballs.iter().filter(|(k, _)| !files.contains_key(*k)).map(|(k, t)| (k.clone(), t.clone())).collect();
-    let unpacked = tokio::task::spawn_blocking(move || {
-        todo.into_iter().map(|(k, t)| (k.clone(), PackageFiles::unpack(&t))).collect::<Vec<_>>()
+    // unpacking is CPU work: off the async threads (the tarballs go there and come back)
+    let (mut tarballs, unpacked) = tokio::task::spawn_blocking(move || {
+        let unpacked: Vec<(String, Result<PackageFiles, PackageError>)> =
+            tarballs.iter().map(|(k, t)| (k.clone(), PackageFiles::unpack(t))).collect();
+        (tarballs, unpacked)
     })
     .await
     .expect("unpacking does not panic");
+    let mut files = BTreeMap::new();
     for (k, r) in unpacked {
         let f = r.map_err(|source| InstallError::Package { package: k.clone(), source })?;
         files.insert(k, f);
+    }
+    for (k, (tgz, unpacked)) in preset {
+        tarballs.insert(k.clone(), tgz);
+        files.insert(k, unpacked);
     }
     for (k, f) in &files {
         if let Some(evidence) = f.native_code() {

@@ -3,9 +3,9 @@
 //! replicated trees; loading a piece reads them back and checks every tarball again.
 
 use crate::install::{self, InstallError, Installed, ARCHIVE};
-use crate::integrity::Integrity;
 use crate::package::{PackageError, PackageFiles};
 use crate::registry::{Dist, Registry, RegistryError};
+use crate::resolve;
 use std::collections::BTreeMap;
 use troupe_store::ids::{new_id, now_iso};
 use troupe_store::piece::{PackageType, PieceRecord};
@@ -35,13 +35,15 @@ impl InstalledPieces {
         InstalledPieces { store, registry }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Installs `name@spec` from the registry (a version already installed is kept as it is).
+    /// Installs `name@spec` from the registry. A version already installed is kept as it is,
+    /// and its tarballs are not fetched again.
     pub async fn add(&self, name: &str, spec: &str, project_id: Option<String>) -> Result<PieceRecord, PiecesError> {
-        let installed = install::install(&self.registry, name, spec).await?;
+        let lock = resolve::resolve(&self.registry, name, spec).await.map_err(InstallError::from)?;
+        let root = lock.root();
+        if let Some(existing) = self.store.get_piece(&root.name, &root.version)? {
+            return Ok(existing);
+        }
+        let installed = install::fetch(&self.registry, lock).await?;
         self.keep(installed, PackageType::Registry, project_id)
     }
 
@@ -58,14 +60,8 @@ impl InstalledPieces {
         project_id: Option<String>,
     ) -> Result<PieceRecord, PiecesError> {
         let root = installed.lock.root().clone();
-        if package_type == PackageType::Registry {
-            if let Some(existing) = self.store.get_piece(&root.name, &root.version)? {
-                return Ok(existing);
-            }
-        }
         for (key, p) in &installed.lock.packages {
-            let digest = Integrity::parse(&p.integrity)
-                .map_err(|e| RegistryError::NoIntegrity { url: p.tarball.clone(), source: e })?;
+            let digest = Dist::from(p).integrity()?;
             self.store.put_piece_blob(&digest.file_name(), &installed.tarballs[key])?;
         }
         let record = PieceRecord {
@@ -87,13 +83,12 @@ impl InstalledPieces {
     pub async fn files(&self, record: &PieceRecord) -> Result<BTreeMap<String, PackageFiles>, PiecesError> {
         let mut out = BTreeMap::new();
         for (key, p) in &record.lock.packages {
-            let digest = Integrity::parse(&p.integrity)
-                .map_err(|e| RegistryError::NoIntegrity { url: p.tarball.clone(), source: e })?;
+            let dist = Dist::from(p);
+            let digest = dist.integrity()?;
             let tgz = match self.store.piece_blob(&digest.file_name())? {
                 Some(b) if digest.verify(&b).is_ok() => b,
                 _ if p.tarball == ARCHIVE => return Err(PiecesError::MissingBlob { package: key.clone() }),
                 _ => {
-                    let dist = Dist { tarball: p.tarball.clone(), integrity: Some(p.integrity.clone()), shasum: None };
                     let b = self.registry.tarball(&dist).await?;
                     self.store.put_piece_blob(&digest.file_name(), &b)?;
                     b

@@ -21,3 +21,19 @@ pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
         (Err(_), Err(_)) => a.cmp(b),
     }
 }
+
+/// An error with its causes, each once: reqwest's own message ("error sending request") says
+/// too little.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}

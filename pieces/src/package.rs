@@ -83,10 +83,6 @@ impl PackageFiles {
         let gypfile = self.manifest().ok().and_then(|m| m.get("gypfile").and_then(serde_json::Value::as_bool));
         gypfile.unwrap_or(false).then(|| "package.json (\"gypfile\": true)".to_string())
     }
-
-    pub fn total_bytes(&self) -> usize {
-        self.files.values().map(Vec::len).sum()
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use troupe_store::piece::LockedPackage;
 
 /// npm's public registry.
 pub const DEFAULT_REGISTRY: &str = "https://registry.npmjs.org";
@@ -76,6 +77,13 @@ pub struct Dist {
     pub shasum: Option<String>,
 }
 
+impl From<&LockedPackage> for Dist {
+    /// Where a locked package's tarball is, and what it must hash to.
+    fn from(p: &LockedPackage) -> Dist {
+        Dist { tarball: p.tarball.clone(), integrity: Some(p.integrity.clone()), shasum: None }
+    }
+}
+
 impl Dist {
     /// The digest the tarball must match (the SRI `integrity`, else the old sha-1 `shasum`).
     pub fn integrity(&self) -> Result<Integrity, RegistryError> {
@@ -125,10 +133,6 @@ impl Registry {
         Registry { base: base.trim_end_matches('/').to_string(), http, cache }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// The document of `name` (`@scope/name` is sent as `@scope%2fname`).
     pub async fn packument(&self, name: &str) -> Result<Packument, RegistryError> {
         let cached = self.cache.as_ref().map(|c| c.join("packuments").join(format!("{}.json", name.replace('/', "+"))));
@@ -151,7 +155,7 @@ impl Registry {
             .header("accept", "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8")
             .send()
             .await
-            .map_err(|e| RegistryError::Fetch { url: url.clone(), message: chain(&e) })?;
+            .map_err(|e| RegistryError::Fetch { url: url.clone(), message: crate::with_causes(&e) })?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound(name.to_string()));
         }
@@ -178,7 +182,8 @@ impl Registry {
             }
         }
         let url = dist.tarball.clone();
-        let fetch_error = |e: reqwest::Error| RegistryError::Fetch { url: url.clone(), message: chain(&e) };
+        let fetch_error =
+            |e: reqwest::Error| RegistryError::Fetch { url: url.clone(), message: crate::with_causes(&e) };
         let mut resp = self.http.get(&url).send().await.map_err(fetch_error)?;
         if !resp.status().is_success() {
             return Err(RegistryError::Fetch { url, message: format!("HTTP {}", resp.status()) });
@@ -198,37 +203,17 @@ impl Registry {
     }
 }
 
-/// An error with its causes: reqwest's own message ("error sending request") says too little.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
-/// Writes a cache file through a temporary name, so that a reader never sees half of it; a
-/// cache that cannot be written is only slower.
+/// Writes a cache file through a temporary file in the same folder, so that a reader never
+/// sees half of it; a cache that cannot be written is only slower.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) {
     let Some(dir) = path.parent() else { return };
-    let tmp = dir.join(format!(".{}.{}", std::process::id(), rand_suffix()));
-    let ok = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&tmp, bytes))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = ok {
-        let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| tempfile::NamedTempFile::new_in(dir))
+        .and_then(|mut tmp| std::io::Write::write_all(&mut tmp, bytes).map(|_| tmp))
+        .and_then(|tmp| tmp.persist(path).map_err(|e| e.error));
+    if let Err(e) = written {
         tracing::debug!(path = %path.display(), error = %e, "could not cache a registry file");
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-    h.finish()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use nodejs_semver::{Range, Version};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-pub use troupe_store::piece::{Lock, LockedPackage};
+pub use troupe_store::piece::{key, Lock, LockedPackage};
 
 /// How many package documents are fetched at once.
 const CONCURRENT_FETCHES: usize = 16;
@@ -34,11 +34,6 @@ pub enum ResolveError {
 
 fn required_by(by: &Option<String>) -> String {
     by.as_ref().map(|b| format!(" (required by {b})")).unwrap_or_default()
-}
-
-/// `name@version`, the key of a package in a [`Lock`].
-pub fn key(name: &str, version: &str) -> String {
-    format!("{name}@{version}")
 }
 
 struct Edge {

@@ -5,6 +5,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// `name@version`: how a package version (and an installed piece) is named.
+pub fn key(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
+
 /// One package of a closure.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedPackage {
@@ -56,6 +61,6 @@ pub struct PieceRecord {
 impl PieceRecord {
     /// Its key in the `pieces` tree.
     pub fn key(&self) -> String {
-        format!("{}@{}", self.name, self.version)
+        key(&self.name, &self.version)
     }
 }

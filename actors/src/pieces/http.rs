@@ -100,10 +100,7 @@ async fn send_request(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<
         Err(e) => return Err(format!("request to {url} failed: {e}").into()),
     };
     let status = resp.status.as_u16();
-    let mut headers = Map::new();
-    for (k, v) in &resp.headers {
-        headers.insert(k.as_str().into(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
-    }
+    let headers = resp.headers_json();
     let bytes = resp.body;
     let body =
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));

@@ -153,13 +153,13 @@ fn install_error(e: PiecesError) -> ApiError {
     }
 }
 
+/// A platform piece is seen by every caller; a project's only by callers of that project.
+fn visible(scope: &Scope, r: &PieceRecord) -> bool {
+    r.project_id.as_deref().is_none_or(|p| scope.allows(p))
+}
+
 pub async fn list(state: &AppState, scope: &Scope) -> Resp {
-    let mut pieces: Vec<PieceRecord> = state
-        .store
-        .list_pieces()?
-        .into_iter()
-        .filter(|r| r.project_id.as_deref().is_none_or(|p| scope.allows(p)))
-        .collect();
+    let mut pieces: Vec<PieceRecord> = state.store.list_pieces()?.into_iter().filter(|r| visible(scope, r)).collect();
     pieces.sort_by(|a, b| (&a.name, &a.created).cmp(&(&b.name, &b.created)));
     Ok(json_response(StatusCode::OK, &Value::Array(pieces.iter().map(piece_json).collect())))
 }
@@ -170,12 +170,8 @@ pub async fn get(state: &AppState, scope: &Scope, name: &str, req: &Request<Inco
     let q = query_pairs(req)?;
     // `%40scope%2Fname` as one segment
     let name = &name.replace("%40", "@").replace("%2F", "/").replace("%2f", "/");
-    let mut versions: Vec<PieceRecord> = state
-        .store
-        .piece_versions(name)?
-        .into_iter()
-        .filter(|r| r.project_id.as_deref().is_none_or(|p| scope.allows(p)))
-        .collect();
+    let mut versions: Vec<PieceRecord> =
+        state.store.piece_versions(name)?.into_iter().filter(|r| visible(scope, r)).collect();
     if let Some(v) = query_one(&q, "version") {
         versions.retain(|r| r.version == v);
     }
@@ -189,7 +185,7 @@ pub async fn get(state: &AppState, scope: &Scope, name: &str, req: &Request<Inco
 /// `DELETE /pieces/{id}`.
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     let found = state.store.list_pieces()?.into_iter().find(|r| r.id == id);
-    let Some(r) = found.filter(|r| r.project_id.as_deref().is_none_or(|p| scope.allows(p))) else {
+    let Some(r) = found.filter(|r| visible(scope, r)) else {
         return Err(ApiError::not_found("piece", id));
     };
     if scope.project.is_some() && r.project_id.is_none() {

@@ -3,7 +3,7 @@
 //! are replicated, so every process of a cluster can load every installed piece.
 
 use super::{from_json, to_json, Result, Store};
-use crate::piece::PieceRecord;
+use crate::piece::{key, PieceRecord};
 
 impl Store {
     pub fn put_piece(&self, record: &PieceRecord) -> Result<()> {
@@ -12,7 +12,7 @@ impl Store {
     }
 
     pub fn get_piece(&self, name: &str, version: &str) -> Result<Option<PieceRecord>> {
-        self.pieces.get(format!("{name}@{version}").as_bytes())?.map(|b| from_json(&b)).transpose()
+        self.pieces.get(key(name, version).as_bytes())?.map(|b| from_json(&b)).transpose()
     }
 
     /// The installed versions of `name`, in no particular order.
@@ -35,7 +35,7 @@ impl Store {
 
     /// Forgets a piece version (its tarballs stay: other pieces may share them).
     pub fn delete_piece(&self, name: &str, version: &str) -> Result<bool> {
-        Ok(self.pieces.remove(format!("{name}@{version}").as_bytes())?.is_some())
+        Ok(self.pieces.remove(key(name, version).as_bytes())?.is_some())
     }
 
     /// Stores a tarball under its digest's file name (`sha512-<hex>`); idempotent.
