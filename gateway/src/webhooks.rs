@@ -119,7 +119,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
         reply_to: inbox.as_ref().map(|w| w.subject.as_str()),
     };
     let publish_timer = crate::metric_definitions::PUBLISH_LATENCY.start_timer();
-    match publish_to_shard(&state.js, &state.store, post).await {
+    match publish_to_shard(&state.nats, &state.js, &state.store, post).await {
         Ok(()) => publish_timer.observe_duration(),
         Err(PublishError::TooLarge { bytes, max }) => {
             return Err(ApiError::new(

@@ -119,6 +119,8 @@ struct Ctx {
     config: Config,
     store: Store,
     js: jetstream::Context,
+    /// The client `js` was made from.
+    nats: async_nats::Client,
     egress: Arc<troupe_pieces::egress::Egress>,
     clock: Arc<dyn Clock>,
 }
@@ -137,7 +139,7 @@ impl Scheduler {
         // retention runs at every start, then hourly
         let _ = store.remove_timers_of(SYSTEM_OWNER);
         let _ = store.add_timer(&Timer::new(SYSTEM_OWNER, ms(clock.now()), TimerKind::Retention));
-        let ctx = Arc::new(Ctx { config, store, js, egress, clock });
+        let ctx = Arc::new(Ctx { config, store, nats: js.client(), js, egress, clock });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut passes = 0u64;
@@ -251,7 +253,7 @@ enum FireError {
 }
 
 async fn publish(ctx: &Ctx, shard: u16, msg_id: &str, message: &ShardMessage) -> Result<(), PublishError> {
-    publish_to_shard(&ctx.js, &ctx.store, ShardPost { shard, msg_id, message, reply_to: None }).await
+    publish_to_shard(&ctx.nats, &ctx.js, &ctx.store, ShardPost { shard, msg_id, message, reply_to: None }).await
 }
 
 async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), FireError> {

@@ -43,10 +43,16 @@ pub struct ShardPost<'a> {
     pub reply_to: Option<&'a str>,
 }
 
-/// Publishes `post` on its shard's subject and waits for JetStream's ack.
-pub async fn publish_to_shard(js: &jetstream::Context, store: &Store, post: ShardPost<'_>) -> Result<(), PublishError> {
+/// Publishes `post` on its shard's subject and waits for JetStream's ack (`nats` is the client
+/// `js` was made from; it tells the negotiated `max_payload` without a copy of the server info).
+pub async fn publish_to_shard(
+    nats: &async_nats::Client,
+    js: &jetstream::Context,
+    store: &Store,
+    post: ShardPost<'_>,
+) -> Result<(), PublishError> {
     let bytes = Bytes::from(serde_json::to_vec(post.message).expect("a shard message serializes"));
-    let max = js.client().server_info().max_payload;
+    let max = nats.max_payload();
     if bytes.len() > max {
         return Err(PublishError::TooLarge { bytes: bytes.len(), max });
     }

@@ -23,8 +23,6 @@ use troupe_store::flow::FlowVersion;
 use troupe_store::ids::now_iso;
 use troupe_store::run::{FailedStep, FlowRun, PseudoStep, RunConflict, RunStatus};
 
-pub use interpreter::{CANCEL_CHECK_EVERY, RETRY_ATTEMPTS, RETRY_BASE_DELAY};
-
 pub struct RunActor {
     ctx: Arc<EngineCtx>,
     version: Option<Arc<FlowVersion>>,

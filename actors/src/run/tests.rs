@@ -143,7 +143,7 @@ async fn retry_on_failure_tries_four_times_with_backoff() {
     let (result, exec) = execute(&f.ctx, &flow, json!({})).await;
     assert!(matches!(result, Err(Halt::Fail(..))));
     let r = record(&exec, "bad");
-    assert_eq!((r.status, r.attempts), (StepStatus::Failed, super::RETRY_ATTEMPTS));
+    assert_eq!((r.status, r.attempts), (StepStatus::Failed, super::interpreter::RETRY_ATTEMPTS));
     // back-offs of 250, 500 and 1000 ms between the four attempts
     assert!(started.elapsed() >= Duration::from_millis(1750), "{:?}", started.elapsed());
 }

@@ -71,7 +71,7 @@ pub(crate) async fn start_on_shard(state: &AppState, run: &FlowRun) -> Result<()
     let msg_id = format!("start-{}-{}", run.id, troupe_store::ids::now_micros());
     let message = ShardMessage::StartRun { run_id: run.id.clone() };
     let post = ShardPost { shard: run.shard, msg_id: &msg_id, message: &message, reply_to: None };
-    publish_to_shard(&state.js, &state.store, post)
+    publish_to_shard(&state.nats, &state.js, &state.store, post)
         .await
         .map_err(|e| ApiError::unavailable(format!("could not queue the run: {e}")))
 }
