@@ -47,6 +47,7 @@ fn main() {
         let nats =
             async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
         let code = Arc::new(troupe_actors::code::CodeRunner::start(&config));
+        let npm = Arc::new(troupe_actors::npm::NpmPieces::from_config(&config, &store));
         let flows = FlowRegistry::new(Arc::new(
             EngineCtx::new(
                 config.clone(),
@@ -54,6 +55,7 @@ fn main() {
                 nats,
                 code,
                 Arc::new(troupe_pieces::egress::Egress::new(&config).unwrap()),
+                npm,
             )
             .unwrap(),
         ));

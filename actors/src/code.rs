@@ -51,7 +51,7 @@ impl CodeRunner {
     }
 
     /// Runs `f` on the blocking pool once a slot is free.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Sandbox) -> Result<T, SandboxError> + Send + 'static,
     ) -> Result<T, SandboxError> {

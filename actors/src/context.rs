@@ -42,6 +42,8 @@ pub struct EngineCtx {
     pub paused_per_shard: DashMap<u16, usize>,
     /// Code steps and template expressions.
     pub code: Arc<crate::code::CodeRunner>,
+    /// Installed npm pieces, and those loaded in the sandbox.
+    pub npm: Arc<crate::npm::NpmPieces>,
     /// Trigger outputs of runs this process just created, until they start: a new run's
     /// journal is its trigger record only, so it need not be read back from sled.
     pub fresh: FreshRuns,
@@ -55,6 +57,7 @@ impl EngineCtx {
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
         egress: Arc<Egress>,
+        npm: Arc<crate::npm::NpmPieces>,
     ) -> Result<EngineCtx, EngineError> {
         Ok(EngineCtx {
             limiter: ProjectLimiter::new(config.max_concurrent_jobs_per_project),
@@ -67,6 +70,7 @@ impl EngineCtx {
             executing: DashMap::new(),
             paused_per_shard: DashMap::new(),
             code,
+            npm,
             fresh: FreshRuns::default(),
         })
     }

@@ -30,9 +30,10 @@ impl Engine {
         nats: async_nats::Client,
         code: Arc<crate::code::CodeRunner>,
         egress: Arc<troupe_pieces::egress::Egress>,
+        npm: Arc<crate::npm::NpmPieces>,
         node: Option<String>,
     ) -> Result<Engine, EngineError> {
-        let ctx = Arc::new(EngineCtx::new(config, store, nats, code, egress)?);
+        let ctx = Arc::new(EngineCtx::new(config, store, nats, code, egress, npm)?);
         let shards = Arc::new(Shards::new(ctx.clone()).await?);
         let leases = match node {
             None => {

@@ -6,7 +6,7 @@
 //!
 //! Modules, from the bottom up (each imports only those above it): `context` (what every actor
 //! shares, no actor in it), `messages`, the step machinery (`template`, `router`, `code`,
-//! `pieces`, `validate`), `run` (RunActor: interpreter, outcome, secrets), `flow` (FlowActor
+//! `npm`, `pieces`, `validate`), `run` (RunActor: interpreter, outcome, secrets), `flow` (FlowActor
 //! and its registry), `shard` (ShardActor, its consumer, `Shards`), `cluster` (leases), and
 //! `engine`, which starts and stops the whole.
 
@@ -15,6 +15,7 @@ pub mod messages;
 pub mod metric_definitions;
 
 pub mod code;
+pub mod npm;
 pub mod pieces;
 pub mod router;
 pub mod template;

@@ -48,9 +48,12 @@ pub const OPERATORS: &[&str] = &[
     "DOES_NOT_EXIST",
 ];
 
-struct Checker {
+struct Checker<'a> {
     problems: Vec<Problem>,
     seen: HashSet<String>,
+    /// Whether a piece is checked here, as a native piece; the others are npm pieces, which
+    /// the caller checks against their installed metadata.
+    native: &'a dyn Fn(&str) -> bool,
 }
 
 /// The template root under which connections are found: `{{connections['name']}}`.
@@ -75,7 +78,7 @@ pub fn connection_names(version: &FlowVersion) -> Vec<(String, String)> {
     out
 }
 
-impl Checker {
+impl Checker<'_> {
     fn problem(&mut self, step: &str, field: &str, message: impl Into<String>) {
         self.problems.push(Problem { step: step.into(), field: field.into(), message: message.into() });
     }
@@ -131,6 +134,8 @@ impl Checker {
                 let action = s.action_name.as_deref().unwrap_or_default();
                 if piece.is_empty() {
                     self.problem(&a.name, "settings.pieceName", "is required");
+                } else if !(self.native)(piece) {
+                    // an npm piece: its action and props are checked against its metadata
                 } else if catalog::piece(piece).is_none() {
                     self.problem(&a.name, "settings.pieceName", format!("piece {piece:?} is not available in Troupe"));
                 } else if action.is_empty() {
@@ -272,8 +277,10 @@ fn package_dependencies(package_json: &str) -> Option<String> {
 }
 
 /// Every problem that keeps `version` from being published; empty when it is valid.
-pub fn validate(version: &FlowVersion) -> Vec<Problem> {
-    let mut c = Checker { problems: Vec::new(), seen: HashSet::new() };
+/// `native` says which pieces are checked here (the native ones that run); the steps of other
+/// pieces get only their templates checked.
+pub fn validate(version: &FlowVersion, native: &dyn Fn(&str) -> bool) -> Vec<Problem> {
+    let mut c = Checker { problems: Vec::new(), seen: HashSet::new(), native };
     let t = &version.trigger;
     c.seen.insert(t.name.clone());
     match t.kind {
@@ -306,6 +313,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn validate_all(version: &FlowVersion) -> Vec<Problem> {
+        validate(version, &|_| true)
+    }
+
     fn version(next: Value) -> FlowVersion {
         serde_json::from_value(json!({
             "id": "v", "created": "t", "updated": "t", "flowId": "f", "displayName": "F", "state": "DRAFT",
@@ -325,7 +336,7 @@ mod tests {
         let mut first =
             piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"a": "{{step_2.x}}"}}));
         first["nextAction"] = piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {}}));
-        let problems = validate(&version(first));
+        let problems = validate_all(&version(first));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].step, "step_1");
         assert_eq!(problems[0].field, "settings.input.mapping");
@@ -338,7 +349,7 @@ mod tests {
         let mut second = piece("step_1", catalog::STORE, "put", json!({"key": "k"}));
         second["nextAction"] = piece("step_3", catalog::STORE, "frobnicate", json!({}));
         first["nextAction"] = second;
-        let problems = validate(&version(first));
+        let problems = validate_all(&version(first));
         let fields: Vec<_> = problems.iter().map(|p| (p.step.as_str(), p.field.as_str())).collect();
         assert_eq!(
             fields,
@@ -355,18 +366,18 @@ mod tests {
     fn code_dependencies_are_refused_and_expressions_accepted() {
         let code = json!({"name": "step_1", "type": "CODE", "settings": {"input": {},
             "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"lodash\":\"4\"}}"}}});
-        let problems = validate(&version(code));
+        let problems = validate_all(&version(code));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].field, "settings.sourceCode.packageJson");
         assert!(problems[0].message.contains("lodash"));
         let fine = json!({"name": "step_1", "type": "CODE", "settings": {"input": {"n": "{{trigger.body.n}}"},
             "sourceCode": {"code": "export const code = async (inputs) => inputs.n", "packageJson": "{}"}}});
-        assert_eq!(validate(&version(fine)), vec![]);
+        assert_eq!(validate_all(&version(fine)), vec![]);
         let expr =
             piece("step_1", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": "{{ trigger.body.a + 1 }}"}));
-        assert_eq!(validate(&version(expr)), vec![]);
+        assert_eq!(validate_all(&version(expr)), vec![]);
         let wasm = json!({"name": "step_1", "type": "CODE", "settings": {"input": {}, "wasmModule": "nope"}});
-        assert_eq!(validate(&version(wasm))[0].field, "settings.wasmModule");
+        assert_eq!(validate_all(&version(wasm))[0].field, "settings.wasmModule");
     }
 
     #[test]
@@ -374,6 +385,6 @@ mod tests {
         let mut l = json!({"name": "loop_1", "type": "LOOP_ON_ITEMS", "settings": {"items": "{{trigger.body.items}}"}});
         l["firstLoopAction"] =
             piece("step_2", catalog::DATA_MAPPER, "advanced_mapping", json!({"mapping": {"i": "{{loop_1.item}}"}}));
-        assert_eq!(validate(&version(l)), vec![]);
+        assert_eq!(validate_all(&version(l)), vec![]);
     }
 }

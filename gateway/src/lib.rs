@@ -28,6 +28,8 @@ pub struct AppState {
     pub code: std::sync::Arc<troupe_actors::code::CodeRunner>,
     /// Where sync callers wait for their run's response.
     pub replies: std::sync::Arc<replies::Replies>,
-    /// Installed npm pieces.
-    pub pieces: std::sync::Arc<troupe_pieces::installed::InstalledPieces>,
+    /// Installed npm pieces, and those loaded in the sandbox.
+    pub npm: std::sync::Arc<troupe_actors::npm::NpmPieces>,
+    /// The way out for pieces loaded here (to read their metadata).
+    pub egress: std::sync::Arc<troupe_pieces::egress::Egress>,
 }

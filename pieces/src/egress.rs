@@ -272,16 +272,30 @@ async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Inst
     }
     if let Some(body) = r["body"].as_str() {
         req = req.body(body.to_string());
+    } else if let Some(b64) = r["bodyBase64"].as_str() {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(bytes) => req = req.body(bytes),
+            Err(e) => return json!({"ok": false, "error": format!("the request body is not base64: {e}")}),
+        }
     }
+    // the Node layer of pieces asks for bytes; a code step's fetch for text
+    let binary = r["binary"] == true;
     match egress.send(req).await {
         Ok(resp) => {
-            json!({
+            let mut reply = json!({
                 "ok": true,
                 "status": resp.status.as_u16(),
                 "statusText": resp.status.canonical_reason().unwrap_or_default(),
                 "headers": resp.headers_json(),
-                "body": String::from_utf8_lossy(&resp.body),
-            })
+            });
+            reply[if binary { "bodyBase64" } else { "body" }] = if binary {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(&resp.body).into()
+            } else {
+                String::from_utf8_lossy(&resp.body).into()
+            };
+            reply
         }
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     }

@@ -72,6 +72,7 @@ impl InstalledPieces {
             project_id,
             created: now_iso(),
             lock: installed.lock,
+            metadata: None,
         };
         self.store.put_piece(&record)?;
         Ok(record)

@@ -1,7 +1,8 @@
 //! npm piece packages: the registry client, integrity checks, the dependency closure of a
 //! package (npm's semver resolution), unpacking and the refusal of native code.
 //!
-//! It knows nothing of flows or of the sandbox that runs the packages.
+//! and the runtime that loads a piece in the sandbox and runs its actions ([`runtime`]). It
+//! knows nothing of flows: what an action's context needs from a run comes from its caller.
 
 pub mod egress;
 pub mod install;
@@ -11,6 +12,7 @@ pub mod metric_definitions;
 pub mod package;
 pub mod registry;
 pub mod resolve;
+pub mod runtime;
 
 /// Orders two npm versions as semver does (what is not a version sorts first).
 pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {

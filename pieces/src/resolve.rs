@@ -250,3 +250,44 @@ fn enqueue_dependencies(queue: &mut VecDeque<Edge>, from: &str, m: &Manifest) {
         }
     }
 }
+
+/// Whether `version` satisfies a step's `pieceVersion` as Activepieces reads it (not npm's
+/// rule for `^0.x`): `^1.2.0` admits up to the next major, `~0.3.0` up to the next minor,
+/// `0.3.26` only itself; no spec (or `latest`, `*`) admits any version.
+pub fn admits_piece_version(spec: Option<&str>, version: &str) -> bool {
+    let Ok(v) = Version::parse(version) else { return false };
+    let spec = spec.map(str::trim).unwrap_or_default();
+    if spec.is_empty() || spec == "latest" || spec == "*" {
+        return true;
+    }
+    let (op, base) = match spec.chars().next() {
+        Some(c @ ('^' | '~')) => (Some(c), &spec[1..]),
+        _ => (None, spec),
+    };
+    let Ok(low) = Version::parse(base) else { return false };
+    let high = match op {
+        Some('^') => format!("{}.0.0", low.major() + 1),
+        Some('~') => format!("{}.{}.0", low.major(), low.minor() + 1),
+        _ => return v == low,
+    };
+    let Ok(high) = Version::parse(&high) else { return false };
+    v >= low && v < high
+}
+
+#[cfg(test)]
+mod piece_version_tests {
+    use super::admits_piece_version as admits;
+
+    #[test]
+    fn activepieces_ranges() {
+        assert!(admits(Some("~0.3.0"), "0.3.26"));
+        assert!(!admits(Some("~0.3.0"), "0.4.0"));
+        assert!(admits(Some("^0.3.0"), "0.9.1"), "Activepieces' caret keeps to the major even below 1.0");
+        assert!(!admits(Some("^1.2.0"), "2.0.0"));
+        assert!(!admits(Some("^1.2.0"), "1.1.9"));
+        assert!(admits(Some("0.3.26"), "0.3.26"));
+        assert!(!admits(Some("0.3.26"), "0.3.27"));
+        assert!(admits(None, "0.0.1"));
+        assert!(!admits(Some("nonsense"), "1.0.0"));
+    }
+}

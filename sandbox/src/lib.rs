@@ -129,6 +129,8 @@ impl From<&str> for ExpressionError {
 /// The initialised JS engine's memory: its size, the pages that differ from a fresh instance
 /// (to start a fresh one), and the whole image (to put a used one back).
 struct Snapshot {
+    /// Tells pooled instances of one snapshot from another's.
+    id: u64,
     pages: Pages,
     chunks: Vec<(u64, Vec<u8>)>,
     image: Vec<u8>,
@@ -141,10 +143,24 @@ const POOL_MAX: usize = 2;
 
 thread_local! {
     /// Instances this thread ran JS in that returned normally, by the id of their sandbox.
-    static POOL: std::cell::RefCell<Vec<(u64, Parts)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static POOL: std::cell::RefCell<Vec<((u64, u64), Parts)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 static NEXT_SANDBOX_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_SNAPSHOT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A JS engine's memory to start scripts from: the engine with a script's work done (a
+/// loaded piece). Made by [`Sandbox::prepare_image`], good only for the sandbox that made it.
+#[derive(Clone)]
+pub struct Image(Arc<Snapshot>);
+
+impl Image {
+    /// Bytes this image keeps in memory (its whole image and the pages that differ from a
+    /// fresh instance).
+    pub fn resident_bytes(&self) -> usize {
+        self.0.image.len() + self.0.chunks.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+}
 
 pub struct Sandbox {
     engine: Engine,
@@ -152,7 +168,7 @@ pub struct Sandbox {
     cache_dir: Option<PathBuf>,
     modules: Mutex<HashMap<String, Module>>,
     js: Module,
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
     /// Tells this sandbox's pooled instances from another's.
     id: u64,
 }
@@ -178,11 +194,16 @@ impl Sandbox {
         let js = load_module(&engine, cache_dir.as_ref(), &modules, &module_hash(JS_ENGINE_WASM), true, || {
             Some(JS_ENGINE_WASM.to_vec())
         })?;
-        let empty =
-            Snapshot { pages: Pages(0), chunks: Vec::new(), image: Vec::new(), layout: restore::Layout::of(&[]) };
+        let empty = Snapshot {
+            id: 0,
+            pages: Pages(0),
+            chunks: Vec::new(),
+            image: Vec::new(),
+            layout: restore::Layout::of(&[]),
+        };
         let id = NEXT_SANDBOX_ID.fetch_add(1, Ordering::Relaxed);
-        let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: empty, id };
-        sandbox.snapshot = sandbox.prepare_js()?;
+        let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: Arc::new(empty), id };
+        sandbox.snapshot = Arc::new(sandbox.prepare_js()?);
         Ok(sandbox)
     }
 
@@ -201,18 +222,51 @@ impl Sandbox {
     ) -> Result<Outcome, SandboxError> {
         let request = json!({"kind": "code", "source": source, "inputs": inputs});
         let started = Instant::now();
-        let result = self.js_call(request, deadline, host).and_then(|(answer, logs)| {
-            if answer["ok"] == true {
-                Ok(Outcome { output: answer.get("value").cloned().unwrap_or(Value::Null), logs })
-            } else {
-                // what the step logged before it threw is kept with the error
-                Err(match js_error(&answer["error"]) {
-                    SandboxError::Failed(m) => SandboxError::Failed(format!("{m}{}", tail(&logs))),
-                    other => other,
-                })
-            }
-        });
+        let result =
+            self.js_call(&self.snapshot, request, deadline, host).and_then(|(answer, logs)| outcome(answer, logs));
         record("js", started, &result);
+        result
+    }
+
+    /// Runs a script in the JS engine: `source` evaluates to a function, called with `arg`
+    /// (its promise awaited). It starts from `image` when given (a piece loaded by
+    /// [`Sandbox::prepare_image`]), else from the bare engine.
+    pub fn run_script(
+        &self,
+        image: Option<&Image>,
+        source: &str,
+        arg: &Value,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<Outcome, SandboxError> {
+        let request = json!({"kind": "script", "source": source, "arg": arg});
+        let snapshot = image.map(|i| &i.0).unwrap_or(&self.snapshot);
+        let started = Instant::now();
+        let result = self.js_call(snapshot, request, deadline, host).and_then(|(answer, logs)| outcome(answer, logs));
+        record("script", started, &result);
+        result
+    }
+
+    /// Runs a script as [`Sandbox::run_script`] does from the bare engine, then keeps the
+    /// engine's memory as an image later scripts start from: a piece is loaded once, each of
+    /// its actions starts from the loaded piece.
+    pub fn prepare_image(
+        &self,
+        source: &str,
+        arg: &Value,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<(Image, Outcome), SandboxError> {
+        let mut request = json!({"kind": "script", "source": source, "arg": arg});
+        let started = Instant::now();
+        let result = (|| {
+            let mut exec = self.fresh_execution(&self.snapshot, &mut request)?;
+            let (answer, logs) = self.answer(&mut exec, deadline, host)?;
+            let outcome = outcome(answer, logs)?;
+            let snapshot = self.record_snapshot(&exec)?;
+            Ok((Image(Arc::new(snapshot)), outcome))
+        })();
+        record("image", started, &result);
         result
     }
 
@@ -225,7 +279,7 @@ impl Sandbox {
     ) -> Result<Vec<Evaluated>, SandboxError> {
         let request = json!({"kind": "expr", "exprs": exprs, "scope": scope});
         let started = Instant::now();
-        let result = self.js_call(request, deadline, None).map(|(answer, _)| {
+        let result = self.js_call(&self.snapshot, request, deadline, None).map(|(answer, _)| {
             let values = answer["value"].as_array().cloned().unwrap_or_default();
             values
                 .into_iter()
@@ -320,6 +374,18 @@ impl Sandbox {
         if status != 0 {
             return Err(SandboxError::Internal(format!("QuickJS did not initialise (status {status})")));
         }
+        let snapshot = self.record_snapshot(&exec)?;
+        tracing::info!(
+            pages = snapshot.pages.0,
+            differing_bytes = snapshot.chunks.iter().map(|(_, b)| b.len()).sum::<usize>(),
+            nonzero_bytes = snapshot.layout.nonzero_bytes(),
+            "JS engine snapshot ready"
+        );
+        Ok(snapshot)
+    }
+
+    /// Records how `exec`'s memory differs from a fresh instance's.
+    fn record_snapshot(&self, exec: &Execution<'_>) -> Result<Snapshot, SandboxError> {
         let image = exec.memory.view(&exec.store).copy_to_vec().map_err(|e| internal("read memory", e))?;
         let pages = exec.memory.view(&exec.store).size();
         let fresh = Execution::new(self, &self.js, Vec::new(), 0)?;
@@ -340,30 +406,24 @@ impl Sandbox {
                 _ => chunks.push((at as u64, chunk.to_vec())),
             }
         }
-        let bytes: usize = chunks.iter().map(|(_, b)| b.len()).sum();
         let layout = restore::Layout::of(&image);
-        tracing::info!(
-            pages = pages.0,
-            differing_bytes = bytes,
-            nonzero_bytes = layout.nonzero_bytes(),
-            "JS engine snapshot ready"
-        );
-        Ok(Snapshot { pages, chunks, image, layout })
+        let id = NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Snapshot { id, pages, chunks, image, layout })
     }
 
     /// One JS engine call: restore the snapshot, pass the request, read the answer.
     fn js_call(
         &self,
+        snapshot: &Arc<Snapshot>,
         mut request: Value,
         deadline: Instant,
         host: Option<wasi::HostHandler>,
     ) -> Result<(Value, String), SandboxError> {
-        let mut rng = rand::rng();
-        request["seed"] = json!([rng.next_u32(), rng.next_u32()]);
-        let stdin = serde_json::to_vec(&request).map_err(|e| internal("encode the request", e))?;
+        let stdin = stdin_of(&mut request)?;
         let out_limit = self.limits.max_output_bytes + ANSWER_SLACK;
+        let key = (self.id, snapshot.id);
         let pooled = POOL.with_borrow_mut(|pool| {
-            let at = pool.iter().rposition(|(id, _)| *id == self.id)?;
+            let at = pool.iter().rposition(|(k, _)| *k == key)?;
             Some(pool.swap_remove(at).1)
         });
         let mut exec = match pooled {
@@ -371,34 +431,60 @@ impl Sandbox {
                 let exec = Execution::reuse(self, parts, stdin, out_limit);
                 let view = exec.memory.view(&exec.store);
                 // `recycle` kept only instances whose memory is the snapshot's size
-                assert_eq!(view.data_size(), self.snapshot.image.len() as u64, "a pooled instance's memory grew");
+                assert_eq!(view.data_size(), snapshot.image.len() as u64, "a pooled instance's memory grew");
                 // SAFETY: Wasmer's linear memory is a page-aligned private anonymous mapping of
                 // `data_size` bytes; no code runs in this store while it is reset.
-                unsafe { restore::reset(view.data_ptr(), &self.snapshot.image, &self.snapshot.layout) };
+                unsafe { restore::reset(view.data_ptr(), &snapshot.image, &snapshot.layout) };
                 #[cfg(debug_assertions)]
                 assert!(
-                    view.copy_to_vec().is_ok_and(|m| m == self.snapshot.image),
+                    view.copy_to_vec().is_ok_and(|m| m == snapshot.image),
                     "a reused instance's memory differs from the snapshot"
                 );
                 INSTANCES.with_label_values(&["reused"]).inc();
                 exec
             }
             None => {
-                let mut exec = Execution::new(self, &self.js, stdin, out_limit)?;
-                let view_pages = exec.memory.view(&exec.store).size();
-                if self.snapshot.pages > view_pages {
-                    exec.memory
-                        .grow(&mut exec.store, self.snapshot.pages - view_pages)
-                        .map_err(|e| internal("grow memory", e))?;
-                }
-                let view = exec.memory.view(&exec.store);
-                for (at, bytes) in &self.snapshot.chunks {
-                    view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
-                }
+                let exec = self.restored(snapshot, stdin, out_limit)?;
                 INSTANCES.with_label_values(&["new"]).inc();
                 exec
             }
         };
+        let answer = self.answer(&mut exec, deadline, host)?;
+        self.recycle(exec, snapshot, deadline);
+        Ok(answer)
+    }
+
+    /// A new instance whose memory is `snapshot`'s, never pooled.
+    fn fresh_execution(&self, snapshot: &Snapshot, request: &mut Value) -> Result<Execution<'_>, SandboxError> {
+        let stdin = stdin_of(request)?;
+        self.restored(snapshot, stdin, self.limits.max_output_bytes + ANSWER_SLACK)
+    }
+
+    fn restored(&self, snapshot: &Snapshot, stdin: Vec<u8>, out_limit: usize) -> Result<Execution<'_>, SandboxError> {
+        let mut exec = Execution::new(self, &self.js, stdin, out_limit)?;
+        let view_pages = exec.memory.view(&exec.store).size();
+        if snapshot.pages > view_pages {
+            exec.memory.grow(&mut exec.store, snapshot.pages - view_pages).map_err(|e| {
+                SandboxError::MemoryLimit(format!(
+                    "the loaded engine needs more memory than the sandbox allows ({} MiB): {e}",
+                    self.limits.memory_bytes >> 20
+                ))
+            })?;
+        }
+        let view = exec.memory.view(&exec.store);
+        for (at, bytes) in &snapshot.chunks {
+            view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
+        }
+        Ok(exec)
+    }
+
+    /// Calls `troupe_run` in `exec` and reads its answer and logs.
+    fn answer(
+        &self,
+        exec: &mut Execution<'_>,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<(Value, String), SandboxError> {
         exec.env.as_mut(&mut exec.store).handler = host;
         let run = exec
             .instance
@@ -409,6 +495,7 @@ impl Sandbox {
             Ok(status) => status,
             Err(e) => return Err(exec.classify(e)),
         };
+        exec.env.as_mut(&mut exec.store).handler = None;
         if exec.host().output_overflow {
             return Err(exec.output_too_large());
         }
@@ -416,7 +503,6 @@ impl Sandbox {
             return Err(SandboxError::Internal(format!("the JS engine failed to run (status {status})")));
         }
         let stdout = std::mem::take(&mut exec.env.as_mut(&mut exec.store).stdout);
-        self.recycle(exec, deadline);
         let answer: Value = serde_json::from_slice(&stdout).map_err(|e| internal("read the JS engine's answer", e))?;
         let logs = format_logs(&answer["logs"], self.limits.max_log_bytes);
         if let Some(value) = answer.get("value") {
@@ -431,11 +517,8 @@ impl Sandbox {
     /// Keeps a JS engine instance that returned normally for the next execution, unless its
     /// memory grew past the snapshot's (it would have to be cleared beyond the image), its
     /// deadline passed (the watchdog may have signalled it), or the pool is full.
-    fn recycle(&self, exec: Execution<'_>, deadline: Instant) {
-        if exec.deadline_hit
-            || Instant::now() >= deadline
-            || exec.memory.view(&exec.store).size() != self.snapshot.pages
-        {
+    fn recycle(&self, exec: Execution<'_>, snapshot: &Snapshot, deadline: Instant) {
+        if exec.deadline_hit || Instant::now() >= deadline || exec.memory.view(&exec.store).size() != snapshot.pages {
             return;
         }
         let parts = exec.into_parts();
@@ -443,13 +526,13 @@ impl Sandbox {
             if pool.len() >= POOL_MAX {
                 pool.remove(0);
             }
-            pool.push((self.id, parts));
+            pool.push(((self.id, snapshot.id), parts));
         });
     }
 
     /// JS engine instances of this sandbox the calling thread keeps for reuse.
     pub fn idle_instances(&self) -> usize {
-        POOL.with_borrow(|pool| pool.iter().filter(|(id, _)| *id == self.id).count())
+        POOL.with_borrow(|pool| pool.iter().filter(|((id, _), _)| *id == self.id).count())
     }
 
     fn output_too_large(&self) -> SandboxError {
@@ -457,6 +540,25 @@ impl Sandbox {
             "the output is larger than the sandbox allows ({} bytes)",
             self.limits.max_output_bytes
         ))
+    }
+}
+
+/// A request's bytes, with a fresh seed for the guest's `Math.random`.
+fn stdin_of(request: &mut Value) -> Result<Vec<u8>, SandboxError> {
+    let mut rng = rand::rng();
+    request["seed"] = json!([rng.next_u32(), rng.next_u32()]);
+    serde_json::to_vec(request).map_err(|e| internal("encode the request", e))
+}
+
+/// A JS answer as an outcome: its value, or the error it threw with what it logged before.
+fn outcome(answer: Value, logs: String) -> Result<Outcome, SandboxError> {
+    if answer["ok"] == true {
+        Ok(Outcome { output: answer.get("value").cloned().unwrap_or(Value::Null), logs })
+    } else {
+        Err(match js_error(&answer["error"]) {
+            SandboxError::Failed(m) => SandboxError::Failed(format!("{m}{}", tail(&logs))),
+            other => other,
+        })
     }
 }
 

@@ -189,6 +189,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     let code = Arc::new(troupe_actors::code::CodeRunner::start(config));
     // the one way out for steps and triggers (SSRF policy, proxies, extra CAs)
     let egress = Arc::new(troupe_pieces::egress::Egress::new(config)?);
+    let npm = Arc::new(troupe_actors::npm::NpmPieces::from_config(config, &store));
     let engine = if config.container_type != ContainerType::App {
         Some(
             troupe_actors::engine::Engine::start(
@@ -197,6 +198,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
                 nats.clone(),
                 code.clone(),
                 egress.clone(),
+                npm.clone(),
                 node.clone(),
             )
             .await?,
@@ -250,7 +252,8 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         default_project,
         code,
         replies,
-        pieces: pieces(config, &store),
+        npm,
+        egress: egress.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {
@@ -280,10 +283,4 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     }
     store.flush().await?;
     Ok(())
-}
-
-/// Installed npm pieces, fetched from `NPM_CONFIG_REGISTRY`.
-fn pieces(config: &Config, store: &Store) -> Arc<troupe_pieces::installed::InstalledPieces> {
-    let registry = troupe_pieces::registry::Registry::new(&config.npm_registry, Some(config.npm_cache_dir.clone()));
-    Arc::new(troupe_pieces::installed::InstalledPieces::new(store.clone(), registry))
 }

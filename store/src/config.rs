@@ -57,6 +57,10 @@ pub struct Config {
     pub ssrf_allow_list: String,
     /// `NODE_EXTRA_CA_CERTS` (Node's name): a PEM file of CAs steps' HTTPS also trusts.
     pub extra_ca_certs: Option<PathBuf>,
+    /// `AP_NATIVE_PIECES`: the core pieces Troupe runs natively, comma separated (package
+    /// names, `@activepieces/piece-delay`, or short ones, `delay`). `None` (unset, or `all`):
+    /// every native piece; empty: none. A core piece left out runs from its npm package instead.
+    pub native_pieces: Option<Vec<String>>,
     /// Where fetched package documents and tarballs are cached (`NPM_CONFIG_CACHE`, default
     /// `$AP_CONFIG_PATH/npm-cache`).
     pub npm_cache_dir: PathBuf,
@@ -80,6 +84,12 @@ pub struct ConfigError {
 
 impl Config {
     /// Reads the configuration from the process environment.
+    /// True when `piece` (a package name) runs natively: it is one of Troupe's native pieces
+    /// and `AP_NATIVE_PIECES` does not leave it out.
+    pub fn runs_natively(&self, piece: &str) -> bool {
+        self.native_pieces.as_ref().is_none_or(|list| list.iter().any(|p| p == piece))
+    }
+
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -197,6 +207,13 @@ impl Config {
             },
             ssrf_allow_list: get("AP_SSRF_ALLOW_LIST").unwrap_or_default(),
             extra_ca_certs: get("NODE_EXTRA_CA_CERTS").map(PathBuf::from),
+            native_pieces: get("AP_NATIVE_PIECES").filter(|v| v.trim() != "all").map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| if s.starts_with('@') { s.to_string() } else { format!("@activepieces/piece-{s}") })
+                    .collect()
+            }),
         })
     }
 

@@ -56,6 +56,10 @@ pub struct PieceRecord {
     pub project_id: Option<String>,
     pub created: String,
     pub lock: Lock,
+    /// What loading it in the sandbox gave: Activepieces' piece metadata (name, displayName,
+    /// auth, actions and triggers with their props). None until it was loaded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl PieceRecord {

@@ -1,8 +1,11 @@
 //! What Troupe's tests share: finding `nats-server` and running one with JetStream on a free
 //! loopback port, in a temp folder, killed when dropped, or a cluster of three; and, with the
-//! `troupe` feature, the harness that starts the `troupe` binary ([`troupe`]). A
-//! dev-dependency only.
+//! `troupe` feature, the harness that starts the `troupe` binary ([`troupe`]); with the `mitm`
+//! feature, an HTTPS-intercepting proxy that points a real program at a local fake ([`mitm`]).
+//! A dev-dependency only.
 
+#[cfg(feature = "mitm")]
+pub mod mitm;
 #[cfg(feature = "npm")]
 pub mod npm;
 #[cfg(feature = "troupe")]

@@ -99,6 +99,11 @@ impl PieceCtx<'_> {
     }
 }
 
+/// True when `piece` runs natively here: Troupe has it, and `AP_NATIVE_PIECES` keeps it.
+pub fn runs_natively(config: &troupe_store::Config, piece: &str) -> bool {
+    (catalog::piece(piece).is_some() || piece == catalog::DEBUG) && config.runs_natively(piece)
+}
+
 /// Runs one action of a native piece.
 pub async fn execute(
     ctx: &PieceCtx<'_>,

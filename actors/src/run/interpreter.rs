@@ -14,6 +14,7 @@ use futures::FutureExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use troupe_store::flow::{Action, ActionType, BranchType, RouterExecutionType};
@@ -78,6 +79,15 @@ impl Fault {
             E::Internal(m) => Fault::Fatal(RunStatus::InternalError, format!("step {:?}: {m}", step.name)),
         }
     }
+}
+
+/// A connection's value as npm pieces of context versions 1 and 2 take it: whole, with its
+/// `type`.
+fn typed_connection(kind: troupe_store::connection::ConnectionType, mut secret: Value) -> Value {
+    if let Some(m) = secret.as_object_mut() {
+        m.insert("type".into(), kind.as_str().into());
+    }
+    secret
 }
 
 fn failed(step: &Action, message: String) -> FailedStep {
@@ -256,7 +266,9 @@ impl<'a> Exec<'a> {
             _ => None,
         };
         let raw_input = Value::Object(step.settings.input.clone().unwrap_or_default());
-        let input = match self.resolve(step, &raw_input).await {
+        let npm = step.kind == ActionType::Piece
+            && !pieces::runs_natively(&self.engine.config, step.settings.piece_name.as_deref().unwrap_or_default());
+        let input = match self.resolve_as(step, &raw_input, npm).await {
             Ok(v) => v,
             Err(Fault::Failed(e)) => {
                 self.journal(Entry::failed(step, path, e.clone()).input(raw_input));
@@ -276,6 +288,9 @@ impl<'a> Exec<'a> {
             let fut = async {
                 if step.kind == ActionType::Code {
                     return self.code_step(step, &input_map).await;
+                }
+                if npm {
+                    return self.npm_step(step, &input_map, resume_payload.as_ref()).await;
                 }
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
@@ -406,7 +421,14 @@ impl<'a> Exec<'a> {
 
     /// Resolves the templates of `value`, evaluating its expressions in the sandbox first.
     async fn resolve(&mut self, step: &Action, value: &Value) -> Result<Value, Fault> {
-        let connections = self.connections(value)?;
+        self.resolve_as(step, value, false).await
+    }
+
+    /// [`Self::resolve`]; with `typed`, connections resolve to their whole value with its
+    /// `type` (what npm pieces of context versions 1 and 2 expect), else as native pieces
+    /// take them.
+    async fn resolve_as(&mut self, step: &Action, value: &Value, typed: bool) -> Result<Value, Fault> {
+        let connections = self.connections(value, typed)?;
         let exprs = template::expressions(value);
         let mut evals = template::Evaluations::new();
         if !exprs.is_empty() {
@@ -436,7 +458,7 @@ impl<'a> Exec<'a> {
 
     /// The connections `value` names, decrypted and shaped as pieces see them; their secrets
     /// join the run's list of values to redact.
-    fn connections(&mut self, value: &Value) -> Result<Option<Map<String, Value>>, Fault> {
+    fn connections(&mut self, value: &Value, typed: bool) -> Result<Option<Map<String, Value>>, Fault> {
         let mut tokens = Vec::new();
         template::tokens(value, &mut tokens);
         let mut found = Map::new();
@@ -456,7 +478,8 @@ impl<'a> Exec<'a> {
             let secret =
                 store.connection_value(&conn).map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?;
             self.secrets.add_connection(conn.kind, &secret);
-            found.insert(name.clone(), conn.kind.resolved(&secret));
+            let value = if typed { typed_connection(conn.kind, secret) } else { conn.kind.resolved(&secret) };
+            found.insert(name.clone(), value);
         }
         Ok((!found.is_empty()).then_some(found))
     }
@@ -480,6 +503,108 @@ impl<'a> Exec<'a> {
         .map_err(|e| Fault::from_sandbox(step, e))?;
         let logs = Some(outcome.logs).filter(|l| !l.is_empty());
         Ok((pieces::ActionResult { output: outcome.output, control: Control::Continue }, logs))
+    }
+
+    /// A step of an npm piece: the installed version its `pieceVersion` admits, loaded in the
+    /// sandbox (once per process), runs the action with Activepieces' context.
+    async fn npm_step(
+        &self,
+        step: &Action,
+        input: &Map<String, Value>,
+        resume: Option<&Value>,
+    ) -> Result<(pieces::ActionResult, Option<String>), Fault> {
+        let engine = self.engine;
+        let piece = step.settings.piece_name.as_deref().unwrap_or_default();
+        let spec = step.settings.piece_version.as_deref();
+        let action = step.settings.action_name.as_deref().unwrap_or_default();
+        let record = crate::npm::NpmPieces::resolve_installed(&engine.store, piece, spec)
+            .map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?
+            .ok_or_else(|| {
+                Fault::Failed(format!(
+                    "piece {piece}@{} is not installed; install it with POST /api/v1/pieces",
+                    spec.unwrap_or("latest")
+                ))
+            })?;
+        let loaded = engine
+            .npm
+            .load(&engine.store, &engine.code, engine.egress.clone(), &record)
+            .await
+            .map_err(|e| Fault::from_sandbox(step, e))?;
+        let ctx = PieceCtx { engine, run: &self.run, resume };
+        let base = ctx.base_url();
+        let request = json!({
+            "action": action,
+            "input": input,
+            "propertySettings": step.settings.extra.get("propertySettings"),
+            "executionType": if resume.is_some() { "RESUME" } else { "BEGIN" },
+            "resumePayload": resume,
+            "runId": self.run.id,
+            "projectId": self.run.project_id,
+            "flowId": self.run.flow_id,
+            "flowVersionId": self.run.flow_version_id,
+            "stepName": step.name,
+            "storeKeyMax": engine.config.store_key_max_chars,
+            "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": ""},
+        });
+        let store = engine.store.clone();
+        let project = self.run.project_id.clone();
+        let facts = crate::npm::RunFacts {
+            store: engine.store.clone(),
+            project_id: self.run.project_id.clone(),
+            flow_id: self.run.flow_id.clone(),
+            run_id: self.run.id.clone(),
+            store_key_max: engine.config.store_key_max_chars,
+            store_value_max: engine.config.store_value_max_bytes,
+            resume_base: format!("{base}/api/v1/flow-runs/{}/requests/", self.run.id),
+            connections: Arc::new(move |name: &str| {
+                let Some(conn) = store.connection_by_name(&project, name)? else {
+                    return Ok(None);
+                };
+                let secret = store.connection_value(&conn)?;
+                Ok(Some(typed_connection(conn.kind, secret)))
+            }),
+        };
+        let ops = crate::npm::host_ops(facts);
+        let outcome = crate::npm::run_action(&engine.code, loaded, request, self.deadline, engine.egress.clone(), ops)
+            .await
+            .map_err(|e| Fault::from_sandbox(step, e))?;
+        let logs = Some(outcome.logs).filter(|l| !l.is_empty());
+        let mut answer = outcome.output;
+        let output = answer["output"].take();
+        let hook = &answer["hook"];
+        let response = || {
+            let r = &hook["response"];
+            json!({
+                "status": r["status"].as_u64().unwrap_or(200),
+                "body": r.get("body").cloned().unwrap_or_else(|| json!({})),
+                "headers": r.get("headers").cloned().unwrap_or_else(|| json!({})),
+            })
+        };
+        let control = match hook["type"].as_str() {
+            Some("stopped") => Control::Stop(response()),
+            Some("respond") => Control::Respond(response()),
+            Some("paused") => {
+                let w = &hook["waitpoint"];
+                let request = match w["type"].as_str() {
+                    Some("DELAY") => {
+                        let at = w["resumeDateTime"].as_str().unwrap_or_default();
+                        let until = chrono::DateTime::parse_from_rfc3339(at)
+                            .or_else(|_| chrono::DateTime::parse_from_rfc2822(at))
+                            .map_err(|_| {
+                                Fault::Failed(format!("the piece paused until {at:?}, which is not a date"))
+                            })?;
+                        PauseRequest::Delay { until: until.with_timezone(&chrono::Utc) }
+                    }
+                    _ => PauseRequest::Webhook {
+                        request_id: w["id"].as_str().map(str::to_string).unwrap_or_else(troupe_store::ids::new_id),
+                        response: w.get("response").filter(|r| !r.is_null()).cloned(),
+                    },
+                };
+                Control::Pause(request)
+            }
+            _ => Control::Continue,
+        };
+        Ok((pieces::ActionResult { output, control }, logs))
     }
 
     fn on_failure(&mut self, step: &Action, message: String) -> Result<(), Halt> {

@@ -30,12 +30,14 @@ async fn fixture() -> Fixture {
     let nats =
         async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
     let code = Arc::new(crate::code::CodeRunner::start(&config));
+    let npm = Arc::new(crate::npm::NpmPieces::from_config(&config, &store));
     let ctx = EngineCtx::new(
         config.clone(),
         store,
         nats,
         code,
         Arc::new(troupe_pieces::egress::Egress::new(&config).unwrap()),
+        npm,
     )
     .unwrap();
     ctx.set_owned(0, true);

@@ -98,6 +98,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .ssrfProtectionEnabled | quote }}
 - name: AP_SSRF_ALLOW_LIST
   value: {{ .ssrfAllowList | quote }}
+- name: AP_NATIVE_PIECES
+  value: {{ .nativePieces | quote }}
 - name: RUST_LOG
   value: {{ .logLevel | quote }}
 {{- range $k, $v := .extraEnv }}

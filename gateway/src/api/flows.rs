@@ -9,9 +9,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use troupe_actors::validate::validate;
+use troupe_actors::npm::NpmPieces;
+use troupe_actors::validate::{validate, Problem};
 use troupe_store::db::FlowFilter;
-use troupe_store::flow::{Flow, FlowStatus, FlowVersion, PopulatedFlow, VersionState};
+use troupe_store::flow::{ActionType, Flow, FlowStatus, FlowVersion, PopulatedFlow, VersionState};
 use troupe_store::flow_ops::{self, AddActionRequest, DeleteActionRequest, ImportFlowRequest};
 use troupe_store::ids::{new_id, now_iso, now_micros};
 
@@ -118,15 +119,18 @@ fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result
     })
 }
 
-/// Validation of the version plus what only the scheduler knows (schedule inputs).
-fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::validate::Problem> {
-    let mut problems = validate(version);
+/// Validation of the version plus what only the scheduler knows (schedule inputs) and what
+/// npm pieces' metadata says. With `install`, npm pieces not installed yet are installed
+/// from the registry first (import and publish, as Activepieces does).
+async fn problems_of(state: &AppState, version: &FlowVersion, install: bool) -> Vec<Problem> {
+    let mut problems = validate(version, &|p| troupe_actors::pieces::runs_natively(&state.config, p));
+    problems.extend(npm_problems(state, version, install).await);
     let project = state.store.get_flow(&version.flow_id).ok().flatten().map(|f| f.project_id);
     for (step, name) in troupe_actors::validate::connection_names(version) {
         let exists =
             project.as_deref().is_some_and(|p| state.store.connection_by_name(p, &name).ok().flatten().is_some());
         if !exists {
-            problems.push(troupe_actors::validate::Problem {
+            problems.push(Problem {
                 step,
                 field: "settings.input".into(),
                 message: format!(
@@ -138,7 +142,7 @@ fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::va
     for action in version.actions() {
         if let Some(id) = &action.settings.wasm_module {
             if problems.iter().all(|p| p.step != action.name) && !state.store.has_wasm_module(id) {
-                problems.push(troupe_actors::validate::Problem {
+                problems.push(Problem {
                     step: action.name.clone(),
                     field: "settings.wasmModule".into(),
                     message: format!("no WASI module with id {id}; upload it with POST /api/v1/wasm-modules first"),
@@ -149,14 +153,137 @@ fn problems_of(state: &AppState, version: &FlowVersion) -> Vec<troupe_actors::va
     let t = &version.trigger;
     if let (Some(piece), Some(trigger)) = (&t.settings.piece_name, &t.settings.trigger_name) {
         if let Err(m) = troupe_scheduler::check_trigger(piece, trigger, &t.settings.input.clone().unwrap_or_default()) {
-            problems.push(troupe_actors::validate::Problem {
-                step: t.name.clone(),
-                field: "settings.input".into(),
-                message: m.to_string(),
-            });
+            problems.push(Problem { step: t.name.clone(), field: "settings.input".into(), message: m.to_string() });
         }
     }
     problems
+}
+
+/// The npm pieces `version`'s steps use, by step: piece name and `pieceVersion`.
+fn npm_steps<'a>(state: &AppState, version: &'a FlowVersion) -> Vec<(&'a str, &'a str, Option<&'a str>)> {
+    version
+        .actions()
+        .into_iter()
+        .filter(|a| a.kind == ActionType::Piece)
+        .filter_map(|a| Some((a.name.as_str(), a.settings.piece_name.as_deref()?, a.settings.piece_version.as_deref())))
+        .filter(|(_, piece, _)| !piece.is_empty() && !troupe_actors::pieces::runs_natively(&state.config, piece))
+        .collect()
+}
+
+/// Problems of the npm pieces' steps: the piece installed (or installable, with `install`),
+/// loadable in the sandbox, with the step's action and its required props.
+async fn npm_problems(state: &AppState, version: &FlowVersion, install: bool) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (step, piece, spec) in npm_steps(state, version) {
+        let problem = |field: &str, message: String| Problem { step: step.into(), field: field.into(), message };
+        let record = match NpmPieces::resolve_installed(&state.store, piece, spec) {
+            Ok(Some(r)) => r,
+            Ok(None) if install => match state.npm.installed.add(piece, &npm_range(spec), None).await {
+                Ok(r) if troupe_pieces::resolve::admits_piece_version(spec, &r.version) => r,
+                Ok(r) => {
+                    problems.push(problem(
+                        "settings.pieceVersion",
+                        format!("{piece}@{} was installed, but {:?} does not admit it", r.version, spec.unwrap_or("")),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(problem(
+                        "settings.pieceName",
+                        format!("{piece}@{} could not be installed: {e}", spec.unwrap_or("latest")),
+                    ));
+                    continue;
+                }
+            },
+            Ok(None) => {
+                problems.push(problem(
+                    "settings.pieceName",
+                    format!(
+                        "{piece}@{} is not installed; install it with POST /api/v1/pieces (publishing installs it)",
+                        spec.unwrap_or("latest")
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(problem("settings.pieceName", e.to_string()));
+                continue;
+            }
+        };
+        let metadata = match state.npm.load(&state.store, &state.code, state.egress.clone(), &record).await {
+            Ok(loaded) => loaded.metadata.clone(),
+            Err(e) => {
+                problems.push(problem("settings.pieceName", e.to_string()));
+                continue;
+            }
+        };
+        let action = version.actions().into_iter().find(|a| a.name == step).expect("listed from the version");
+        let action_name = action.settings.action_name.as_deref().unwrap_or_default();
+        let Some(def) = metadata["actions"].get(action_name) else {
+            let known: Vec<&String> = metadata["actions"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            problems.push(problem(
+                "settings.actionName",
+                format!("{piece}@{} has no action {action_name:?}; it has {known:?}", record.version),
+            ));
+            continue;
+        };
+        let input = action.settings.input.clone().unwrap_or_default();
+        if def["requireAuth"] != false && !metadata["auth"].is_null() && input.get("auth").is_none_or(Value::is_null) {
+            problems.push(problem("settings.input.auth", "is required: this piece needs a connection".into()));
+        }
+        for (name, prop) in def["props"].as_object().into_iter().flatten() {
+            let required = prop["required"] == true && prop.get("defaultValue").is_none_or(Value::is_null);
+            if required && input.get(name).is_none_or(|v| v.is_null() || v == "") {
+                problems.push(problem(&format!("settings.input.{name}"), "is required".into()));
+            }
+        }
+    }
+    problems
+}
+
+/// An npm range for a step's `pieceVersion` as Activepieces reads it (`^0.3.0` admits up to
+/// 1.0.0 there, not npm's 0.4.0).
+fn npm_range(spec: Option<&str>) -> String {
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => "latest".into(),
+        Some(s) => match s.strip_prefix('^').map(|v| (v, v.split('.').next().and_then(|m| m.parse::<u64>().ok()))) {
+            Some((v, Some(major))) => format!(">={v} <{}.0.0", major + 1),
+            _ => s.to_string(),
+        },
+    }
+}
+
+/// Publishing locks each npm piece step to the exact installed version it resolves to.
+fn lock_piece_versions(state: &AppState, version: &mut FlowVersion) -> Result<(), ApiError> {
+    let mut exact = std::collections::HashMap::new();
+    for (step, piece, spec) in npm_steps(state, version) {
+        if let Some(r) = NpmPieces::resolve_installed(&state.store, piece, spec)? {
+            exact.insert(step.to_string(), r.version);
+        }
+    }
+    if exact.is_empty() {
+        return Ok(());
+    }
+    let mut raw = serde_json::to_value(&*version).map_err(|e| ApiError::internal(e.to_string()))?;
+    fn walk(v: &mut Value, exact: &std::collections::HashMap<String, String>) {
+        match v {
+            Value::Object(m) => {
+                if let (Some(Value::String(name)), Some(Value::Object(settings))) =
+                    (m.get("name").cloned(), m.get_mut("settings"))
+                {
+                    if let Some(version) = exact.get(&name) {
+                        settings.insert("pieceVersion".into(), version.clone().into());
+                    }
+                }
+                m.values_mut().for_each(|c| walk(c, exact));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|c| walk(c, exact)),
+            _ => {}
+        }
+    }
+    walk(&mut raw, &exact);
+    *version = serde_json::from_value(raw).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(())
 }
 
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
@@ -228,7 +355,22 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                     draft.display_name = parse::<ChangeName>(kind, op.request)?.display_name;
                 }
             }
-            draft.valid = problems_of(state, &draft).is_empty();
+            let problems = problems_of(state, &draft, kind == "IMPORT_FLOW").await;
+            if kind == "IMPORT_FLOW" {
+                // a piece that cannot be installed makes the import fail, naming the step
+                let install: Vec<&Problem> =
+                    problems.iter().filter(|p| p.message.contains("could not be installed")).collect();
+                if !install.is_empty() {
+                    let list = install.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FLOW",
+                        format!("the flow cannot be imported: {list}"),
+                    )
+                    .with("problems", serde_json::to_value(&install).expect("serializes")));
+                }
+            }
+            draft.valid = problems.is_empty();
             draft.updated = now_iso();
             edited = Some(draft);
         }
@@ -243,7 +385,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                 .store
                 .get_version(&flow.latest_version_id)?
                 .ok_or_else(|| ApiError::internal("flow has lost its version"))?;
-            let problems = problems_of(state, &version);
+            let problems = problems_of(state, &version, true).await;
             if !problems.is_empty() {
                 let list = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
                 return Err(ApiError::new(
@@ -253,6 +395,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                 )
                 .with("problems", serde_json::to_value(&problems).expect("serializes")));
             }
+            lock_piece_versions(state, &mut version)?;
             version.state = VersionState::Locked;
             version.valid = true;
             version.updated = now_iso();
@@ -288,7 +431,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                 .filter(|v| v.flow_id == flow.id)
                 .ok_or_else(|| ApiError::not_found("flow version", &version_id))?;
             let mut draft = new_draft_from(&mut flow, source);
-            draft.valid = problems_of(state, &draft).is_empty();
+            draft.valid = problems_of(state, &draft, false).await.is_empty();
             edited = Some(draft);
         }
         other => {

@@ -7,8 +7,9 @@
 //! with native code is refused (400, naming it). `scope: "PROJECT"` installs for the caller's
 //! project; a project key may install for its own project only.
 //!
-//! Not yet here: the piece's metadata (display name, auth, actions, triggers and their props),
-//! which needs the package loaded in the sandbox; the answers carry the package facts only.
+//! An install loads the piece in the sandbox once to read its metadata (display name, auth,
+//! actions and triggers with their props: Activepieces' piece metadata); a package that
+//! cannot load there is refused (400, saying why) and not kept.
 
 use crate::error::{json_response, ApiError};
 use crate::http::{query_one, query_pairs, read_request, Scope};
@@ -37,10 +38,23 @@ struct InstallRequest {
     project_id: Option<String>,
 }
 
-/// The answer for one installed piece version (Activepieces' piece metadata, package facts only).
-pub fn piece_json(r: &PieceRecord) -> Value {
+/// The answer for one installed piece version: Activepieces' piece metadata model with the
+/// package facts; `summary` counts actions and triggers instead of listing them (the list).
+pub fn piece_json(r: &PieceRecord, summary: bool) -> Value {
     let root = r.lock.root();
-    json!({
+    let mut out = match &r.metadata {
+        Some(Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if summary {
+        for key in ["actions", "triggers"] {
+            if let Some(Value::Object(m)) = out.get(key) {
+                let n = m.len();
+                out.insert(key.into(), n.into());
+            }
+        }
+    }
+    let facts = json!({
         "id": r.id,
         "name": r.name,
         "version": r.version,
@@ -51,7 +65,9 @@ pub fn piece_json(r: &PieceRecord) -> Value {
         "updated": r.created,
         "dependencies": root.dependencies,
         "packages": r.lock.packages.len(),
-    })
+    });
+    out.extend(facts.as_object().expect("an object").clone());
+    Value::Object(out)
 }
 
 pub async fn install(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
@@ -100,19 +116,30 @@ pub async fn install(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| ApiError::bad_request("pieceName is required"))?;
             let version = form.piece_version.unwrap_or_else(|| "latest".into());
-            state.pieces.add(&name, &version, project_id).await
+            state.npm.installed.add(&name, &version, project_id).await
         }
         "ARCHIVE" => {
             let archive = archive.ok_or_else(|| {
                 ApiError::bad_request("packageType ARCHIVE needs the .tgz in the form field pieceArchive")
             })?;
-            state.pieces.add_archive(archive, project_id).await
+            state.npm.installed.add_archive(archive, project_id).await
         }
         other => return Err(ApiError::bad_request(format!("packageType must be REGISTRY or ARCHIVE, not {other:?}"))),
     }
     .map_err(install_error)?;
+    // loading it once gives its metadata, and tells a package that cannot run here
+    let record = match state.npm.load(&state.store, &state.code, state.egress.clone(), &record).await {
+        Ok(_) => state.store.get_piece(&record.name, &record.version)?.unwrap_or(record),
+        Err(e) => {
+            if record.metadata.is_none() {
+                state.store.delete_piece(&record.name, &record.version)?;
+            }
+            state.store.flush().await?;
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "PIECE_NOT_INSTALLABLE", e.to_string()));
+        }
+    };
     state.store.flush().await?;
-    Ok(json_response(StatusCode::CREATED, &piece_json(&record)))
+    Ok(json_response(StatusCode::CREATED, &piece_json(&record, false)))
 }
 
 /// The form fields and the archive of a multipart install request.
@@ -161,7 +188,7 @@ fn visible(scope: &Scope, r: &PieceRecord) -> bool {
 pub async fn list(state: &AppState, scope: &Scope) -> Resp {
     let mut pieces: Vec<PieceRecord> = state.store.list_pieces()?.into_iter().filter(|r| visible(scope, r)).collect();
     pieces.sort_by(|a, b| (&a.name, &a.created).cmp(&(&b.name, &b.created)));
-    Ok(json_response(StatusCode::OK, &Value::Array(pieces.iter().map(piece_json).collect())))
+    Ok(json_response(StatusCode::OK, &Value::Array(pieces.iter().map(|r| piece_json(r, true)).collect())))
 }
 
 /// `GET /pieces/{name}` (`@scope/name` as two segments), the newest installed version or the
@@ -177,7 +204,7 @@ pub async fn get(state: &AppState, scope: &Scope, name: &str, req: &Request<Inco
     }
     versions.sort_by(|a, b| troupe_pieces::version_order(&a.version, &b.version));
     match versions.last() {
-        Some(r) => Ok(json_response(StatusCode::OK, &piece_json(r))),
+        Some(r) => Ok(json_response(StatusCode::OK, &piece_json(r, false))),
         None => Err(ApiError::not_found("piece", name)),
     }
 }

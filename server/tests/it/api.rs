@@ -107,7 +107,7 @@ async fn publishing_an_invalid_draft_lists_every_problem() {
     let t = Troupe::start().await;
     let steps = chain(vec![
         piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": "{{step_3.body}}"})),
-        piece("step_2", "slack", "send_message", json!({})),
+        piece("step_2", "store", "frobnicate", json!({})),
         piece("step_3", "store", "put", json!({"key": "k"})),
         json!({"name": "step_4", "type": "CODE", "settings": {"input": {}, "sourceCode": {"code": "export const code = async () => 1", "packageJson": "{\"dependencies\":{\"axios\":\"1\"}}"}}}),
     ]);
@@ -125,7 +125,7 @@ async fn publishing_an_invalid_draft_lists_every_problem() {
         .collect();
     for expected in [
         ("step_1", "settings.input.mapping"),
-        ("step_2", "settings.pieceName"),
+        ("step_2", "settings.actionName"),
         ("step_3", "settings.input.value"),
         ("step_4", "settings.sourceCode.packageJson"),
     ] {

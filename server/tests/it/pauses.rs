@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-async fn only_run(t: &Troupe, flow_id: &str) -> String {
+pub(crate) async fn only_run(t: &Troupe, flow_id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(r) = t.all_runs(flow_id).await.first() {

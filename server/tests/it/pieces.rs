@@ -56,27 +56,63 @@ async fn packages_that_cannot_run_in_the_sandbox_are_refused_with_the_reason() {
     assert_eq!((status, body["message"].clone()), (400, Value::from("pieceName is required")));
     let (_, list) = t.get("/pieces").await;
     assert_eq!(list, json!([]), "nothing was kept");
+    // importing a flow whose piece cannot be installed says which step, package and why
+    let (_, created) = t.post("/flows", json!({"displayName": "needs sharp"})).await;
+    let id = created["id"].as_str().unwrap();
+    let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "Resize",
+        "settings": {"pieceName": "@activepieces/piece-image-helper", "pieceVersion": "~0.1.0", "actionName": "resize", "input": {}}});
+    let (status, body) =
+        t.post(&format!("/flows/{id}"), json!({"type": "IMPORT_FLOW", "request": webhook_flow(step)})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["problems"][0]["step"], "step_1", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("@activepieces/piece-image-helper") && message.contains("could not be installed"),
+        "{message}"
+    );
 }
 
-#[tokio::test]
-async fn an_uploaded_archive_installs_with_its_dependencies() {
-    let t = start().await;
-    let archive = tgz(&[
+/// A piece written for these tests, without the framework: its own `Piece` class (the engine
+/// finds a piece by that name, as Activepieces' does), actions that probe the sandbox, and a
+/// dependency from the registry.
+const SANDBOX_PIECE: &str = r#"
+const ms = require('ms');
+class Piece {
+  constructor(actions) { this.displayName = 'Sandbox probe'; this.authors = []; this._actions = actions; }
+  metadata() { return { displayName: this.displayName, logoUrl: '', description: '', categories: [], actions: this._actions, triggers: {} }; }
+  getAction(name) { return this._actions[name]; }
+}
+const action = (name, run, props = {}) => ({ name, displayName: name, description: '', props, requireAuth: false, run });
+const url = { type: 'SHORT_TEXT', displayName: 'URL', required: true };
+exports.probe = new Piece({
+  ms: action('ms', async (ctx) => ({ ms: ms(ctx.propsValue.text) }), { text: { type: 'SHORT_TEXT', displayName: 'Text', required: true } }),
+  net: action('net', async () => { require('net').connect(5432, 'db.example.com'); return 'connected'; }),
+  fetch: action('fetch', async (ctx) => { const r = await fetch(ctx.propsValue.url); return { status: r.status, body: await r.text() }; }, { url }),
+  memory: action('memory', async () => { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(keep.length)); }),
+});
+"#;
+
+fn sandbox_piece() -> Vec<u8> {
+    tgz(&[
         (
             "package.json",
-            r#"{"name":"@me/piece-hello","version":"0.1.0","main":"index.js","dependencies":{"ms":"^2.1.0"}}"#,
+            r#"{"name":"@me/piece-probe","version":"0.1.0","main":"index.js","dependencies":{"ms":"^2.1.0"}}"#,
         ),
-        ("index.js", "module.exports = {}"),
-    ]);
+        ("index.js", SANDBOX_PIECE),
+    ])
+}
+
+/// Uploads `archive` as Activepieces' clients do (multipart, `pieceArchive`).
+async fn upload(t: &Troupe, archive: &[u8], scope: &str) -> (u16, Value) {
     let boundary = "troupe-test-boundary";
     let mut form = Vec::new();
-    for (name, value) in [("packageType", "ARCHIVE"), ("scope", "PROJECT"), ("pieceName", "@me/piece-hello")] {
+    for (name, value) in [("packageType", "ARCHIVE"), ("scope", scope), ("pieceName", "@me/piece-probe")] {
         form.extend(
             format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
         );
     }
     form.extend(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"pieceArchive\"; filename=\"p.tgz\"\r\ncontent-type: application/gzip\r\n\r\n").bytes());
-    form.extend(&archive);
+    form.extend(archive);
     form.extend(format!("\r\n--{boundary}--\r\n").bytes());
     let resp = t
         .client
@@ -88,11 +124,129 @@ async fn an_uploaded_archive_installs_with_its_dependencies() {
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_uploaded_archive_installs_with_its_dependencies() {
+    let t = start().await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PROJECT").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!((body["name"].as_str(), body["packageType"].as_str()), (Some("@me/piece-hello"), Some("ARCHIVE")));
+    assert_eq!((body["name"].as_str(), body["packageType"].as_str()), (Some("@me/piece-probe"), Some("ARCHIVE")));
     assert!(body["projectId"].is_string(), "scope PROJECT: {body}");
     assert!(body["dependencies"]["ms"].as_str().unwrap().starts_with("ms@2."), "{body}");
+    // loading it in the sandbox gave its metadata
+    assert_eq!(body["displayName"], "Sandbox probe");
+    assert_eq!(body["actions"]["ms"]["props"]["text"]["type"], "SHORT_TEXT", "{body}");
+    // a package that loads but exports no piece is refused, and not kept
+    let (status, body) = upload(
+        &t,
+        &tgz(&[
+            ("package.json", r#"{"name":"@me/piece-empty","version":"0.1.0","main":"index.js"}"#),
+            ("index.js", "module.exports = {}"),
+        ]),
+        "PLATFORM",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("exports no piece"), "{body}");
+    let (_, list) = t.get("/pieces").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
+
+#[tokio::test]
+async fn a_piece_runs_in_the_sandbox_and_what_it_must_not_do_fails_its_step_with_the_reason() {
+    let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_SSRF_ALLOW_LIST", "")]).await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    async fn run_of(t: &Troupe, action: &str, input: Value) -> Value {
+        let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": action,
+            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "actionName": action, "input": input}});
+        let id = t.publish(webhook_flow(step)).await;
+        t.webhook(&id, "", json!({})).await;
+        let run = t.wait_runs(&id, 1).await.remove(0);
+        t.run(run["id"].as_str().unwrap()).await
+    }
+    // its dependency from the registry works
+    let run = run_of(&t, "ms", json!({"text": "2 days"})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["steps"]["step_1"]["output"], json!({"ms": 172800000}), "{run}");
+    // sockets do not exist in the sandbox
+    let run = run_of(&t, "net", json!({})).await;
+    assert_eq!(run["status"], "FAILED");
+    let message = run["failedStep"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("net.connect is not available in Troupe's sandbox"), "{run}");
+    // internal addresses are refused after resolution, the cloud metadata one too
+    for url in ["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/"] {
+        let run = run_of(&t, "fetch", json!({"url": url})).await;
+        assert_eq!(run["status"], "FAILED", "{run}");
+        let message = run["failedStep"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("fetch failed") && message.contains("AP_SSRF_ALLOW_LIST"), "{url}: {message}");
+    }
+    // a piece that eats memory ends its run with MEMORY_LIMIT_EXCEEDED; troupe carries on
+    let run = run_of(&t, "memory", json!({})).await;
+    assert_eq!(run["status"], "MEMORY_LIMIT_EXCEEDED", "{run}");
+    let run = run_of(&t, "ms", json!({"text": "1h"})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+}
+
+/// The Slack piece's `send_channel_message`, unchanged from npm, against a local fake of
+/// slack.com reached through an HTTPS-intercepting proxy.
+#[tokio::test]
+async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack() {
+    let fake = troupe_testkit::mitm::Mitm::start(|r| {
+        if r.host == "slack.com" && r.path.starts_with("/api/chat.postMessage") {
+            troupe_testkit::mitm::Reply::json(
+                200,
+                &json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100", "message": {"text": "from the fake"}}),
+            )
+        } else {
+            troupe_testkit::mitm::Reply::json(404, &json!({"ok": false, "error": "unknown_method"}))
+        }
+    })
+    .await;
+    let ca = fake.ca_file().display().to_string();
+    let t = Troupe::start_with(&[
+        ("NPM_CONFIG_CACHE", &npm_cache()),
+        ("HTTPS_PROXY", &fake.proxy_url()),
+        ("NO_PROXY", "registry.npmjs.org"),
+        ("NODE_EXTRA_CA_CERTS", &ca),
+    ])
+    .await;
+    let (status, body) = t
+        .post(
+            "/app-connections",
+            json!({"externalId": "slack", "displayName": "Slack", "pieceName": "@activepieces/piece-slack", "projectId": null,
+                "type": "OAUTH2", "value": {"type": "OAUTH2", "access_token": "xoxb-test-token", "data": {"bot_user_id": "U1"}}}),
+        )
+        .await;
+    assert!(status == 201 || status == 200, "{body}");
+    let flow = webhook_flow(chain(vec![
+        json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "Send message to a channel",
+            "settings": {"pieceName": "@activepieces/piece-slack", "pieceVersion": "0.17.9", "actionName": "send_channel_message",
+                "input": {"auth": "{{connections['slack']}}", "channel": "C0123", "text": "Hello {{trigger.body.name}}", "sendAsBot": true}}}),
+        respond(json!({"sent": "{{step_1}}"})),
+    ]));
+    // publishing installs the piece from the registry, as Activepieces does
+    let id = t.publish(flow).await;
+    let (_, flow) = t.get(&format!("/flows/{id}")).await;
+    assert_eq!(flow["version"]["trigger"]["nextAction"]["settings"]["pieceVersion"], "0.17.9");
+    let resp = t.webhook(&id, "/sync", json!({"name": "Ada"})).await;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sent"]["ok"], true, "{body}");
+    assert_eq!(body["sent"]["ts"], "1700000000.000100", "{body}");
+    let sent =
+        fake.requests().into_iter().find(|r| r.path.starts_with("/api/chat.postMessage")).expect("slack was called");
+    assert_eq!(sent.header("authorization"), Some("Bearer xoxb-test-token"));
+    let text = String::from_utf8_lossy(&sent.body);
+    // @slack/web-api posts a form
+    assert!(text.contains("channel=C0123") && text.contains("text=Hello%20Ada"), "{text}");
+    // the token is nowhere in the run
+    let runs = t.wait_runs(&id, 1).await;
+    let run = t.run(runs[0]["id"].as_str().unwrap()).await;
+    assert!(!run.to_string().contains("xoxb-test-token"), "{run}");
 }
 
 #[tokio::test]
@@ -115,4 +269,53 @@ async fn the_command_line_installs_through_the_running_troupe() {
     let out = run("sharp@0.33.5");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run in the sandbox"));
+}
+
+/// The core pieces a troupe runs from npm instead of natively.
+const NPM_DELAY_AND_MAPPER: &str = "webhook,http,store,text-helper,math-helper,date-helper,approval,schedule,rss";
+
+#[tokio::test]
+async fn the_npm_and_native_data_mapper_give_the_same_output() {
+    let mapper = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "Map",
+        "settings": {"pieceName": "@activepieces/piece-data-mapper", "pieceVersion": "0.3.15", "actionName": "advanced_mapping",
+            "input": {"mapping": {"who": "{{trigger.body.name}}", "n": "{{trigger.body.n}}", "nested": {"list": "{{trigger.body.list}}", "text": "n is {{trigger.body.n}}"}}}}});
+    let body = json!({"name": "Ada", "n": 3, "list": [1, {"a": null}]});
+    let mut outputs = Vec::new();
+    for native in ["all", NPM_DELAY_AND_MAPPER] {
+        let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", native)]).await;
+        let id = t.publish(webhook_flow(mapper.clone())).await;
+        t.webhook(&id, "", body.clone()).await;
+        let run = t.wait_runs(&id, 1).await.remove(0);
+        let run = t.run(run["id"].as_str().unwrap()).await;
+        assert_eq!(run["status"], "SUCCEEDED", "AP_NATIVE_PIECES={native}: {run}");
+        let (_, pieces) = t.get("/pieces").await;
+        let installed = pieces.as_array().unwrap().iter().any(|p| p["name"] == "@activepieces/piece-data-mapper");
+        assert_eq!(installed, native != "all", "only the npm run installs the package: {pieces}");
+        outputs.push(run["steps"]["step_1"]["output"].clone());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[1]["nested"]["text"], "n is 3", "{}", outputs[1]);
+}
+
+#[tokio::test]
+async fn the_npm_delay_pauses_durably_and_resumes_after_a_restart() {
+    let mut t =
+        Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", NPM_DELAY_AND_MAPPER)]).await;
+    let delay = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "Delay",
+        "settings": {"pieceName": "@activepieces/piece-delay", "pieceVersion": "~0.3.0", "actionName": "delayFor",
+            "input": {"unit": "seconds", "delayFor": 12}}});
+    let id = t.publish(webhook_flow(delay)).await;
+    let (_, flow) = t.get(&format!("/flows/{id}")).await;
+    let locked = flow["version"]["trigger"]["nextAction"]["settings"]["pieceVersion"].as_str().unwrap().to_string();
+    assert!(locked.starts_with("0.3.") && !locked.starts_with('~'), "publishing locks the exact version: {locked}");
+    let started = std::time::Instant::now();
+    t.webhook(&id, "", json!({})).await;
+    let run_id = crate::pauses::only_run(&t, &id).await;
+    t.wait_status(&run_id, "PAUSED", std::time::Duration::from_secs(30)).await;
+    t.terminate();
+    t.spawn().await;
+    t.wait_status(&run_id, "SUCCEEDED", std::time::Duration::from_secs(60)).await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(12), "resumed early: {:?}", started.elapsed());
+    let run = t.run(&run_id).await;
+    assert_eq!(run["steps"]["step_1"]["output"], json!({"delayForInMs": 12000, "success": true}), "{run}");
 }

@@ -7,11 +7,16 @@
 //!
 //! - `{"kind":"code","source":"export const code = async (inputs) => …","inputs":…,"seed":[a,b]}`
 //! - `{"kind":"expr","exprs":["step_1.items.length + 1", …],"scope":{…},"seed":[a,b]}`
+//! - `{"kind":"script","source":"(arg) => …","arg":…,"seed":[a,b]}`: the script evaluates to a
+//!   function, called with `arg`; its value (awaited) is the answer's. The pieces runtime
+//!   loads its Node layer and a piece this way, and the host snapshots the memory after.
 //!
 //! The answer is `{"ok":true,"value":…,"logs":[…]}` or `{"ok":false,"error":{"name","message","stack"},"logs":[…]}`.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
+
+mod native;
 
 use rquickjs::{Context, Ctx, Function, Module, Object, Promise, Runtime, Value};
 
@@ -57,7 +62,7 @@ pub extern "C" fn troupe_init(memory_limit: i64) -> i32 {
     let Ok(context) = Context::full(&runtime) else { return 2 };
     let ok = context.with(|ctx| {
         let host = Function::new(ctx.clone(), call_host).and_then(|f| ctx.globals().set("__troupe_host", f));
-        host.is_ok() && ctx.eval::<(), _>(include_str!("prelude.js")).is_ok()
+        host.is_ok() && native::install(&ctx).is_ok() && ctx.eval::<(), _>(include_str!("prelude.js")).is_ok()
     });
     if !ok {
         return 3;
@@ -117,6 +122,15 @@ fn handle(ctx: &Ctx<'_>, request: &str) -> rquickjs::Result<String> {
         return expressions.call((exprs, scope));
     }
     let source: String = request.get("source")?;
+    if kind == "script" {
+        let arg: Value = request.get("arg")?;
+        let function: Value = ctx.eval(source)?;
+        let Some(function) = function.as_function() else {
+            return Err(ctx.throw(rquickjs::String::from_str(ctx.clone(), "the script must evaluate to a function")?.into_value()));
+        };
+        let returned: Value = function.call((arg,))?;
+        return finish(ctx, &troupe, returned);
+    }
     let inputs: Value = request.get("inputs")?;
     let (module, evaluated) = Module::declare(ctx.clone(), "step.mjs", source)?.eval()?;
     settle(ctx, &troupe, &evaluated)?;
@@ -129,14 +143,19 @@ fn handle(ctx: &Ctx<'_>, request: &str) -> rquickjs::Result<String> {
         ));
     };
     let returned: Value = code.call((inputs,))?;
+    finish(ctx, &troupe, returned)
+}
+
+/// Awaits `returned` when it is a promise, then encodes the success answer.
+fn finish<'js>(ctx: &Ctx<'js>, troupe: &Object<'js>, returned: Value<'js>) -> rquickjs::Result<String> {
     let value = match returned.as_promise() {
         Some(promise) => {
-            settle(ctx, &troupe, promise)?;
+            settle(ctx, troupe, promise)?;
             match promise.result::<Value>() {
                 Some(result) => result?,
                 None => {
                     return Err(ctx.throw(
-                        rquickjs::String::from_str(ctx.clone(), "the code's promise never settled")?.into_value(),
+                        rquickjs::String::from_str(ctx.clone(), "the promise never settled")?.into_value(),
                     ))
                 }
             }

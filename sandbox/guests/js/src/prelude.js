@@ -99,8 +99,12 @@
     return JSON.stringify(out);
   };
   globalThis.__troupe = {
+    // scripts run later (the pieces runtime) reach the host through this
+    host,
     begin(seedHi, seedLo) {
       state.rng = [seedHi | 1, seedLo | 2];
+      // a piece's snapshot was taken after its loading ran: nothing of that run carries over
+      state.logs = []; state.logBytes = 0; state.truncated = false; state.timers = [];
     },
     runTimer() {
       if (state.timers.length === 0) return false;

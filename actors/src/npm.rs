@@ -1,0 +1,193 @@
+//! npm pieces in runs: which installed version a step uses, the piece loaded in the sandbox
+//! once per process, and the context its actions reach through host calls (the run's store,
+//! connections, waitpoints, files).
+
+use crate::code::CodeRunner;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use troupe_pieces::egress::Egress;
+use troupe_pieces::installed::InstalledPieces;
+use troupe_pieces::runtime::{self, HostOps, LoadedPiece, LoadedPieces};
+use troupe_sandbox::{Outcome, SandboxError};
+use troupe_store::piece::PieceRecord;
+use troupe_store::{Store, StoreError};
+
+/// Time a piece has to load (parse and initialise its modules) the first time it is used.
+const LOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub struct NpmPieces {
+    pub installed: Arc<InstalledPieces>,
+    loaded: LoadedPieces,
+}
+
+impl NpmPieces {
+    pub fn new(installed: Arc<InstalledPieces>) -> NpmPieces {
+        NpmPieces { installed, loaded: LoadedPieces::default() }
+    }
+
+    /// Pieces installed in `store`, fetched from `NPM_CONFIG_REGISTRY`.
+    pub fn from_config(config: &troupe_store::Config, store: &Store) -> NpmPieces {
+        let registry = troupe_pieces::registry::Registry::new(&config.npm_registry, Some(config.npm_cache_dir.clone()));
+        NpmPieces::new(Arc::new(InstalledPieces::new(store.clone(), registry)))
+    }
+
+    /// The newest installed version of `name` that `spec` admits, as Activepieces resolves a
+    /// step's `pieceVersion`: `^1.2.0` below the next major, `~0.3.0` below the next minor,
+    /// an exact version only itself, none any.
+    pub fn resolve_installed(store: &Store, name: &str, spec: Option<&str>) -> Result<Option<PieceRecord>, StoreError> {
+        let mut versions = store.piece_versions(name)?;
+        versions.retain(|r| troupe_pieces::resolve::admits_piece_version(spec, &r.version));
+        versions.sort_by(|a, b| troupe_pieces::version_order(&a.version, &b.version));
+        Ok(versions.pop())
+    }
+
+    /// `record` loaded in the sandbox: at most once per process, its metadata saved with the
+    /// record the first time.
+    pub async fn load(
+        &self,
+        store: &Store,
+        code: &CodeRunner,
+        egress: Arc<Egress>,
+        record: &PieceRecord,
+    ) -> Result<Arc<LoadedPiece>, SandboxError> {
+        self.loaded
+            .get_or_load(&record.key(), || async {
+                let started = Instant::now();
+                let files = self.installed.files(record).await.map_err(|e| SandboxError::Invalid(e.to_string()))?;
+                let record_for_load = record.clone();
+                let deadline = Instant::now() + LOAD_BUDGET;
+                let loaded = code
+                    .blocking(move |s| runtime::load(s, &record_for_load, files, egress, deadline))
+                    .await
+                    .map_err(|e| match e {
+                        SandboxError::Failed(m) => SandboxError::Invalid(format!(
+                            "{}@{} cannot run in Troupe's sandbox: {m}",
+                            record.name, record.version
+                        )),
+                        other => other,
+                    })?;
+                tracing::info!(
+                    piece = record.key(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    resident_bytes = loaded.resident_bytes(),
+                    "piece loaded"
+                );
+                if record.metadata.is_none() {
+                    let mut with = record.clone();
+                    with.metadata = Some(loaded.metadata.clone());
+                    if let Err(e) = store.put_piece(&with) {
+                        tracing::warn!(piece = record.key(), error = %e, "could not save the piece's metadata");
+                    }
+                }
+                Ok(loaded)
+            })
+            .await
+    }
+
+    /// Bytes the loaded pieces keep in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.loaded.resident_bytes()
+    }
+}
+
+/// What an action needs from its run: where it is, and the store its context reaches.
+pub struct RunFacts {
+    pub store: Store,
+    pub project_id: String,
+    pub flow_id: String,
+    pub run_id: String,
+    pub store_key_max: usize,
+    pub store_value_max: usize,
+    /// `{base}/api/v1/flow-runs/{run}/requests/`: a waitpoint's id completes it.
+    pub resume_base: String,
+    /// Connections the action may read with `context.connections.get`, by name.
+    pub connections: ConnectionLookup,
+}
+
+/// A project's connection by name, its value whole (with its `type`).
+pub type ConnectionLookup = Arc<dyn Fn(&str) -> Result<Option<Value>, StoreError> + Send + Sync>;
+
+/// The host calls of an action's context, answered for the run of `facts`.
+pub fn host_ops(facts: RunFacts) -> HostOps {
+    Arc::new(move |r: &Value| {
+        let ok = |v: Value| {
+            let mut v = v;
+            v["ok"] = true.into();
+            v
+        };
+        let fail = |m: String| json!({"ok": false, "error": m});
+        let key = || -> String {
+            let key = r["key"].as_str().unwrap_or_default();
+            match r["scope"].as_str() {
+                Some("COLLECTION") => format!("project/{}/{key}", facts.project_id),
+                _ => format!("flow/{}/{key}", facts.flow_id),
+            }
+        };
+        Some(match r["op"].as_str().unwrap_or_default() {
+            "store.get" => match facts.store.entry_get(&key()) {
+                Ok(v) => ok(json!({"value": v})),
+                Err(e) => fail(e.to_string()),
+            },
+            "store.put" => {
+                let value = &r["value"];
+                let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
+                if size > facts.store_value_max {
+                    fail(format!(
+                        "StorageLimitError: the value is {size} bytes; stored values may have at most {} bytes",
+                        facts.store_value_max
+                    ))
+                } else {
+                    match facts.store.entry_put(&key(), value) {
+                        Ok(()) => ok(json!({})),
+                        Err(e) => fail(e.to_string()),
+                    }
+                }
+            }
+            "store.delete" => match facts.store.entry_delete(&key()) {
+                Ok(()) => ok(json!({})),
+                Err(e) => fail(e.to_string()),
+            },
+            "waitpoint" | "resumeUrl" => {
+                let id = r["id"].as_str().map(str::to_string).unwrap_or_else(troupe_store::ids::new_id);
+                ok(json!({"id": id, "resumeUrl": format!("{}{id}", facts.resume_base)}))
+            }
+            "connection" => match (facts.connections)(r["name"].as_str().unwrap_or_default()) {
+                Ok(v) => ok(json!({"value": v})),
+                Err(e) => fail(e.to_string()),
+            },
+            "files.write" => {
+                // no file service yet: the file travels as a data URL, which FILE props take
+                let name = r["fileName"].as_str().unwrap_or("file");
+                let mime = mime_of(name);
+                ok(json!({"url": format!("data:{mime};base64,{}", r["base64"].as_str().unwrap_or_default())}))
+            }
+            _ => return None,
+        })
+    })
+}
+
+fn mime_of(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or_default().to_ascii_lowercase().as_str() {
+        "json" => "application/json",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "html" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Runs one action of a loaded piece on the blocking pool.
+pub async fn run_action(
+    code: &CodeRunner,
+    piece: Arc<LoadedPiece>,
+    request: Value,
+    deadline: Instant,
+    egress: Arc<Egress>,
+    ops: HostOps,
+) -> Result<Outcome, SandboxError> {
+    code.blocking(move |s| runtime::run_action(s, &piece, &request, deadline, egress, ops)).await
+}
