@@ -8,10 +8,12 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{watch, Semaphore};
-use troupe_sandbox::{Evaluated, Limits, Outcome, Sandbox, SandboxError};
+use troupe_sandbox::{Evaluated, Image, Limits, Outcome, Sandbox, SandboxError};
 use troupe_store::{Config, Store};
 
-type Ready = Option<Result<Arc<Sandbox>, Arc<SandboxError>>>;
+/// The sandbox, and the image code steps start from: the engine with the Node layer loaded
+/// (`Buffer`, `URL`, `crypto`, `fetch`, … as pieces have them).
+type Ready = Option<Result<Arc<(Sandbox, Image)>, Arc<SandboxError>>>;
 
 pub struct CodeRunner {
     ready: watch::Receiver<Ready>,
@@ -33,7 +35,12 @@ impl CodeRunner {
             .name("sandbox-init".into())
             .spawn(move || {
                 let started = Instant::now();
-                let sandbox = Sandbox::new(limits, Some(cache)).map(Arc::new).map_err(Arc::new);
+                let sandbox = Sandbox::new(limits, Some(cache))
+                    .and_then(|s| {
+                        let node = troupe_pieces::runtime::node_image(&s)?;
+                        Ok(Arc::new((s, node)))
+                    })
+                    .map_err(Arc::new);
                 match &sandbox {
                     Ok(_) => tracing::info!(took_ms = started.elapsed().as_millis() as u64, "code sandbox ready"),
                     Err(e) => tracing::error!(error = %e, "the code sandbox could not start; code steps will fail"),
@@ -44,7 +51,7 @@ impl CodeRunner {
         CodeRunner { ready: rx, slots: Semaphore::new(config.sandbox_concurrency) }
     }
 
-    async fn sandbox(&self) -> Result<Arc<Sandbox>, SandboxError> {
+    async fn sandbox(&self) -> Result<Arc<(Sandbox, Image)>, SandboxError> {
         let mut rx = self.ready.clone();
         let ready = rx.wait_for(Option::is_some).await.map_err(|_| internal("the sandbox thread is gone"))?;
         ready.clone().expect("waited for Some").map_err(|e| internal(&format!("the sandbox did not start: {e}")))
@@ -55,15 +62,23 @@ impl CodeRunner {
         &self,
         f: impl FnOnce(&Sandbox) -> Result<T, SandboxError> + Send + 'static,
     ) -> Result<T, SandboxError> {
-        let sandbox = self.sandbox().await?;
+        self.blocking_node(move |s, _| f(s)).await
+    }
+
+    /// [`Self::blocking`], with the image that has the Node layer loaded.
+    async fn blocking_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sandbox, &Image) -> Result<T, SandboxError> + Send + 'static,
+    ) -> Result<T, SandboxError> {
+        let ready = self.sandbox().await?;
         let _slot = self.slots.acquire().await.map_err(|_| internal("the sandbox is closed"))?;
-        tokio::task::spawn_blocking(move || f(&sandbox))
+        tokio::task::spawn_blocking(move || f(&ready.0, &ready.1))
             .await
             .unwrap_or_else(|e| Err(internal(&format!("the sandbox execution panicked: {e}"))))
     }
 
     pub async fn run_js(&self, source: String, inputs: Value, deadline: Instant) -> Result<Outcome, SandboxError> {
-        self.blocking(move |s| s.run_js(&source, &inputs, deadline)).await
+        self.blocking_node(move |s, node| s.run_js_in(Some(node), &source, &inputs, deadline, None)).await
     }
 
     /// A code step whose host calls (`fetch`) `host` answers.
@@ -74,7 +89,7 @@ impl CodeRunner {
         deadline: Instant,
         host: troupe_sandbox::HostHandler,
     ) -> Result<Outcome, SandboxError> {
-        self.blocking(move |s| s.run_js_with(&source, &inputs, deadline, Some(host))).await
+        self.blocking_node(move |s, node| s.run_js_in(Some(node), &source, &inputs, deadline, Some(host))).await
     }
 
     pub async fn eval(

@@ -29,6 +29,14 @@ const RUN_ACTION: &str = "(request) => __troupe_piece.run(request)";
 /// function called with the package tree).
 static LOAD_SCRIPT: LazyLock<String> = LazyLock::new(|| format!("{NODE_LAYER}\n;\n{LOADER}"));
 
+/// The engine with the Node layer loaded and nothing else: what code steps start from, so that
+/// they have the globals pieces have (`Buffer`, `URL`, `crypto`, `fetch`, `TextEncoder`, …).
+pub fn node_image(sandbox: &Sandbox) -> Result<Image, SandboxError> {
+    let script = format!("{NODE_LAYER}\n;() => null");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    sandbox.prepare_image(&script, &Value::Null, deadline, None).map(|(image, _)| image)
+}
+
 /// Answers the host calls that concern a run: `store.get/put/delete`, `connection`,
 /// `waitpoint`, `resumeUrl`, `files.write`. `None` for a call it does not know.
 pub type HostOps = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;

@@ -135,7 +135,21 @@ struct Snapshot {
     chunks: Vec<(u64, Vec<u8>)>,
     image: Vec<u8>,
     layout: restore::Layout,
+    /// For a large image (a loaded piece): the image in a memory file, mapped copy-on-write
+    /// over instances instead of written into them; `image` and `chunks` are then empty.
+    cow: Option<restore::CowImage>,
 }
+
+impl Snapshot {
+    /// Bytes of memory an instance of this snapshot has.
+    fn len(&self) -> usize {
+        self.cow.as_ref().map(|c| c.len()).unwrap_or(self.image.len())
+    }
+}
+
+/// Images with more non-zero bytes than this are mapped copy-on-write (`restore::CowImage`):
+/// writing them into each instance would cost more than the page faults of what it touches.
+const COW_ABOVE: usize = 2 << 20;
 
 /// JS engine instances a thread keeps for reuse, at most this many. Wasmer's `Store` cannot
 /// move between threads, so each thread keeps its own.
@@ -155,10 +169,11 @@ static NEXT_SNAPSHOT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Image(Arc<Snapshot>);
 
 impl Image {
-    /// Bytes this image keeps in memory (its whole image and the pages that differ from a
-    /// fresh instance).
+    /// Bytes this image keeps in memory: its whole image and the pages that differ from a
+    /// fresh instance, or, mapped copy-on-write, its non-zero pages in the memory file.
     pub fn resident_bytes(&self) -> usize {
-        self.0.image.len() + self.0.chunks.iter().map(|(_, b)| b.len()).sum::<usize>()
+        let cow = self.0.cow.as_ref().map_or(0, |_| self.0.layout.nonzero_bytes());
+        self.0.image.len() + self.0.chunks.iter().map(|(_, b)| b.len()).sum::<usize>() + cow
     }
 }
 
@@ -200,6 +215,7 @@ impl Sandbox {
             chunks: Vec::new(),
             image: Vec::new(),
             layout: restore::Layout::of(&[]),
+            cow: None,
         };
         let id = NEXT_SANDBOX_ID.fetch_add(1, Ordering::Relaxed);
         let mut sandbox = Sandbox { engine, limits, cache_dir, modules, js, snapshot: Arc::new(empty), id };
@@ -263,7 +279,14 @@ impl Sandbox {
             let mut exec = self.fresh_execution(&self.snapshot, &mut request)?;
             let (answer, logs) = self.answer(&mut exec, deadline, host)?;
             let outcome = outcome(answer, logs)?;
-            let snapshot = self.record_snapshot(&exec)?;
+            let mut snapshot = self.record_snapshot(&exec)?;
+            if snapshot.layout.nonzero_bytes() > COW_ABOVE {
+                if let Some(cow) = restore::CowImage::new(&snapshot.image, &snapshot.layout) {
+                    snapshot.cow = Some(cow);
+                    snapshot.image = Vec::new();
+                    snapshot.chunks = Vec::new();
+                }
+            }
             Ok((Image(Arc::new(snapshot)), outcome))
         })();
         record("image", started, &result);
@@ -408,7 +431,7 @@ impl Sandbox {
         }
         let layout = restore::Layout::of(&image);
         let id = NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed);
-        Ok(Snapshot { id, pages, chunks, image, layout })
+        Ok(Snapshot { id, pages, chunks, image, layout, cow: None })
     }
 
     /// One JS engine call: restore the snapshot, pass the request, read the answer.
@@ -431,15 +454,27 @@ impl Sandbox {
                 let exec = Execution::reuse(self, parts, stdin, out_limit);
                 let view = exec.memory.view(&exec.store);
                 // `recycle` kept only instances whose memory is the snapshot's size
-                assert_eq!(view.data_size(), snapshot.image.len() as u64, "a pooled instance's memory grew");
-                // SAFETY: Wasmer's linear memory is a page-aligned private anonymous mapping of
-                // `data_size` bytes; no code runs in this store while it is reset.
-                unsafe { restore::reset(view.data_ptr(), &snapshot.image, &snapshot.layout) };
-                #[cfg(debug_assertions)]
-                assert!(
-                    view.copy_to_vec().is_ok_and(|m| m == snapshot.image),
-                    "a reused instance's memory differs from the snapshot"
-                );
+                assert_eq!(view.data_size(), snapshot.len() as u64, "a pooled instance's memory grew");
+                match &snapshot.cow {
+                    // SAFETY: the image was mapped over this static memory when the instance
+                    // was made; no code runs in this store while it is reset.
+                    Some(cow) => {
+                        if !unsafe { cow.reset(view.data_ptr()) } {
+                            return Err(internal("reset an instance", std::io::Error::last_os_error()));
+                        }
+                    }
+                    None => {
+                        // SAFETY: Wasmer's linear memory is a page-aligned private anonymous
+                        // mapping of `data_size` bytes; no code runs in this store while it is
+                        // reset.
+                        unsafe { restore::reset(view.data_ptr(), &snapshot.image, &snapshot.layout) };
+                        #[cfg(debug_assertions)]
+                        assert!(
+                            view.copy_to_vec().is_ok_and(|m| m == snapshot.image),
+                            "a reused instance's memory differs from the snapshot"
+                        );
+                    }
+                }
                 INSTANCES.with_label_values(&["reused"]).inc();
                 exec
             }
@@ -472,6 +507,14 @@ impl Sandbox {
             })?;
         }
         let view = exec.memory.view(&exec.store);
+        if let Some(cow) = &snapshot.cow {
+            // SAFETY: the memory is Wasmer's static linear memory (its base never moves), at
+            // least the snapshot's size, and nothing has run in it.
+            if !unsafe { cow.map_over(view.data_ptr()) } {
+                return Err(internal("map the image", std::io::Error::last_os_error()));
+            }
+            return Ok(exec);
+        }
         for (at, bytes) in &snapshot.chunks {
             view.write(*at, bytes).map_err(|e| internal("restore the snapshot", e))?;
         }

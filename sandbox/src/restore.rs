@@ -158,3 +158,68 @@ mod tests {
         }
     }
 }
+
+/// A large image kept in a memory file and mapped copy-on-write over an instance's memory:
+/// starting an instance writes nothing (pages come from the file when first touched), and a
+/// reset drops only the pages the execution copied (`MADV_DONTNEED` on a private file
+/// mapping makes them read as the file again). Every instance shares the file's pages, so a
+/// loaded piece costs its image once, however many instances run it.
+pub struct CowImage {
+    file: File,
+    len: usize,
+}
+
+impl CowImage {
+    /// The image in a new memory file, its zero pages left as holes (they cost nothing);
+    /// `None` where memory files do not exist.
+    pub fn new(image: &[u8], layout: &Layout) -> Option<CowImage> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain syscall with a NUL-terminated name; the result is checked.
+        let fd = unsafe { libc::memfd_create(c"troupe-js-image".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(image.len() as u64).ok()?;
+        for r in &layout.nonzero {
+            file.write_all_at(&image[r.clone()], r.start as u64).ok()?;
+        }
+        Some(CowImage { file, len: image.len() })
+    }
+
+    /// Bytes of the image.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Maps the image over `memory[..len]`, private and copy-on-write.
+    ///
+    /// # Safety
+    /// `memory` must be the page-aligned start of a Wasm linear memory of at least `len`
+    /// bytes whose base never moves (Wasmer's static memories), between two executions.
+    pub unsafe fn map_over(&self, memory: *mut u8) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: replaces pages inside the caller's mapping with the same protection.
+        let p = unsafe {
+            libc::mmap(
+                memory.cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                self.file.as_raw_fd(),
+                0,
+            )
+        };
+        p == memory.cast()
+    }
+
+    /// Puts `memory[..len]`, mapped by [`CowImage::map_over`], back to the image.
+    ///
+    /// # Safety
+    /// As for [`CowImage::map_over`], on a memory this image was mapped over.
+    pub unsafe fn reset(&self, memory: *mut u8) -> bool {
+        // SAFETY: a range of the caller's private file mapping; it reads as the file after.
+        unsafe { libc::madvise(memory.cast(), self.len, libc::MADV_DONTNEED) == 0 }
+    }
+}

@@ -43,6 +43,31 @@ async fn an_activepieces_code_step_runs_unchanged_and_feeds_the_next_step() {
 }
 
 #[tokio::test]
+async fn code_steps_have_the_node_globals_pieces_have() {
+    let t = Troupe::start().await;
+    let source = r#"export const code = async (inputs) => ({
+        b64: Buffer.from(inputs.text).toString('base64'),
+        hex: Buffer.from('ff00', 'hex').length,
+        query: new URL('https://example.com/a?d=' + inputs.text).searchParams.get('d'),
+        uuid: /^[0-9a-f-]{36}$/.test(crypto.randomUUID()),
+        bytes: new TextEncoder().encode('é').length,
+        fetch: typeof fetch, process: typeof process.env,
+    });"#;
+    let id = t
+        .publish(webhook_flow(chain(vec![
+            code("step_1", source, json!({"text": "{{trigger.body.text}}"})),
+            respond(json!("{{step_1}}")),
+        ])))
+        .await;
+    let r = t.webhook(&id, "/sync", json!({"text": "hé"})).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"b64": "aMOp", "hex": 2, "query": "hé", "uuid": true, "bytes": 2, "fetch": "function", "process": "object"})
+    );
+}
+
+#[tokio::test]
 async fn a_throwing_step_fails_the_run_with_the_javascript_message() {
     let t = Troupe::start().await;
     let source = "export const code = async (inputs) => { throw new Error(`no customer ${inputs.id}`); };";
