@@ -236,10 +236,22 @@ impl Sandbox {
         deadline: Instant,
         host: Option<wasi::HostHandler>,
     ) -> Result<Outcome, SandboxError> {
+        self.run_js_in(None, source, inputs, deadline, host)
+    }
+
+    /// [`Sandbox::run_js_with`], starting from `image` when given (the bare engine else).
+    pub fn run_js_in(
+        &self,
+        image: Option<&Image>,
+        source: &str,
+        inputs: &Value,
+        deadline: Instant,
+        host: Option<wasi::HostHandler>,
+    ) -> Result<Outcome, SandboxError> {
         let request = json!({"kind": "code", "source": source, "inputs": inputs});
+        let snapshot = image.map(|i| &i.0).unwrap_or(&self.snapshot);
         let started = Instant::now();
-        let result =
-            self.js_call(&self.snapshot, request, deadline, host).and_then(|(answer, logs)| outcome(answer, logs));
+        let result = self.js_call(snapshot, request, deadline, host).and_then(|(answer, logs)| outcome(answer, logs));
         record("js", started, &result);
         result
     }
