@@ -180,6 +180,46 @@ fn mime_of(name: &str) -> &'static str {
     }
 }
 
+/// Calls `operation` of a loaded piece on the blocking pool.
+pub async fn call(
+    code: &CodeRunner,
+    piece: Arc<LoadedPiece>,
+    operation: runtime::Operation,
+    request: Value,
+    deadline: Instant,
+    egress: Arc<Egress>,
+    ops: HostOps,
+) -> Result<Outcome, SandboxError> {
+    code.blocking(move |s| runtime::call(s, &piece, operation, &request, deadline, egress, ops)).await
+}
+
+/// A project's connection by name, typed, for operations outside a run.
+pub fn connection_lookup(store: &Store, project_id: &str) -> ConnectionLookup {
+    let (store, project) = (store.clone(), project_id.to_string());
+    Arc::new(move |name: &str| {
+        let Some(conn) = store.connection_by_name(&project, name)? else { return Ok(None) };
+        let mut secret = store.connection_value(&conn)?;
+        if let Some(m) = secret.as_object_mut() {
+            m.insert("type".into(), conn.kind.as_str().into());
+        }
+        Ok(Some(secret))
+    })
+}
+
+/// The name in `{{connections['name']}}` (or `{{connections.name}}`), when `value` is exactly
+/// that template.
+pub fn connection_template(value: &Value) -> Option<&str> {
+    let inner = value.as_str()?.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let rest = inner.strip_prefix(crate::validate::CONNECTIONS)?;
+    let name = match rest.strip_prefix('.') {
+        Some(n) => n,
+        None => {
+            rest.strip_prefix("['")?.strip_suffix("']").or_else(|| rest.strip_prefix("[\"")?.strip_suffix("\"]"))?
+        }
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// Runs one action of a loaded piece on the blocking pool.
 pub async fn run_action(
     code: &CodeRunner,

@@ -186,6 +186,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["pieces"], &Method::POST) => api::pieces::install(state, scope, req).await,
                 (["pieces"], &Method::GET) => api::pieces::list(state, scope).await,
                 (["pieces"], _) => Err(method_not_allowed("GET or POST")),
+                (["pieces", "options"], &Method::POST) => api::pieces::options(state, scope, req).await,
                 (["pieces", name], &Method::GET) => api::pieces::get(state, scope, name, &req).await,
                 (["pieces", id], &Method::DELETE) => api::pieces::delete(state, scope, id).await,
                 (["pieces", org, name], &Method::GET) if org.starts_with('@') => {

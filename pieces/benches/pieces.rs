@@ -8,6 +8,7 @@
 //!   TypeScript with its dependencies: the framework, zod, ai, axios, …) and `put` of
 //!   `piece-store` 0.6.20 (one esbuild bundle) with a store answered in memory.
 //! - `piece_first_use/<piece>`: `runtime::load` plus one action, from installed files.
+//! - `piece_ping_warm/<piece>`: a script that does nothing, from the same image: the floor.
 //! - `code_step_warm/{bare,node_layer}`: a trivial code step from the bare engine and from the
 //!   engine with the Node layer (what code steps start from), same sitting.
 
@@ -81,6 +82,9 @@ fn benches(c: &mut Criterion) {
         eprintln!("{name}@{version}: the loaded piece keeps {} KiB", piece.resident_bytes() >> 10);
         let out = runtime::run_action(&sandbox, &piece, &request, far(), egress.clone(), ops.clone()).unwrap();
         assert!(out.output["hook"]["type"] == "none", "{}", out.output);
+        c.bench_function(&format!("piece_ping_warm/{short}"), |b| {
+            b.iter(|| runtime::ping(&sandbox, &piece, far()).unwrap())
+        });
         c.bench_function(&format!("piece_action_warm/{short}"), |b| {
             b.iter(|| runtime::run_action(&sandbox, &piece, &request, far(), egress.clone(), ops.clone()).unwrap())
         });

@@ -23,7 +23,32 @@ use troupe_store::piece::PieceRecord;
 
 const NODE_LAYER: &str = include_str!("runtime/node.js");
 const LOADER: &str = include_str!("runtime/piece.js");
-const RUN_ACTION: &str = "(request) => __troupe_piece.run(request)";
+/// Calls the loader's operation named by the request's `operation`.
+const OPERATION: &str = "(request) => __troupe_piece[request.operation](request)";
+
+/// What a call into a loaded piece does (Activepieces' engine operations).
+#[derive(Clone, Copy, Debug)]
+pub enum Operation {
+    /// Execute an action (`run`).
+    Action,
+    /// Execute Property: a dropdown's options or a dynamic prop's props (`options`).
+    Options,
+    /// The piece's `auth.validate` on a connection value (`validateAuth`).
+    ValidateAuth,
+    /// A trigger hook: `onEnable`, `onDisable`, `run`, `test`, `onHandshake` (`trigger`).
+    Trigger,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Action => "run",
+            Operation::Options => "options",
+            Operation::ValidateAuth => "validateAuth",
+            Operation::Trigger => "trigger",
+        }
+    }
+}
 
 /// The script that loads a piece: the Node layer, then the loader (which evaluates to the
 /// function called with the package tree).
@@ -117,8 +142,30 @@ pub fn run_action(
     egress: Arc<Egress>,
     ops: HostOps,
 ) -> Result<Outcome, SandboxError> {
+    call(sandbox, piece, Operation::Action, request, deadline, egress, ops)
+}
+
+/// Runs nothing in `piece`'s image (a script that returns at once): the floor under every
+/// call, for benchmarks.
+pub fn ping(sandbox: &Sandbox, piece: &LoadedPiece, deadline: Instant) -> Result<Outcome, SandboxError> {
+    sandbox.run_script(Some(&piece.image), "() => null", &Value::Null, deadline, None)
+}
+
+/// Calls `operation` of `piece` with `request` (its fields as `runtime/piece.js` reads them).
+/// Blocks.
+pub fn call(
+    sandbox: &Sandbox,
+    piece: &LoadedPiece,
+    operation: Operation,
+    request: &Value,
+    deadline: Instant,
+    egress: Arc<Egress>,
+    ops: HostOps,
+) -> Result<Outcome, SandboxError> {
+    let mut request = request.clone();
+    request["operation"] = operation.name().into();
     let host = host_handler(egress, deadline, ops);
-    sandbox.run_script(Some(&piece.image), RUN_ACTION, request, deadline, Some(host))
+    sandbox.run_script(Some(&piece.image), OPERATION, &request, deadline, Some(host))
 }
 
 /// The host-call handler of a piece: fetch and sleep here, the rest to `ops`.

@@ -135,21 +135,27 @@ struct Snapshot {
     chunks: Vec<(u64, Vec<u8>)>,
     image: Vec<u8>,
     layout: restore::Layout,
-    /// For a large image (a loaded piece): the image in a memory file, mapped copy-on-write
-    /// over instances instead of written into them; `image` and `chunks` are then empty.
+    /// The image in a memory file, mapped copy-on-write over instances instead of written into
+    /// them (`image` and `chunks` are then empty); none where memory files do not exist.
     cow: Option<restore::CowImage>,
 }
 
 impl Snapshot {
+    /// The snapshot mapped copy-on-write from a memory file where the system has them.
+    fn with_cow(mut self) -> Snapshot {
+        if let Some(cow) = restore::CowImage::new(&self.image, &self.layout) {
+            self.cow = Some(cow);
+            self.image = Vec::new();
+            self.chunks = Vec::new();
+        }
+        self
+    }
+
     /// Bytes of memory an instance of this snapshot has.
     fn len(&self) -> usize {
         self.cow.as_ref().map(|c| c.len()).unwrap_or(self.image.len())
     }
 }
-
-/// Images with more non-zero bytes than this are mapped copy-on-write (`restore::CowImage`):
-/// writing them into each instance would cost more than the page faults of what it touches.
-const COW_ABOVE: usize = 2 << 20;
 
 /// JS engine instances a thread keeps for reuse, at most this many. Wasmer's `Store` cannot
 /// move between threads, so each thread keeps its own.
@@ -285,20 +291,13 @@ impl Sandbox {
         deadline: Instant,
         host: Option<wasi::HostHandler>,
     ) -> Result<(Image, Outcome), SandboxError> {
-        let mut request = json!({"kind": "script", "source": source, "arg": arg});
+        let mut request = json!({"kind": "script", "source": source, "arg": arg, "keep": true});
         let started = Instant::now();
         let result = (|| {
             let mut exec = self.fresh_execution(&self.snapshot, &mut request)?;
             let (answer, logs) = self.answer(&mut exec, deadline, host)?;
             let outcome = outcome(answer, logs)?;
-            let mut snapshot = self.record_snapshot(&exec)?;
-            if snapshot.layout.nonzero_bytes() > COW_ABOVE {
-                if let Some(cow) = restore::CowImage::new(&snapshot.image, &snapshot.layout) {
-                    snapshot.cow = Some(cow);
-                    snapshot.image = Vec::new();
-                    snapshot.chunks = Vec::new();
-                }
-            }
+            let snapshot = self.record_snapshot(&exec)?.with_cow();
             Ok((Image(Arc::new(snapshot)), outcome))
         })();
         record("image", started, &result);
@@ -409,7 +408,7 @@ impl Sandbox {
         if status != 0 {
             return Err(SandboxError::Internal(format!("QuickJS did not initialise (status {status})")));
         }
-        let snapshot = self.record_snapshot(&exec)?;
+        let snapshot = self.record_snapshot(&exec)?.with_cow();
         tracing::info!(
             pages = snapshot.pages.0,
             differing_bytes = snapshot.chunks.iter().map(|(_, b)| b.len()).sum::<usize>(),

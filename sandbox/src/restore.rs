@@ -157,23 +157,61 @@ mod tests {
             assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
         }
     }
+
+    #[test]
+    fn a_copy_on_write_image_is_put_back_and_keeps_what_was_only_read() {
+        let len = 64 * OS_PAGE;
+        let mut image = vec![0u8; len];
+        image[3 * OS_PAGE..5 * OS_PAGE].fill(7);
+        image[len - 1] = 9;
+        let cow = CowImage::new(&image, &Layout::of(&image)).expect("memfd");
+        let mut map = Map::new(len);
+        // SAFETY: the mapping is ours, page aligned and `len` long.
+        assert!(unsafe { cow.map_over(map.0) });
+        assert!(map.bytes() == image.as_slice(), "mapped, it reads as the image");
+        for round in 0..3u8 {
+            let mem = map.bytes();
+            mem[3 * OS_PAGE + 1] = round;
+            mem[30 * OS_PAGE..32 * OS_PAGE].fill(0x55);
+            mem[len - 1] = round;
+            let read = mem[4 * OS_PAGE];
+            assert_eq!(read, 7);
+            // SAFETY: as above, the image was mapped over it.
+            assert!(unsafe { cow.reset(map.0) });
+            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
+            let pagemap = PAGEMAP.as_ref().expect("pagemap");
+            let copied = copied_pages(pagemap, map.0 as usize, 64).unwrap();
+            assert!(!copied[4], "a page only read is still the file's");
+        }
+    }
 }
 
 /// A large image kept in a memory file and mapped copy-on-write over an instance's memory:
-/// starting an instance writes nothing (pages come from the file when first touched), and a
-/// reset drops only the pages the execution copied (`MADV_DONTNEED` on a private file
-/// mapping makes them read as the file again). Every instance shares the file's pages, so a
-/// loaded piece costs its image once, however many instances run it.
+/// starting an instance writes nothing (pages come from the file when first touched), and
+/// every instance shares the file's pages, so a loaded piece costs its image once however
+/// many instances run it.
+///
+/// A reset copies the image back over the pages the instance has copied (the kernel's page
+/// table says which: present and no longer the file's), and leaves the pages it only read
+/// mapped. An instance thus reaches a steady state where an execution takes no page fault and
+/// a reset copies its working set, instead of dropping and faulting it in again every time.
 pub struct CowImage {
     file: File,
     len: usize,
+    /// The file mapped read-only in the host: where resets copy from.
+    view: *const u8,
 }
+
+// SAFETY: `view` is a read-only shared mapping owned by the image, never written.
+unsafe impl Send for CowImage {}
+// SAFETY: as above; reading it from several threads is fine.
+unsafe impl Sync for CowImage {}
 
 impl CowImage {
     /// The image in a new memory file, its zero pages left as holes (they cost nothing);
     /// `None` where memory files do not exist.
     pub fn new(image: &[u8], layout: &Layout) -> Option<CowImage> {
-        use std::os::fd::FromRawFd;
+        use std::os::fd::{AsRawFd, FromRawFd};
         // SAFETY: a plain syscall with a NUL-terminated name; the result is checked.
         let fd = unsafe { libc::memfd_create(c"troupe-js-image".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -185,7 +223,14 @@ impl CowImage {
         for r in &layout.nonzero {
             file.write_all_at(&image[r.clone()], r.start as u64).ok()?;
         }
-        Some(CowImage { file, len: image.len() })
+        // SAFETY: a new read-only shared mapping of the whole file; checked for failure.
+        let view = unsafe {
+            libc::mmap(std::ptr::null_mut(), image.len(), libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if view == libc::MAP_FAILED {
+            return None;
+        }
+        Some(CowImage { file, len: image.len(), view: view.cast() })
     }
 
     /// Bytes of the image.
@@ -219,7 +264,48 @@ impl CowImage {
     /// # Safety
     /// As for [`CowImage::map_over`], on a memory this image was mapped over.
     pub unsafe fn reset(&self, memory: *mut u8) -> bool {
-        // SAFETY: a range of the caller's private file mapping; it reads as the file after.
-        unsafe { libc::madvise(memory.cast(), self.len, libc::MADV_DONTNEED) == 0 }
+        let pages = self.len.div_ceil(OS_PAGE);
+        let Some(copied) = PAGEMAP.as_ref().and_then(|f| copied_pages(f, memory as usize, pages)) else {
+            // SAFETY: a range of the caller's private file mapping; it reads as the file after.
+            return unsafe { libc::madvise(memory.cast(), self.len, libc::MADV_DONTNEED) == 0 };
+        };
+        let mut i = 0;
+        while i < pages {
+            if !copied[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < pages && copied[i] {
+                i += 1;
+            }
+            let (at, end) = (start * OS_PAGE, (i * OS_PAGE).min(self.len));
+            // SAFETY: both ranges lie within `len` bytes of their mappings, which do not
+            // overlap; nothing runs in the instance meanwhile.
+            unsafe { std::ptr::copy_nonoverlapping(self.view.add(at), memory.add(at), end - at) };
+        }
+        true
     }
+}
+
+impl Drop for CowImage {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the view `new` mapped; nothing reads it any more.
+        unsafe { libc::munmap(self.view as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Whether each of `pages` OS pages from `addr` holds a private copy: present or swapped, and
+/// not a page of the file (pagemap bit 61).
+fn copied_pages(pagemap: &File, addr: usize, pages: usize) -> Option<Vec<bool>> {
+    let mut raw = vec![0u8; pages * 8];
+    pagemap.read_exact_at(&mut raw, (addr / OS_PAGE * 8) as u64).ok()?;
+    Some(
+        raw.chunks_exact(8)
+            .map(|e| {
+                let e = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+                e & (3 << 62) != 0 && e & (1 << 61) == 0
+            })
+            .collect(),
+    )
 }

@@ -34,11 +34,21 @@ struct Upsert {
     #[serde(default)]
     #[allow(dead_code)]
     metadata: Option<Value>,
+    /// The piece version whose `auth.validate` checks the value (newest installed if absent).
+    #[serde(default)]
+    piece_version: Option<String>,
+    /// Activepieces' clients name the project in a list.
+    #[serde(default)]
+    project_ids: Option<Vec<String>>,
 }
 
 pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     let body: Upsert = read_json(req, state.config.api_body_limit).await?;
-    let project_id = body.project_id.or_else(|| scope.project.clone()).unwrap_or_else(|| state.default_project.clone());
+    let project_id = body
+        .project_id
+        .or_else(|| body.project_ids.as_ref().and_then(|p| p.first().cloned()))
+        .or_else(|| scope.project.clone())
+        .unwrap_or_else(|| state.default_project.clone());
     if !scope.allows(&project_id) || !state.store.project_exists(&project_id)? {
         return Err(ApiError::not_found("project", &project_id));
     }
@@ -54,6 +64,11 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         }
     }
     body.kind.check_value(&body.value).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut typed = body.value.clone();
+    if let Some(m) = typed.as_object_mut() {
+        m.insert("type".into(), body.kind.as_str().into());
+    }
+    super::pieces::validate_auth(state, &body.piece_name, body.piece_version.as_deref(), &typed).await?;
     let now = now_iso();
     let conn = Connection {
         id: new_id(),

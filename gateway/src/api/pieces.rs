@@ -19,6 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
+use troupe_actors::npm::NpmPieces;
 use troupe_pieces::install::InstallError;
 use troupe_pieces::installed::PiecesError;
 use troupe_store::piece::PieceRecord;
@@ -221,4 +222,145 @@ pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     state.store.delete_piece(&r.name, &r.version)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OptionsRequest {
+    piece_name: String,
+    #[serde(default)]
+    piece_version: Option<String>,
+    action_or_trigger_name: String,
+    property_name: String,
+    #[serde(default)]
+    input: serde_json::Map<String, Value>,
+    #[serde(default)]
+    search_value: Option<String>,
+    #[serde(default)]
+    flow_id: Option<String>,
+    #[serde(default)]
+    flow_version_id: Option<String>,
+    #[serde(default)]
+    project_id: Option<String>,
+}
+
+/// `POST /pieces/options` (Activepieces' Execute Property): runs a `Dropdown`'s or
+/// `MultiSelectDropdown`'s `options`, or a `DynamicProperties` prop's `props`, in the sandbox
+/// with the props entered so far (`input`, whose `auth` may name a connection) and answers as
+/// Activepieces does: `{options, disabled, placeholder}` for a dropdown, the props for a
+/// dynamic prop.
+pub async fn options(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
+    let body: OptionsRequest = crate::http::read_json(req, state.config.api_body_limit).await?;
+    let project_id = body.project_id.or_else(|| scope.project.clone()).unwrap_or_else(|| state.default_project.clone());
+    if !scope.allows(&project_id) {
+        return Err(ApiError::not_found("project", &project_id));
+    }
+    let record = NpmPieces::resolve_installed(&state.store, &body.piece_name, body.piece_version.as_deref())?
+        .filter(|r| visible(scope, r))
+        .ok_or_else(|| ApiError::not_found("piece", &body.piece_name))?;
+    let piece = state
+        .npm
+        .load(&state.store, &state.code, state.egress.clone(), &record)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "PIECE_NOT_LOADABLE", e.to_string()))?;
+    let lookup = troupe_actors::npm::connection_lookup(&state.store, &project_id);
+    let mut input = body.input;
+    if let Some(name) = input.get("auth").and_then(troupe_actors::npm::connection_template).map(str::to_string) {
+        let value = lookup(&name)?.ok_or_else(|| ApiError::not_found("connection", &name))?;
+        input.insert("auth".into(), value);
+    }
+    let flow_id = body.flow_id.unwrap_or_default();
+    let base = state.config.frontend_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", state.config.port));
+    let request = json!({
+        "actionOrTriggerName": body.action_or_trigger_name,
+        "propertyName": body.property_name,
+        "input": input,
+        "searchValue": body.search_value,
+        "projectId": project_id,
+        "flowId": flow_id,
+        "flowVersionId": body.flow_version_id,
+        "storeKeyMax": state.config.store_key_max_chars,
+        "server": {"apiUrl": format!("{}/api/", base.trim_end_matches('/')), "publicUrl": format!("{}/api/", base.trim_end_matches('/')), "token": ""},
+    });
+    let facts = troupe_actors::npm::RunFacts {
+        store: state.store.clone(),
+        project_id: project_id.clone(),
+        flow_id,
+        run_id: String::new(),
+        store_key_max: state.config.store_key_max_chars,
+        store_value_max: state.config.store_value_max_bytes,
+        resume_base: String::new(),
+        connections: lookup,
+    };
+    let deadline = std::time::Instant::now() + OPTIONS_BUDGET;
+    let outcome = troupe_actors::npm::call(
+        &state.code,
+        piece,
+        troupe_pieces::runtime::Operation::Options,
+        request,
+        deadline,
+        state.egress.clone(),
+        troupe_actors::npm::host_ops(facts),
+    )
+    .await
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "PROPERTY_FAILED", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &outcome.output["options"]))
+}
+
+/// How long a dropdown's `options` may take: a user waits for it.
+const OPTIONS_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The piece's `auth.validate` on a connection value about to be saved: `Err` with the
+/// piece's own message when it says the value is not valid. Pieces Troupe runs natively, or
+/// that are not installed, are not asked.
+pub async fn validate_auth(
+    state: &AppState,
+    piece_name: &str,
+    piece_version: Option<&str>,
+    value: &Value,
+) -> Result<(), ApiError> {
+    if troupe_actors::pieces::runs_natively(&state.config, piece_name) {
+        return Ok(());
+    }
+    let Some(record) = NpmPieces::resolve_installed(&state.store, piece_name, piece_version)? else {
+        return Ok(());
+    };
+    let piece = state
+        .npm
+        .load(&state.store, &state.code, state.egress.clone(), &record)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "PIECE_NOT_LOADABLE", e.to_string()))?;
+    let request = json!({"value": value, "storeKeyMax": state.config.store_key_max_chars});
+    let facts = troupe_actors::npm::RunFacts {
+        store: state.store.clone(),
+        project_id: String::new(),
+        flow_id: String::new(),
+        run_id: String::new(),
+        store_key_max: state.config.store_key_max_chars,
+        store_value_max: state.config.store_value_max_bytes,
+        resume_base: String::new(),
+        connections: std::sync::Arc::new(|_: &str| Ok(None)),
+    };
+    let outcome = troupe_actors::npm::call(
+        &state.code,
+        piece,
+        troupe_pieces::runtime::Operation::ValidateAuth,
+        request,
+        std::time::Instant::now() + OPTIONS_BUDGET,
+        state.egress.clone(),
+        troupe_actors::npm::host_ops(facts),
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "CONNECTION_INVALID",
+            format!("the piece could not check the connection: {e}"),
+        )
+    })?;
+    if outcome.output["valid"] == false {
+        let why = outcome.output["error"].as_str().unwrap_or("the piece says the connection is not valid");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "CONNECTION_INVALID", why.to_string()));
+    }
+    Ok(())
 }

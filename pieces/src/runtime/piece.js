@@ -332,7 +332,80 @@
   };
 
   const clean = (value) => JSON.parse(JSON.stringify(value, (k, v) => (typeof v === 'bigint' ? String(v) : v)) ?? 'null');
-  G.__troupe_piece = { run };
+  // ---- the other engine operations: dynamic props, auth validation, trigger hooks ----
+  const storeOf = (request, prefix = '') => {
+    const call = (req) => { const r = hostCall(req); if (!r.ok) throw new Error(r.error); return r; };
+    const k = (key, scope = StoreScope.FLOW) => {
+      if (typeof key !== 'string' || key.length === 0 || key.length > request.storeKeyMax) throw new Error(`Key must be a non-empty string of at most ${request.storeKeyMax} characters: ${JSON.stringify(key)}`);
+      return { key: prefix + key, scope };
+    };
+    return {
+      put: async (key, value, scope) => { call({ op: 'store.put', ...k(key, scope), value: value === undefined ? null : value }); return value; },
+      get: async (key, scope) => { const r = call({ op: 'store.get', ...k(key, scope) }); return r.value === undefined ? null : r.value; },
+      delete: async (key, scope) => { call({ op: 'store.delete', ...k(key, scope) }); },
+    };
+  };
+  const commonContext = (request) => ({
+    server: request.server || { apiUrl: '', publicUrl: '', token: '' },
+    project: { id: request.projectId, externalId: async () => undefined },
+    flows: { current: { id: request.flowId, version: { id: request.flowVersionId } }, list: async () => { throw unavailable('flows', 'list'); } },
+    connections: { get: async (name) => { const r = hostCall({ op: 'connection', name: String(name) }); if (!r.ok) throw new Error(r.error); return isNil(r.value) ? null : authFor(r.value); } },
+  });
+  const propOf = (request) => {
+    const piece = state.piece;
+    const owner = piece.getAction(request.actionOrTriggerName) || piece.getTrigger(request.actionOrTriggerName);
+    if (!owner) throw new Error(`${state.name}@${state.version} has no action or trigger ${JSON.stringify(request.actionOrTriggerName)}`);
+    const prop = (owner.props || {})[request.propertyName];
+    if (!prop) throw new Error(`${request.actionOrTriggerName} has no prop ${JSON.stringify(request.propertyName)}`);
+    return prop;
+  };
+  // Execute Property: a dropdown's options, or a dynamic prop's props
+  const options = async (request) => {
+    const prop = propOf(request);
+    const input = { ...(request.input || {}), auth: authFor(request.input && request.input.auth) };
+    const ctx = { ...commonContext(request), searchValue: request.searchValue, store: storeOf(request) };
+    if (prop.type === 'DYNAMIC') return { type: 'DYNAMIC', options: await prop.props(input, ctx) };
+    if (typeof prop.options === 'function') return { type: prop.type, options: await prop.options(input, ctx) };
+    if (prop.options) return { type: prop.type, options: prop.options };
+    throw new Error(`${request.propertyName} is a ${prop.type} prop, which has no options`);
+  };
+  // auth.validate of the piece, given the connection's value
+  const validateAuth = async (request) => {
+    const auths = Array.isArray(state.piece.auth) ? state.piece.auth : state.piece.auth ? [state.piece.auth] : [];
+    const value = request.value || {};
+    const auth = auths.find((a) => a.type === value.type) || auths[0];
+    if (!auth || typeof auth.validate !== 'function') return { valid: true };
+    const arg = value.type === 'SECRET_TEXT' ? value.secret_text : value.type === 'CUSTOM_AUTH' ? value.props : value.type === 'BASIC_AUTH' ? { username: value.username, password: value.password } : value;
+    // what Activepieces' engine gives validate, whatever the framework's context version
+    const result = await auth.validate({ auth: arg, server: commonContext(request).server });
+    return result && typeof result === 'object' ? result : { valid: true };
+  };
+  // a trigger's hook: onEnable, onDisable, run, test, onHandshake, onRenew
+  const trigger = async (request) => {
+    const t = state.piece.getTrigger(request.trigger);
+    if (!t) throw new Error(`${state.name}@${state.version} has no trigger ${JSON.stringify(request.trigger)}`);
+    const { out, errors } = await processProps({ ...(request.input || {}) }, t.props || {}, null);
+    if (Object.keys(errors).length) throw new Error(JSON.stringify(errors, null, 2));
+    const auth = authFor(out.auth);
+    const listeners = [];
+    let schedule = null;
+    const ctx = {
+      ...commonContext(request),
+      auth, propsValue: { ...out, auth },
+      store: storeOf(request, request.hook === 'test' ? 'test' : ''),
+      webhookUrl: request.webhookUrl,
+      payload: request.payload || { body: {}, headers: {}, queryParams: {} },
+      app: { createListeners: (l) => { listeners.push(l); } },
+      setSchedule: (s) => { schedule = s; },
+    };
+    const hooks = { onEnable: t.onEnable, onDisable: t.onDisable, run: t.run, test: t.test, onHandshake: t.onHandshake, onRenew: t.onRenew };
+    const fn = hooks[request.hook];
+    if (typeof fn !== 'function') return { output: request.hook === 'run' || request.hook === 'test' ? [] : null, type: t.type, listeners, schedule };
+    const output = await fn.call(t, ctx);
+    return { output: output === undefined ? null : output, type: t.type, listeners, schedule };
+  };
+
+  G.__troupe_piece = { run, options, validateAuth, trigger };
   return (tree) => {
     packages = tree.packages;
     for (const [key, p] of Object.entries(packages)) {

@@ -195,11 +195,21 @@ async fn a_piece_runs_in_the_sandbox_and_what_it_must_not_do_fails_its_step_with
 #[tokio::test]
 async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack() {
     let fake = troupe_testkit::mitm::Mitm::start(|r| {
-        if r.host == "slack.com" && r.path.starts_with("/api/chat.postMessage") {
-            troupe_testkit::mitm::Reply::json(
+        use troupe_testkit::mitm::Reply;
+        let authorized = r.header("authorization").is_some_and(|a| a.contains("xoxb-test-token") || a.contains("xoxb-good"));
+        if r.host != "slack.com" {
+            Reply::json(404, &json!({"ok": false, "error": "unknown_host"}))
+        } else if !authorized {
+            Reply::json(200, &json!({"ok": false, "error": "invalid_auth"}))
+        } else if r.path.starts_with("/api/chat.postMessage") {
+            Reply::json(
                 200,
                 &json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100", "message": {"text": "from the fake"}}),
             )
+        } else if r.path.starts_with("/api/conversations.list") {
+            Reply::json(200, &json!({"ok": true, "channels": [{"id": "C0123", "name": "general"}, {"id": "C0456", "name": "random"}], "response_metadata": {"next_cursor": ""}}))
+        } else if r.path.starts_with("/api/auth.test") {
+            Reply::json(200, &json!({"ok": true, "team_id": "T1", "user_id": "U1"}))
         } else {
             troupe_testkit::mitm::Reply::json(404, &json!({"ok": false, "error": "unknown_method"}))
         }
@@ -247,6 +257,31 @@ async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack
     let runs = t.wait_runs(&id, 1).await;
     let run = t.run(runs[0]["id"].as_str().unwrap()).await;
     assert!(!run.to_string().contains("xoxb-test-token"), "{run}");
+
+    // a dropdown is filled from the fake's data, with the connection the client names
+    let (status, options) = t
+        .post(
+            "/pieces/options",
+            json!({"pieceName": "@activepieces/piece-slack", "pieceVersion": "0.17.9", "actionOrTriggerName": "send_channel_message",
+                "propertyName": "channel", "input": {"auth": "{{connections['slack']}}"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["disabled"], false, "{options}");
+    assert_eq!(
+        options["options"],
+        json!([{"label": "general", "value": "C0123"}, {"label": "random", "value": "C0456"}])
+    );
+    // the piece's auth.validate runs on upsert: a token the fake refuses is a 400 with the piece's reason
+    let custom = |token: &str| {
+        json!({"externalId": "bot", "displayName": "Bot", "pieceName": "@activepieces/piece-slack", "pieceVersion": "0.17.9",
+            "projectIds": [], "scope": "PROJECT", "metadata": {}, "type": "CUSTOM_AUTH", "value": {"type": "CUSTOM_AUTH", "props": {"botToken": token}}})
+    };
+    let (status, body) = t.post("/app-connections", custom("xoxb-bad")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("invalid_auth"), "{body}");
+    let (status, body) = t.post("/app-connections", custom("xoxb-good")).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 #[tokio::test]

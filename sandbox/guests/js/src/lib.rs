@@ -9,7 +9,8 @@
 //! - `{"kind":"expr","exprs":["step_1.items.length + 1", …],"scope":{…},"seed":[a,b]}`
 //! - `{"kind":"script","source":"(arg) => …","arg":…,"seed":[a,b]}`: the script evaluates to a
 //!   function, called with `arg`; its value (awaited) is the answer's. The pieces runtime
-//!   loads its Node layer and a piece this way, and the host snapshots the memory after.
+//!   loads its Node layer and a piece this way (with `"keep":true`), and the host snapshots
+//!   the memory after.
 //!
 //! The answer is `{"ok":true,"value":…,"logs":[…]}` or `{"ok":false,"error":{"name","message","stack"},"logs":[…]}`.
 
@@ -49,6 +50,8 @@ fn call_host(request: String) -> Option<String> {
 }
 
 thread_local! {
+    /// Set by a request with `"keep": true`: the host snapshots the memory after it.
+    static KEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ENGINE: RefCell<Option<(Runtime, Context)>> = const { RefCell::new(None) };
 }
 
@@ -67,8 +70,20 @@ pub extern "C" fn troupe_init(memory_limit: i64) -> i32 {
     if !ok {
         return 3;
     }
+    leave_gc_headroom(&runtime);
     ENGINE.with(|e| *e.borrow_mut() = Some((runtime, context)));
     0
+}
+
+/// Bytes an execution may allocate before QuickJS collects cycles. QuickJS frees most garbage
+/// by reference counting at once; its cycle collector walks and marks every object of the
+/// heap, which in an instance started from a snapshot copies every heap page. A snapshot is
+/// taken with this much headroom, so that a short execution never pays for that.
+const GC_HEADROOM: usize = 16 << 20;
+
+fn leave_gc_headroom(runtime: &Runtime) {
+    let used = runtime.memory_usage().malloc_size.max(0) as usize;
+    runtime.set_gc_threshold(used + GC_HEADROOM);
 }
 
 #[no_mangle]
@@ -79,11 +94,16 @@ pub extern "C" fn troupe_run() -> i32 {
     }
     let answer = ENGINE.with(|e| {
         let engine = e.borrow();
-        let (_, context) = engine.as_ref()?;
-        Some(context.with(|ctx| match handle(&ctx, &request) {
+        let (runtime, context) = engine.as_ref()?;
+        let answer = context.with(|ctx| match handle(&ctx, &request) {
             Ok(answer) => answer,
             Err(err) => failed(&ctx, err),
-        }))
+        });
+        // what ran is about to be kept as a snapshot (a loaded piece): leave it room too
+        if KEEP.with(|k| k.replace(false)) {
+            leave_gc_headroom(runtime);
+        }
+        Some(answer)
     });
     let Some(answer) = answer else { return 2 };
     let mut out = std::io::stdout();
@@ -123,6 +143,7 @@ fn handle(ctx: &Ctx<'_>, request: &str) -> rquickjs::Result<String> {
     }
     let source: String = request.get("source")?;
     if kind == "script" {
+        KEEP.with(|k| k.set(request.get::<_, Option<bool>>("keep").ok().flatten().unwrap_or(false)));
         let arg: Value = request.get("arg")?;
         let function: Value = ctx.eval(source)?;
         let Some(function) = function.as_function() else {
