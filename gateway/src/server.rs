@@ -152,6 +152,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
         ["api", "v1", "flow-runs", run_id, "resume"] => {
             crate::resume::handle(state, req, run_id, troupe_store::run::ResumeBy::AnyWebhook, false).await
         }
+        ["api", "v1", "store-entries"] if api::engine::token(state, &req)?.is_some() => {
+            let token = api::engine::token(state, &req)?.expect("checked");
+            api::engine::store_entries(state, &token, req).await
+        }
         ["api", "v1", rest @ ..] => {
             let scope = &http::authenticate(state, &req)?;
             match (rest, &method) {

@@ -162,6 +162,9 @@ impl reqwest::dns::Resolve for CheckingResolver {
 /// The client and its policy.
 pub struct Egress {
     client: reqwest::Client,
+    /// For Troupe's own API only (a piece calling back with `server.token`): no SSRF policy,
+    /// no proxy, since Troupe's address is usually loopback or private.
+    own: reqwest::Client,
     policy: Arc<SsrfPolicy>,
     max_response_bytes: usize,
 }
@@ -193,7 +196,13 @@ impl Egress {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        Ok(Egress { client: builder.build()?, policy, max_response_bytes: (config.max_file_size_mb as usize) << 20 })
+        let own = reqwest::Client::builder().timeout(config.flow_timeout).no_proxy().build()?;
+        Ok(Egress {
+            client: builder.build()?,
+            own,
+            policy,
+            max_response_bytes: (config.max_file_size_mb as usize) << 20,
+        })
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -207,7 +216,17 @@ impl Egress {
             EGRESS_REQUESTS.with_label_values(&["blocked"]).inc();
             return Err(EgressFailure::Blocked(b));
         }
-        let result = self.client.execute(req).await;
+        self.read(self.client.execute(req).await).await
+    }
+
+    /// Sends a request to Troupe's own API (built with the `own` client), outside the policy.
+    async fn send_own(&self, req: reqwest::RequestBuilder) -> Result<Response, EgressFailure> {
+        let req = req.build().map_err(|e| EgressFailure::Failed(crate::with_causes(&e)))?;
+        self.read(self.own.execute(req).await).await
+    }
+
+    /// Reads a response whole, up to the size cap.
+    async fn read(&self, result: reqwest::Result<reqwest::Response>) -> Result<Response, EgressFailure> {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -245,10 +264,23 @@ impl Egress {
 /// through `egress`, on the calling (blocking) thread, until `deadline`: `{"ok":true,"status",
 /// "statusText","headers","body"}` or `{"ok":false,"error"}`.
 pub fn fetch_handler(egress: Arc<Egress>, deadline: std::time::Instant) -> troupe_sandbox::HostHandler {
+    fetch_handler_for(egress, deadline, None)
+}
+
+/// [`fetch_handler`]; requests under `own_api` (Troupe's own `/api/`, where pieces call back
+/// with their engine token) skip the SSRF policy and the proxy.
+pub fn fetch_handler_for(
+    egress: Arc<Egress>,
+    deadline: std::time::Instant,
+    own_api: Option<String>,
+) -> troupe_sandbox::HostHandler {
     let runtime = tokio::runtime::Handle::current();
     Arc::new(move |request: &[u8]| {
         let reply = match serde_json::from_slice::<serde_json::Value>(request) {
-            Ok(r) if r["op"] == "fetch" => runtime.block_on(fetch(&egress, &r, deadline)),
+            Ok(r) if r["op"] == "fetch" => {
+                let own = own_api.as_deref().is_some_and(|base| r["url"].as_str().is_some_and(|u| u.starts_with(base)));
+                runtime.block_on(fetch(&egress, &r, deadline, own))
+            }
             Ok(r) => serde_json::json!({"ok": false, "error": format!("unknown host call {}", r["op"])}),
             Err(e) => serde_json::json!({"ok": false, "error": format!("unreadable host call: {e}")}),
         };
@@ -256,7 +288,7 @@ pub fn fetch_handler(egress: Arc<Egress>, deadline: std::time::Instant) -> troup
     })
 }
 
-async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Instant) -> serde_json::Value {
+async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Instant, own: bool) -> serde_json::Value {
     use serde_json::json;
     let method = r["method"].as_str().unwrap_or("GET");
     let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
@@ -264,7 +296,8 @@ async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Inst
     };
     let url = r["url"].as_str().unwrap_or_default();
     let left = deadline.saturating_duration_since(std::time::Instant::now());
-    let mut req = egress.client().request(method, url).timeout(left);
+    let client = if own { &egress.own } else { egress.client() };
+    let mut req = client.request(method, url).timeout(left);
     if let Some(headers) = r["headers"].as_object() {
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str().unwrap_or_default());
@@ -281,7 +314,8 @@ async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Inst
     }
     // the Node layer of pieces asks for bytes; a code step's fetch for text
     let binary = r["binary"] == true;
-    match egress.send(req).await {
+    let sent = if own { egress.send_own(req).await } else { egress.send(req).await };
+    match sent {
         Ok(resp) => {
             let mut reply = json!({
                 "ok": true,

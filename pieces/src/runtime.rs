@@ -126,7 +126,7 @@ pub fn load(
             })
         }) as HostOps
     };
-    let host = host_handler(egress, deadline, reader);
+    let host = host_handler(egress, deadline, reader, None);
     let (image, outcome) = sandbox.prepare_image(&LOAD_SCRIPT, &tree, deadline, Some(host))?;
     Ok(LoadedPiece { name: record.name.clone(), version: record.version.clone(), metadata: outcome.output, image })
 }
@@ -164,13 +164,14 @@ pub fn call(
 ) -> Result<Outcome, SandboxError> {
     let mut request = request.clone();
     request["operation"] = operation.name().into();
-    let host = host_handler(egress, deadline, ops);
+    let own_api = request["server"]["apiUrl"].as_str().filter(|u| !u.is_empty()).map(str::to_string);
+    let host = host_handler(egress, deadline, ops, own_api);
     sandbox.run_script(Some(&piece.image), OPERATION, &request, deadline, Some(host))
 }
 
 /// The host-call handler of a piece: fetch and sleep here, the rest to `ops`.
-fn host_handler(egress: Arc<Egress>, deadline: Instant, ops: HostOps) -> HostHandler {
-    let fetch = egress::fetch_handler(egress, deadline);
+fn host_handler(egress: Arc<Egress>, deadline: Instant, ops: HostOps, own_api: Option<String>) -> HostHandler {
+    let fetch = egress::fetch_handler_for(egress, deadline, own_api);
     Arc::new(move |request: &[u8]| {
         let parsed: Value = match serde_json::from_slice(request) {
             Ok(v) => v,

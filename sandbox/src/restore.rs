@@ -93,99 +93,6 @@ fn mapped_pages(pagemap: &File, addr: usize, pages: usize) -> Option<Vec<bool>> 
     Some(raw.chunks_exact(8).map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")) & (3 << 62) != 0).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An anonymous private mapping, like a Wasm memory.
-    struct Map(*mut u8, usize);
-
-    impl Map {
-        fn new(len: usize) -> Map {
-            // SAFETY: a fresh anonymous mapping; checked for failure.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(p, libc::MAP_FAILED);
-            Map(p.cast(), len)
-        }
-        fn bytes(&mut self) -> &mut [u8] {
-            // SAFETY: the mapping is `self.1` bytes, owned by `self`.
-            unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
-        }
-    }
-
-    impl Drop for Map {
-        fn drop(&mut self) {
-            // SAFETY: unmapping what `new` mapped.
-            unsafe { libc::munmap(self.0.cast(), self.1) };
-        }
-    }
-
-    #[test]
-    fn a_scribbled_memory_is_put_back_to_the_image() {
-        let len = 64 * OS_PAGE;
-        let mut image = vec![0u8; len];
-        image[5 * OS_PAGE + 7] = 1;
-        image[6 * OS_PAGE..8 * OS_PAGE].fill(0xab);
-        image[len - 1] = 9;
-        let layout = Layout::of(&image);
-        assert_eq!(layout.nonzero_bytes(), 4 * OS_PAGE);
-        let mut map = Map::new(len);
-        map.bytes().copy_from_slice(&image);
-        for round in 0..3u8 {
-            // an execution writes all over: data pages, zero pages, a page it had not touched
-            let mem = map.bytes();
-            mem[6 * OS_PAGE + 100] = round;
-            mem[20 * OS_PAGE..23 * OS_PAGE].fill(0x55 + round);
-            mem[(40 + round as usize) * OS_PAGE] = 3;
-            mem[len - 1] = 0;
-            // SAFETY: the mapping is ours and `len` long.
-            unsafe { reset(map.0, &image, &layout) };
-            // the zero pages it touched were given back to the kernel (reading them below maps
-            // the kernel's shared zero page, which the next reset gives back again)
-            let mapped = mapped_pages(PAGEMAP.as_ref().expect("pagemap"), map.0 as usize, 64).unwrap();
-            assert!(!mapped[20] && !mapped[22] && !mapped[40 + round as usize], "touched zero pages are still mapped");
-            assert!(mapped[6], "a data page was unmapped");
-            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
-        }
-    }
-
-    #[test]
-    fn a_copy_on_write_image_is_put_back_and_keeps_what_was_only_read() {
-        let len = 64 * OS_PAGE;
-        let mut image = vec![0u8; len];
-        image[3 * OS_PAGE..5 * OS_PAGE].fill(7);
-        image[len - 1] = 9;
-        let cow = CowImage::new(&image, &Layout::of(&image)).expect("memfd");
-        let mut map = Map::new(len);
-        // SAFETY: the mapping is ours, page aligned and `len` long.
-        assert!(unsafe { cow.map_over(map.0) });
-        assert!(map.bytes() == image.as_slice(), "mapped, it reads as the image");
-        for round in 0..3u8 {
-            let mem = map.bytes();
-            mem[3 * OS_PAGE + 1] = round;
-            mem[30 * OS_PAGE..32 * OS_PAGE].fill(0x55);
-            mem[len - 1] = round;
-            let read = mem[4 * OS_PAGE];
-            assert_eq!(read, 7);
-            // SAFETY: as above, the image was mapped over it.
-            assert!(unsafe { cow.reset(map.0) });
-            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
-            let pagemap = PAGEMAP.as_ref().expect("pagemap");
-            let copied = copied_pages(pagemap, map.0 as usize, 64).unwrap();
-            assert!(!copied[4], "a page only read is still the file's");
-        }
-    }
-}
-
 /// A large image kept in a memory file and mapped copy-on-write over an instance's memory:
 /// starting an instance writes nothing (pages come from the file when first touched), and
 /// every instance shares the file's pages, so a loaded piece costs its image once however
@@ -308,4 +215,97 @@ fn copied_pages(pagemap: &File, addr: usize, pages: usize) -> Option<Vec<bool>> 
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An anonymous private mapping, like a Wasm memory.
+    struct Map(*mut u8, usize);
+
+    impl Map {
+        fn new(len: usize) -> Map {
+            // SAFETY: a fresh anonymous mapping; checked for failure.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            Map(p.cast(), len)
+        }
+        fn bytes(&mut self) -> &mut [u8] {
+            // SAFETY: the mapping is `self.1` bytes, owned by `self`.
+            unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
+        }
+    }
+
+    impl Drop for Map {
+        fn drop(&mut self) {
+            // SAFETY: unmapping what `new` mapped.
+            unsafe { libc::munmap(self.0.cast(), self.1) };
+        }
+    }
+
+    #[test]
+    fn a_scribbled_memory_is_put_back_to_the_image() {
+        let len = 64 * OS_PAGE;
+        let mut image = vec![0u8; len];
+        image[5 * OS_PAGE + 7] = 1;
+        image[6 * OS_PAGE..8 * OS_PAGE].fill(0xab);
+        image[len - 1] = 9;
+        let layout = Layout::of(&image);
+        assert_eq!(layout.nonzero_bytes(), 4 * OS_PAGE);
+        let mut map = Map::new(len);
+        map.bytes().copy_from_slice(&image);
+        for round in 0..3u8 {
+            // an execution writes all over: data pages, zero pages, a page it had not touched
+            let mem = map.bytes();
+            mem[6 * OS_PAGE + 100] = round;
+            mem[20 * OS_PAGE..23 * OS_PAGE].fill(0x55 + round);
+            mem[(40 + round as usize) * OS_PAGE] = 3;
+            mem[len - 1] = 0;
+            // SAFETY: the mapping is ours and `len` long.
+            unsafe { reset(map.0, &image, &layout) };
+            // the zero pages it touched were given back to the kernel (reading them below maps
+            // the kernel's shared zero page, which the next reset gives back again)
+            let mapped = mapped_pages(PAGEMAP.as_ref().expect("pagemap"), map.0 as usize, 64).unwrap();
+            assert!(!mapped[20] && !mapped[22] && !mapped[40 + round as usize], "touched zero pages are still mapped");
+            assert!(mapped[6], "a data page was unmapped");
+            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
+        }
+    }
+
+    #[test]
+    fn a_copy_on_write_image_is_put_back_and_keeps_what_was_only_read() {
+        let len = 64 * OS_PAGE;
+        let mut image = vec![0u8; len];
+        image[3 * OS_PAGE..5 * OS_PAGE].fill(7);
+        image[len - 1] = 9;
+        let cow = CowImage::new(&image, &Layout::of(&image)).expect("memfd");
+        let mut map = Map::new(len);
+        // SAFETY: the mapping is ours, page aligned and `len` long.
+        assert!(unsafe { cow.map_over(map.0) });
+        assert!(map.bytes() == image.as_slice(), "mapped, it reads as the image");
+        for round in 0..3u8 {
+            let mem = map.bytes();
+            mem[3 * OS_PAGE + 1] = round;
+            mem[30 * OS_PAGE..32 * OS_PAGE].fill(0x55);
+            mem[len - 1] = round;
+            let read = mem[4 * OS_PAGE];
+            assert_eq!(read, 7);
+            // SAFETY: as above, the image was mapped over it.
+            assert!(unsafe { cow.reset(map.0) });
+            assert!(map.bytes() == image.as_slice(), "round {round}: the memory differs from the image");
+            let pagemap = PAGEMAP.as_ref().expect("pagemap");
+            let copied = copied_pages(pagemap, map.0 as usize, 64).unwrap();
+            assert!(!copied[4], "a page only read is still the file's");
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub(crate) struct Exec<'a> {
     last_cancel_check: Instant,
     /// What the step being journaled logged (code steps).
     pending_logs: Option<String>,
+    /// Connections an npm piece read with `context.connections.get` in the step running now:
+    /// their secrets join `secrets` before anything of the step is written.
+    read_connections: Arc<std::sync::Mutex<Vec<(troupe_store::connection::ConnectionType, Value)>>>,
     /// Secret values of the connections this run resolved: redacted from everything it writes.
     pub(crate) secrets: Secrets,
 }
@@ -174,6 +177,7 @@ impl<'a> Exec<'a> {
             deadline: now + active_left,
             replied: false,
             pending_logs: None,
+            read_connections: Arc::default(),
             secrets: Secrets::default(),
             run,
         };
@@ -343,6 +347,9 @@ impl<'a> Exec<'a> {
                 }
             }
         };
+        for (kind, secret) in std::mem::take(&mut *self.read_connections.lock().unwrap()) {
+            self.secrets.add_connection(kind, &secret);
+        }
         let duration = started.elapsed().as_millis() as u64;
         let piece = step.settings.piece_name.as_deref().unwrap_or("code");
         let action = step.settings.action_name.as_deref().unwrap_or("code");
@@ -544,10 +551,11 @@ impl<'a> Exec<'a> {
             "flowVersionId": self.run.flow_version_id,
             "stepName": step.name,
             "storeKeyMax": engine.config.store_key_max_chars,
-            "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": ""},
+            "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": self.engine_token()},
         });
         let store = engine.store.clone();
         let project = self.run.project_id.clone();
+        let read = self.read_connections.clone();
         let facts = crate::npm::RunFacts {
             store: engine.store.clone(),
             project_id: self.run.project_id.clone(),
@@ -561,6 +569,7 @@ impl<'a> Exec<'a> {
                     return Ok(None);
                 };
                 let secret = store.connection_value(&conn)?;
+                read.lock().unwrap().push((conn.kind, secret.clone()));
                 Ok(Some(typed_connection(conn.kind, secret)))
             }),
         };
@@ -605,6 +614,19 @@ impl<'a> Exec<'a> {
             _ => Control::Continue,
         };
         Ok((pieces::ActionResult { output, control }, logs))
+    }
+
+    /// The token a piece calls back with (`server.token`): this run's project store, until the
+    /// run's time is up.
+    fn engine_token(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let token = troupe_store::db::EngineToken {
+            project_id: self.run.project_id.clone(),
+            flow_id: self.run.flow_id.clone(),
+            run_id: self.run.id.clone(),
+            expires: now + self.engine.config.flow_timeout.as_secs() + 60,
+        };
+        self.engine.store.seal_engine_token(&token).unwrap_or_default()
     }
 
     fn on_failure(&mut self, step: &Action, message: String) -> Result<(), Halt> {

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod connections;
+pub mod engine;
 pub mod flows;
 pub mod pieces;
 pub mod runs;

@@ -89,6 +89,14 @@ exports.probe = new Piece({
   net: action('net', async () => { require('net').connect(5432, 'db.example.com'); return 'connected'; }),
   fetch: action('fetch', async (ctx) => { const r = await fetch(ctx.propsValue.url); return { status: r.status, body: await r.text() }; }, { url }),
   memory: action('memory', async () => { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(keep.length)); }),
+  conn: action('conn', async (ctx) => ({ read: await ctx.connections.get('probe-secret') })),
+  callback: action('callback', async (ctx) => {
+    const headers = { authorization: `Bearer ${ctx.server.token}`, 'content-type': 'application/json' };
+    const put = await fetch(`${ctx.server.apiUrl}v1/store-entries`, { method: 'POST', headers, body: JSON.stringify({ key: 'greeting', value: { hi: 'there' } }) });
+    const got = await fetch(`${ctx.server.apiUrl}v1/store-entries?key=greeting`, { headers });
+    const forged = await fetch(`${ctx.server.apiUrl}v1/store-entries?key=greeting`, { headers: { authorization: 'Bearer forged' } });
+    return { put: put.status, got: await got.json(), forged: forged.status };
+  }),
 });
 "#;
 
@@ -183,6 +191,34 @@ async fn a_piece_runs_in_the_sandbox_and_what_it_must_not_do_fails_its_step_with
         let message = run["failedStep"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("fetch failed") && message.contains("AP_SSRF_ALLOW_LIST"), "{url}: {message}");
     }
+    // a piece calls back into Troupe with its engine token, as pieces call Activepieces'
+    // engine API; the entry is the one the store piece sees
+    let run = run_of(&t, "callback", json!({})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let out = &run["steps"]["step_1"]["output"];
+    assert_eq!((out["put"].as_u64(), out["forged"].as_u64()), (Some(200), Some(401)), "{out}");
+    assert_eq!(out["got"]["value"], json!({"hi": "there"}), "{out}");
+    let get = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "get",
+        "settings": {"pieceName": "@activepieces/piece-store", "pieceVersion": "~0.5.0", "actionName": "get",
+            "input": {"key": "greeting", "store_scope": "COLLECTION"}}});
+    let id = t.publish(webhook_flow(get)).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["steps"]["step_1"]["output"], json!({"hi": "there"}), "{run}");
+    // a connection a piece reads itself is redacted from what the run keeps, like any other
+    let (status, body) = t
+        .post(
+            "/app-connections",
+            json!({"externalId": "probe-secret", "displayName": "p", "pieceName": "@me/piece-probe", "type": "SECRET_TEXT",
+                "value": {"type": "SECRET_TEXT", "secret_text": "s3cr3t-value"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = run_of(&t, "conn", json!({})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert!(!run["steps"]["step_1"]["output"]["read"].is_null(), "{run}");
+    assert!(!run.to_string().contains("s3cr3t-value"), "{run}");
     // a piece that eats memory ends its run with MEMORY_LIMIT_EXCEEDED; troupe carries on
     let run = run_of(&t, "memory", json!({})).await;
     assert_eq!(run["status"], "MEMORY_LIMIT_EXCEEDED", "{run}");

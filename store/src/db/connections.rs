@@ -96,3 +96,29 @@ impl Store {
         })
     }
 }
+
+/// What an engine token (`server.token` of a piece's context) grants: the store of one run's
+/// project and flow, until it expires.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineToken {
+    pub project_id: String,
+    pub flow_id: String,
+    pub run_id: String,
+    /// Seconds since the epoch.
+    pub expires: u64,
+}
+
+impl Store {
+    /// `token` sealed with the connections' key (AES-GCM: a token cannot be made or changed
+    /// without it, and every process of a cluster has it).
+    pub fn seal_engine_token(&self, token: &EngineToken) -> Result<String> {
+        Ok(self.cipher()?.seal(&serde_json::to_vec(token).expect("serializes")))
+    }
+
+    /// The token `sealed` carries, if it is one this key sealed and it has not expired.
+    pub fn open_engine_token(&self, sealed: &str, now: u64) -> Result<Option<EngineToken>> {
+        let Ok(plain) = self.cipher()?.open(sealed) else { return Ok(None) };
+        Ok(serde_json::from_slice::<EngineToken>(&plain).ok().filter(|t| t.expires > now))
+    }
+}

@@ -23,6 +23,7 @@ mod timers;
 mod wasm_modules;
 
 pub use api_keys::{hash_api_key, ApiKeyRecord};
+pub use connections::EngineToken;
 pub use entries::EntryRefused;
 pub use flows::FlowFilter;
 pub use page::Page;
