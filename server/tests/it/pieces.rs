@@ -390,3 +390,16 @@ async fn the_npm_delay_pauses_durably_and_resumes_after_a_restart() {
     let run = t.run(&run_id).await;
     assert_eq!(run["steps"]["step_1"]["output"], json!({"delayForInMs": 12000, "success": true}), "{run}");
 }
+
+#[tokio::test]
+async fn the_npm_webhook_piece_answers_the_sync_webhook_with_run_stop() {
+    let natives = "http,store,data-mapper,text-helper,math-helper,date-helper,delay,approval,schedule,rss";
+    let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", natives)]).await;
+    let id = t.publish(webhook_flow(respond(json!({"hello": "{{trigger.body.name}}"})))).await;
+    let resp = t.webhook(&id, "/sync", json!({"name": "Ada"})).await;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!((status, body), (200, json!({"hello": "Ada"})));
+    let (_, pieces) = t.get("/pieces").await;
+    assert_eq!(pieces[0]["name"], "@activepieces/piece-webhook", "the action ran from npm: {pieces}");
+}
