@@ -103,7 +103,13 @@ pub struct RunFacts {
     pub resume_base: String,
     /// Connections the action may read with `context.connections.get`, by name.
     pub connections: ConnectionLookup,
+    /// When set, the hook's store writes are kept here (by entry key; `None` a delete) instead
+    /// of written, for the caller to apply later (a polling trigger's, after its items are
+    /// published); reads see them.
+    pub buffer: Option<StoreBuffer>,
 }
+
+pub type StoreBuffer = Arc<std::sync::Mutex<std::collections::BTreeMap<String, Option<Value>>>>;
 
 /// A project's connection by name, its value whole (with its `type`).
 pub type ConnectionLookup = Arc<dyn Fn(&str) -> Result<Option<Value>, StoreError> + Send + Sync>;
@@ -124,6 +130,25 @@ pub fn host_ops(facts: RunFacts) -> HostOps {
                 _ => format!("flow/{}/{key}", facts.flow_id),
             }
         };
+        if let Some(buffer) = &facts.buffer {
+            let mut buffer = buffer.lock().unwrap();
+            match r["op"].as_str().unwrap_or_default() {
+                "store.get" => {
+                    if let Some(v) = buffer.get(&key()) {
+                        return Some(ok(json!({"value": v})));
+                    }
+                }
+                "store.put" => {
+                    buffer.insert(key(), Some(r["value"].clone()));
+                    return Some(ok(json!({})));
+                }
+                "store.delete" => {
+                    buffer.insert(key(), None);
+                    return Some(ok(json!({})));
+                }
+                _ => {}
+            }
+        }
         Some(match r["op"].as_str().unwrap_or_default() {
             "store.get" => match facts.store.entry_get(&key()) {
                 Ok(v) => ok(json!({"value": v})),
@@ -230,4 +255,110 @@ pub async fn run_action(
     ops: HostOps,
 ) -> Result<Outcome, SandboxError> {
     code.blocking(move |s| runtime::run_action(s, &piece, &request, deadline, egress, ops)).await
+}
+
+/// The polling triggers of npm pieces, for the scheduler.
+pub struct NpmTriggers {
+    pub npm: Arc<NpmPieces>,
+    pub code: Arc<CodeRunner>,
+    pub egress: Arc<Egress>,
+    pub store: Store,
+    pub config: troupe_store::Config,
+}
+
+/// Time a trigger hook has.
+const TRIGGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl troupe_scheduler::PieceTriggers for NpmTriggers {
+    fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool {
+        // Troupe's own triggers stay native whatever AP_NATIVE_PIECES says
+        if crate::pieces::catalog::piece(piece).is_some() {
+            return false;
+        }
+        NpmPieces::resolve_installed(store, piece, version)
+            .ok()
+            .flatten()
+            .and_then(|r| r.metadata)
+            .is_some_and(|m| m["triggers"][trigger]["type"] == "POLLING")
+    }
+
+    fn poll<'a>(
+        &'a self,
+        flow: &'a troupe_store::flow::Flow,
+        version: &'a troupe_store::flow::FlowVersion,
+        enable: bool,
+    ) -> futures::future::BoxFuture<'a, Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed>> {
+        use futures::FutureExt;
+        use troupe_scheduler::PollFailed;
+        async move {
+            let t = &version.trigger;
+            let piece = t.settings.piece_name.as_deref().unwrap_or_default();
+            let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
+            let fail = |m: String| PollFailed(m);
+            let record = NpmPieces::resolve_installed(&self.store, piece, t.settings.piece_version.as_deref())
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail(format!("{piece} is not installed")))?;
+            let loaded = self
+                .npm
+                .load(&self.store, &self.code, self.egress.clone(), &record)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let lookup = connection_lookup(&self.store, &flow.project_id);
+            let mut input = t.settings.input.clone().unwrap_or_default();
+            if let Some(name) = input.get("auth").and_then(connection_template).map(str::to_string) {
+                let value = lookup(&name)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| fail(format!("connection {name:?} does not exist in this project")))?;
+                input.insert("auth".into(), value);
+            }
+            let base = match &self.config.frontend_url {
+                Some(u) => u.trim_end_matches('/').to_string(),
+                None => format!("http://127.0.0.1:{}", self.config.port),
+            };
+            let request = json!({
+                "trigger": trigger,
+                "hook": if enable { "onEnable" } else { "run" },
+                "input": input,
+                "webhookUrl": format!("{base}/api/v1/webhooks/{}", flow.id),
+                "projectId": flow.project_id,
+                "flowId": flow.id,
+                "flowVersionId": version.id,
+                "storeKeyMax": self.config.store_key_max_chars,
+                "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": ""},
+            });
+            let buffer = StoreBuffer::default();
+            let facts = RunFacts {
+                store: self.store.clone(),
+                project_id: flow.project_id.clone(),
+                flow_id: flow.id.clone(),
+                run_id: String::new(),
+                store_key_max: self.config.store_key_max_chars,
+                store_value_max: self.config.store_value_max_bytes,
+                resume_base: String::new(),
+                connections: lookup,
+                buffer: Some(buffer.clone()),
+            };
+            let deadline = Instant::now() + TRIGGER_BUDGET;
+            let outcome = call(
+                &self.code,
+                loaded,
+                runtime::Operation::Trigger,
+                request,
+                deadline,
+                self.egress.clone(),
+                host_ops(facts),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+            let items = match outcome.output["output"].clone() {
+                Value::Array(items) if !enable => items,
+                Value::Null | Value::Array(_) => Vec::new(),
+                other if !enable => return Err(fail(format!("the trigger's run gave {other}, not a list"))),
+                _ => Vec::new(),
+            };
+            let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
+            Ok(troupe_scheduler::Polled { items, writes })
+        }
+        .boxed()
+    }
 }

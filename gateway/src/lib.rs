@@ -32,4 +32,6 @@ pub struct AppState {
     pub npm: std::sync::Arc<troupe_actors::npm::NpmPieces>,
     /// The way out for pieces loaded here (to read their metadata).
     pub egress: std::sync::Arc<troupe_pieces::egress::Egress>,
+    /// npm pieces' polling triggers, which the scheduler runs.
+    pub triggers: std::sync::Arc<dyn troupe_scheduler::PieceTriggers>,
 }

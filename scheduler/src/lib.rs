@@ -34,6 +34,38 @@ pub const POLL_FAILURE_LIMIT: u32 = 5;
 const PENDING_SAMPLE_EVERY: u64 = 50;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
+/// Runs the polling triggers of npm pieces (implemented by the engine, which has the sandbox):
+/// `onEnable` on the first poll after a flow is enabled, `run` on every later one.
+pub trait PieceTriggers: Send + Sync {
+    /// Whether `piece`'s `trigger` is an npm piece's polling trigger this runner runs.
+    fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool;
+
+    /// Calls the trigger's hook for the flow's published `version`. The items (`run`'s
+    /// answer) each become a run; `writes` are what the hook put in its store, applied by the
+    /// scheduler once the items are durably published, so that a crash in between makes the
+    /// next poll find the same items again (and their message ids dedupe them).
+    fn poll<'a>(
+        &'a self,
+        flow: &'a Flow,
+        version: &'a troupe_store::flow::FlowVersion,
+        enable: bool,
+    ) -> futures::future::BoxFuture<'a, Result<Polled, PollFailed>>;
+}
+
+/// What a polling trigger's hook gave.
+#[derive(Default)]
+pub struct Polled {
+    pub items: Vec<Value>,
+    /// Store entries the hook wrote (`None`: deleted), by entry key.
+    pub writes: Vec<(String, Option<Value>)>,
+}
+
+/// Why a polling trigger's hook failed: the message the flow is disabled with after
+/// [`POLL_FAILURE_LIMIT`] failures in a row.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PollFailed(pub String);
+
 /// Where "now" comes from, so tests can move time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> chrono::DateTime<chrono::Utc>;
@@ -67,6 +99,7 @@ pub fn sync_flow_triggers(
     flow_id: &str,
     flow: Option<&Flow>,
     clock: &dyn Clock,
+    npm: Option<&dyn PieceTriggers>,
 ) -> Result<(), ScheduleError> {
     store.remove_timers_of(&flow_owner(flow_id))?;
     let Some(flow) = flow.filter(|f| f.status == FlowStatus::Enabled) else { return Ok(()) };
@@ -86,8 +119,18 @@ pub fn sync_flow_triggers(
             let (flow_id, version_id) = kind_for(flow_id);
             store.add_timer(&Timer::new(owner, ms(next), TimerKind::ScheduleTick { flow_id, version_id }))?;
         }
-        (Some(rss::PIECE), Some(rss::TRIGGER)) => {
+        (Some(rss::PIECE), Some(rss::TRIGGER))
+            if npm.is_none_or(|n| !n.is_polling(store, rss::PIECE, None, rss::TRIGGER)) =>
+        {
             // poll at once: the first poll primes the state (as Activepieces' onEnable)
+            store.entry_delete(&names::entries::poll_state(flow_id))?;
+            let (flow_id, version_id) = kind_for(flow_id);
+            store.add_timer(&Timer::new(owner, ms(clock.now()), TimerKind::Poll { flow_id, version_id }))?;
+        }
+        (Some(piece), Some(trigger))
+            if npm.is_some_and(|n| n.is_polling(store, piece, t.settings.piece_version.as_deref(), trigger)) =>
+        {
+            // at once: the first poll runs the trigger's onEnable
             store.entry_delete(&names::entries::poll_state(flow_id))?;
             let (flow_id, version_id) = kind_for(flow_id);
             store.add_timer(&Timer::new(owner, ms(clock.now()), TimerKind::Poll { flow_id, version_id }))?;
@@ -123,6 +166,7 @@ struct Ctx {
     nats: async_nats::Client,
     egress: Arc<troupe_pieces::egress::Egress>,
     clock: Arc<dyn Clock>,
+    npm: Option<Arc<dyn PieceTriggers>>,
 }
 
 impl Scheduler {
@@ -134,12 +178,13 @@ impl Scheduler {
         js: jetstream::Context,
         clock: Arc<dyn Clock>,
         egress: Arc<troupe_pieces::egress::Egress>,
+        npm: Option<Arc<dyn PieceTriggers>>,
         leader: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Scheduler {
         // retention runs at every start, then hourly
         let _ = store.remove_timers_of(SYSTEM_OWNER);
         let _ = store.add_timer(&Timer::new(SYSTEM_OWNER, ms(clock.now()), TimerKind::Retention));
-        let ctx = Arc::new(Ctx { config, store, nats: js.client(), js, egress, clock });
+        let ctx = Arc::new(Ctx { config, store, nats: js.client(), js, egress, clock, npm });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut passes = 0u64;
@@ -340,6 +385,55 @@ async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str
     Ok(publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), json!({}))).await?)
 }
 
+/// A poll of an npm piece's polling trigger: `onEnable` the first time, `run` after; each
+/// item one run, with a message id made of its content (a poll repeated after a crash makes
+/// no second run of an item), the hook's store writes applied after the items are published.
+async fn poll_npm(
+    ctx: &Ctx,
+    npm: &dyn PieceTriggers,
+    flow: &mut Flow,
+    version: &troupe_store::flow::FlowVersion,
+    state: PollState,
+    next_timer: Timer,
+) -> Result<(), FireError> {
+    let flow_id = flow.id.clone();
+    let key = names::entries::poll_state(&flow_id);
+    let enable = !state.primed;
+    let new_state = match npm.poll(flow, version, enable).await {
+        Ok(polled) => {
+            let shard = shard_for_flow(&flow_id, ctx.config.shards);
+            for item in polled.items {
+                use sha2::Digest;
+                let content = serde_json::to_vec(&item).expect("serializes");
+                let webhook_id = format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(&content)[..12]));
+                publish(ctx, shard, &webhook_id, &trigger_message(&flow_id, webhook_id.clone(), item)).await?;
+            }
+            for (k, v) in polled.writes {
+                match v {
+                    Some(v) => ctx.store.entry_put(&k, &v)?,
+                    None => ctx.store.entry_delete(&k)?,
+                }
+            }
+            PollState { primed: true, consecutive_failures: 0, ..state }
+        }
+        Err(e) => {
+            let failures = state.consecutive_failures + 1;
+            tracing::warn!(flow_id, failures, error = %e, "polling failed");
+            if failures >= POLL_FAILURE_LIMIT {
+                flow.status = FlowStatus::Disabled;
+                flow.disabled_reason = Some(format!("the trigger failed {failures} times in a row; last error: {e}"));
+                flow.updated = now_iso();
+                ctx.store.put_flow(flow)?;
+                ctx.store.remove_timers_of(&flow_owner(&flow_id))?;
+                return Ok(());
+            }
+            PollState { consecutive_failures: failures, ..state }
+        }
+    };
+    ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes"))?;
+    Ok(ctx.store.add_timer(&next_timer)?)
+}
+
 async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireError> {
     let Some((mut flow, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
     let input = version.trigger.settings.input.clone().unwrap_or_default();
@@ -352,6 +446,13 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
         ms(next),
         TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
     );
+    let t = &version.trigger;
+    let is_rss = t.settings.piece_name.as_deref() == Some(rss::PIECE)
+        && ctx.npm.as_ref().is_none_or(|n| !n.is_polling(&ctx.store, rss::PIECE, None, rss::TRIGGER));
+    if !is_rss {
+        let Some(npm) = ctx.npm.clone() else { return Ok(()) };
+        return poll_npm(ctx, npm.as_ref(), &mut flow, &version, state, next_timer).await;
+    }
     let new_state = match rss::items(&ctx.egress, &input).await {
         Ok(items) => {
             let (fresh, new_state) = polling::new_items(rss::STRATEGY, &state, items);

@@ -71,9 +71,10 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     troupe_store::streams::ensure_streams(&js, 1 << 24, 1, false).await.unwrap();
     let flow = scheduled_flow(&store);
     let clock = Arc::new(FakeClock(Mutex::new(at("2026-01-05T10:00:30Z"))));
-    sync_flow_triggers(&store, "f1", Some(&flow), clock.as_ref()).unwrap();
+    sync_flow_triggers(&store, "f1", Some(&flow), clock.as_ref(), None).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let scheduler = Scheduler::start(config.clone(), store.clone(), js.clone(), clock.clone(), egress(&config), None);
+    let scheduler =
+        Scheduler::start(config.clone(), store.clone(), js.clone(), clock.clone(), egress(&config), None, None);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(queued_ticks(&js).await, 0, "nothing before the first tick");
@@ -88,7 +89,7 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     wait_for_ticks(&js, 4).await;
 
     // disabling removes the schedule
-    sync_flow_triggers(&store, "f1", None, clock.as_ref()).unwrap();
+    sync_flow_triggers(&store, "f1", None, clock.as_ref(), None).unwrap();
     clock.set("2026-01-05T10:20:00Z");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(queued_ticks(&js).await, 4);

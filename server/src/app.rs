@@ -190,6 +190,13 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     // the one way out for steps and triggers (SSRF policy, proxies, extra CAs)
     let egress = Arc::new(troupe_pieces::egress::Egress::new(config)?);
     let npm = Arc::new(troupe_actors::npm::NpmPieces::from_config(config, &store));
+    let triggers: Arc<dyn troupe_scheduler::PieceTriggers> = Arc::new(troupe_actors::npm::NpmTriggers {
+        npm: npm.clone(),
+        code: code.clone(),
+        egress: egress.clone(),
+        store: store.clone(),
+        config: config.clone(),
+    });
     let engine = if config.container_type != ContainerType::App {
         Some(
             troupe_actors::engine::Engine::start(
@@ -232,6 +239,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
             async_nats::jetstream::new(nats.clone()),
             std::sync::Arc::new(troupe_scheduler::SystemClock),
             egress.clone(),
+            Some(triggers.clone()),
             leader,
         ))
     } else {
@@ -254,6 +262,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         replies,
         npm,
         egress: egress.clone(),
+        triggers,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {

@@ -572,6 +572,7 @@ impl<'a> Exec<'a> {
                 read.lock().unwrap().push((conn.kind, secret.clone()));
                 Ok(Some(typed_connection(conn.kind, secret)))
             }),
+            buffer: None,
         };
         let ops = crate::npm::host_ops(facts);
         let outcome = crate::npm::run_action(&engine.code, loaded, request, self.deadline, engine.egress.clone(), ops)

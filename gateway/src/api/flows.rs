@@ -111,12 +111,13 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
 
 /// Registers (or removes) the flow's schedule or polling timers after a change.
 fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result<(), ApiError> {
-    troupe_scheduler::sync_flow_triggers(&state.store, flow_id, flow, &troupe_scheduler::SystemClock).map_err(|e| {
-        match e {
+    let triggers = Some(state.triggers.as_ref());
+    troupe_scheduler::sync_flow_triggers(&state.store, flow_id, flow, &troupe_scheduler::SystemClock, triggers).map_err(
+        |e| match e {
             troupe_scheduler::ScheduleError::Invalid(m) => ApiError::bad_request(format!("step \"trigger\": {m}")),
             troupe_scheduler::ScheduleError::Store(e) => e.into(),
-        }
-    })
+        },
+    )
 }
 
 /// Validation of the version plus what only the scheduler knows (schedule inputs) and what
@@ -161,11 +162,17 @@ async fn problems_of(state: &AppState, version: &FlowVersion, install: bool) -> 
 
 /// The npm pieces `version`'s steps use, by step: piece name and `pieceVersion`.
 fn npm_steps<'a>(state: &AppState, version: &'a FlowVersion) -> Vec<(&'a str, &'a str, Option<&'a str>)> {
-    version
-        .actions()
+    let t = &version.trigger;
+    // Troupe's own triggers (webhook, schedule, rss) stay native whatever AP_NATIVE_PIECES says
+    let trigger = (t.kind == troupe_store::flow::TriggerType::Piece)
+        .then(|| Some((t.name.as_str(), t.settings.piece_name.as_deref()?, t.settings.piece_version.as_deref())))
+        .flatten()
+        .filter(|(_, piece, _)| troupe_actors::pieces::catalog::piece(piece).is_none());
+    trigger
         .into_iter()
-        .filter(|a| a.kind == ActionType::Piece)
-        .filter_map(|a| Some((a.name.as_str(), a.settings.piece_name.as_deref()?, a.settings.piece_version.as_deref())))
+        .chain(version.actions().into_iter().filter(|a| a.kind == ActionType::Piece).filter_map(|a| {
+            Some((a.name.as_str(), a.settings.piece_name.as_deref()?, a.settings.piece_version.as_deref()))
+        }))
         .filter(|(_, piece, _)| !piece.is_empty() && !troupe_actors::pieces::runs_natively(&state.config, piece))
         .collect()
 }
@@ -217,17 +224,29 @@ async fn npm_problems(state: &AppState, version: &FlowVersion, install: bool) ->
                 continue;
             }
         };
-        let action = version.actions().into_iter().find(|a| a.name == step).expect("listed from the version");
-        let action_name = action.settings.action_name.as_deref().unwrap_or_default();
-        let Some(def) = metadata["actions"].get(action_name) else {
-            let known: Vec<&String> = metadata["actions"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        let (settings, kind, name, field) = if step == version.trigger.name {
+            let s = &version.trigger.settings;
+            (s, "triggers", s.trigger_name.as_deref().unwrap_or_default(), "settings.triggerName")
+        } else {
+            let a = version.actions().into_iter().find(|a| a.name == step).expect("listed from the version");
+            (&a.settings, "actions", a.settings.action_name.as_deref().unwrap_or_default(), "settings.actionName")
+        };
+        let Some(def) = metadata[kind].get(name) else {
+            let known: Vec<&String> = metadata[kind].as_object().map(|m| m.keys().collect()).unwrap_or_default();
             problems.push(problem(
-                "settings.actionName",
-                format!("{piece}@{} has no action {action_name:?}; it has {known:?}", record.version),
+                field,
+                format!("{piece}@{} has no {} {name:?}; it has {known:?}", record.version, &kind[..kind.len() - 1]),
             ));
             continue;
         };
-        let input = action.settings.input.clone().unwrap_or_default();
+        if kind == "triggers" && def["type"] != "POLLING" {
+            problems.push(problem(
+                "settings.triggerName",
+                format!("{piece}'s {name:?} is a {} trigger; Troupe runs npm pieces' polling triggers, not yet their webhook ones", def["type"].as_str().unwrap_or("?")),
+            ));
+            continue;
+        }
+        let input = settings.input.clone().unwrap_or_default();
         if def["requireAuth"] != false && !metadata["auth"].is_null() && input.get("auth").is_none_or(Value::is_null) {
             problems.push(problem("settings.input.auth", "is required: this piece needs a connection".into()));
         }

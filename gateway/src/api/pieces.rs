@@ -291,6 +291,7 @@ pub async fn options(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
         store_value_max: state.config.store_value_max_bytes,
         resume_base: String::new(),
         connections: lookup,
+        buffer: None,
     };
     let deadline = std::time::Instant::now() + OPTIONS_BUDGET;
     let outcome = troupe_actors::npm::call(
@@ -340,6 +341,7 @@ pub async fn validate_auth(
         store_value_max: state.config.store_value_max_bytes,
         resume_base: String::new(),
         connections: std::sync::Arc::new(|_: &str| Ok(None)),
+        buffer: None,
     };
     let outcome = troupe_actors::npm::call(
         &state.code,

@@ -78,10 +78,26 @@ async fn packages_that_cannot_run_in_the_sandbox_are_refused_with_the_reason() {
 const SANDBOX_PIECE: &str = r#"
 const ms = require('ms');
 class Piece {
-  constructor(actions) { this.displayName = 'Sandbox probe'; this.authors = []; this._actions = actions; }
-  metadata() { return { displayName: this.displayName, logoUrl: '', description: '', categories: [], actions: this._actions, triggers: {} }; }
+  constructor(actions, triggers) { this.displayName = 'Sandbox probe'; this.authors = []; this._actions = actions; this._triggers = triggers; }
+  metadata() { return { displayName: this.displayName, logoUrl: '', description: '', categories: [], actions: this._actions, triggers: this._triggers }; }
   getAction(name) { return this._actions[name]; }
+  getTrigger(name) { return this._triggers[name]; }
 }
+// a polling trigger as pieces-common's pollingHelper makes them: onEnable records where the
+// feed stands, run returns what is newer and moves the mark
+const newest = async (ctx) => { const r = await fetch(ctx.propsValue.url); return r.json(); };
+const newItem = {
+  name: 'new_item', displayName: 'New item', description: '', type: 'POLLING', requireAuth: false, sampleData: {},
+  props: { url: { type: 'SHORT_TEXT', displayName: 'URL', required: true } },
+  onEnable: async (ctx) => { const items = await newest(ctx); await ctx.store.put('mark', Math.max(0, ...items.map((i) => i.id))); },
+  onDisable: async (ctx) => { await ctx.store.delete('mark'); },
+  run: async (ctx) => {
+    const mark = (await ctx.store.get('mark')) || 0;
+    const fresh = (await newest(ctx)).filter((i) => i.id > mark);
+    if (fresh.length) await ctx.store.put('mark', Math.max(...fresh.map((i) => i.id)));
+    return fresh;
+  },
+};
 const action = (name, run, props = {}) => ({ name, displayName: name, description: '', props, requireAuth: false, run });
 const url = { type: 'SHORT_TEXT', displayName: 'URL', required: true };
 exports.probe = new Piece({
@@ -97,7 +113,7 @@ exports.probe = new Piece({
     const forged = await fetch(`${ctx.server.apiUrl}v1/store-entries?key=greeting`, { headers: { authorization: 'Bearer forged' } });
     return { put: put.status, got: await got.json(), forged: forged.status };
   }),
-});
+}, { new_item: newItem });
 "#;
 
 fn sandbox_piece() -> Vec<u8> {
@@ -402,4 +418,61 @@ async fn the_npm_webhook_piece_answers_the_sync_webhook_with_run_stop() {
     assert_eq!((status, body), (200, json!({"hello": "Ada"})));
     let (_, pieces) = t.get("/pieces").await;
     assert_eq!(pieces[0]["name"], "@activepieces/piece-webhook", "the action ran from npm: {pieces}");
+}
+
+/// A JSON list on loopback whose items the test changes.
+async fn json_feed(items: std::sync::Arc<std::sync::Mutex<Vec<u64>>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let items = items.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let list: Vec<Value> =
+                    items.lock().unwrap().iter().map(|id| json!({"id": id, "title": format!("Item {id}")})).collect();
+                let body = Value::Array(list).to_string();
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/items")
+}
+
+#[tokio::test]
+async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_a_restart() {
+    use std::time::Duration;
+    let items = std::sync::Arc::new(std::sync::Mutex::new(vec![1u64, 2]));
+    let url = json_feed(items.clone()).await;
+    let mut t =
+        Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005")]).await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    let flow = json!({
+        "displayName": "poll",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New item",
+            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "new_item", "input": {"url": url}},
+            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}}))}
+    });
+    let id = t.publish(flow).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(t.all_runs(&id).await.is_empty(), "items present before enabling are not new");
+    items.lock().unwrap().extend([3, 4]);
+    let runs = t.wait_runs(&id, 2).await;
+    let mut titles: Vec<&str> = runs.iter().map(|r| r["triggerOutput"]["title"].as_str().unwrap()).collect();
+    titles.sort();
+    assert_eq!(titles, ["Item 3", "Item 4"]);
+    // across a restart, what was seen stays seen; what is new runs once
+    t.terminate();
+    t.spawn().await;
+    items.lock().unwrap().push(5);
+    t.wait_runs(&id, 3).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let runs = t.all_runs(&id).await;
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.iter().any(|r| r["triggerOutput"]["title"] == "Item 5"));
 }
