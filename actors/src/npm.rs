@@ -289,8 +289,32 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
         enable: bool,
     ) -> futures::future::BoxFuture<'a, Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed>> {
         use futures::FutureExt;
+        self.hook(flow, version, if enable { "onEnable" } else { "run" }, true).boxed()
+    }
+
+    fn disable<'a>(
+        &'a self,
+        flow: &'a troupe_store::flow::Flow,
+        version: &'a troupe_store::flow::FlowVersion,
+    ) -> futures::future::BoxFuture<'a, Result<(), troupe_scheduler::PollFailed>> {
+        use futures::FutureExt;
+        async move { self.hook(flow, version, "onDisable", false).await.map(|_| ()) }.boxed()
+    }
+}
+
+impl NpmTriggers {
+    /// Calls `hook` of the flow's trigger; with `buffered`, its store writes are returned
+    /// rather than written.
+    async fn hook(
+        &self,
+        flow: &troupe_store::flow::Flow,
+        version: &troupe_store::flow::FlowVersion,
+        hook: &str,
+        buffered: bool,
+    ) -> Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed> {
         use troupe_scheduler::PollFailed;
-        async move {
+        let enable = hook != "run";
+        {
             let t = &version.trigger;
             let piece = t.settings.piece_name.as_deref().unwrap_or_default();
             let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
@@ -317,7 +341,7 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
             };
             let request = json!({
                 "trigger": trigger,
-                "hook": if enable { "onEnable" } else { "run" },
+                "hook": hook,
                 "input": input,
                 "webhookUrl": format!("{base}/api/v1/webhooks/{}", flow.id),
                 "projectId": flow.project_id,
@@ -336,7 +360,7 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
                 store_value_max: self.config.store_value_max_bytes,
                 resume_base: String::new(),
                 connections: lookup,
-                buffer: Some(buffer.clone()),
+                buffer: buffered.then(|| buffer.clone()),
             };
             let deadline = Instant::now() + TRIGGER_BUDGET;
             let outcome = call(
@@ -359,6 +383,5 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
             let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
             Ok(troupe_scheduler::Polled { items, writes })
         }
-        .boxed()
     }
 }

@@ -50,6 +50,14 @@ pub trait PieceTriggers: Send + Sync {
         version: &'a troupe_store::flow::FlowVersion,
         enable: bool,
     ) -> futures::future::BoxFuture<'a, Result<Polled, PollFailed>>;
+
+    /// Calls the trigger's `onDisable` for the flow's `version` (the flow is being disabled,
+    /// deleted, or published with another version).
+    fn disable<'a>(
+        &'a self,
+        flow: &'a Flow,
+        version: &'a troupe_store::flow::FlowVersion,
+    ) -> futures::future::BoxFuture<'a, Result<(), PollFailed>>;
 }
 
 /// What a polling trigger's hook gave.

@@ -109,6 +109,31 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }
 
+/// Calls `onDisable` of the npm polling trigger `before` ran (an enabled flow's published
+/// version), when that version no longer runs: the flow is disabled, deleted, or published
+/// anew. Best effort, as Activepieces: a failing hook is logged, the change goes on.
+async fn disable_old_trigger(state: &AppState, before: &Flow, after: Option<&Flow>) {
+    let unchanged =
+        after.is_some_and(|a| a.status == before.status && a.published_version_id == before.published_version_id);
+    if before.status != FlowStatus::Enabled || unchanged {
+        return;
+    }
+    let Some(version) = before.published_version_id.as_ref().and_then(|v| state.store.get_version(v).ok().flatten())
+    else {
+        return;
+    };
+    let t = &version.trigger;
+    let (Some(piece), Some(trigger)) = (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) else {
+        return;
+    };
+    if !state.triggers.is_polling(&state.store, piece, t.settings.piece_version.as_deref(), trigger) {
+        return;
+    }
+    if let Err(e) = state.triggers.disable(before, &version).await {
+        tracing::warn!(flow_id = before.id, error = %e, "the trigger's onDisable failed");
+    }
+}
+
 /// Registers (or removes) the flow's schedule or polling timers after a change.
 fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result<(), ApiError> {
     let triggers = Some(state.triggers.as_ref());
@@ -306,7 +331,8 @@ fn lock_piece_versions(state: &AppState, version: &mut FlowVersion) -> Result<()
 }
 
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
-    load_flow(state, scope, id)?;
+    let before = load_flow(state, scope, id)?;
+    disable_old_trigger(state, &before, None).await;
     state.store.delete_flow(id)?;
     sync_triggers(state, id, None)?;
     state.store.flush().await?;
@@ -349,6 +375,7 @@ const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION
 pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
     let mut flow = load_flow(state, scope, id)?;
+    let before = flow.clone();
     let edit_error = |e: flow_ops::EditError| ApiError::bad_request(e.to_string());
     let kind = op.kind.as_str();
     let mut edited: Option<FlowVersion> = None;
@@ -465,6 +492,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
     flow.updated = now_iso();
     state.store.put_flow(&flow)?;
     if matches!(kind, "LOCK_AND_PUBLISH" | "CHANGE_STATUS") {
+        disable_old_trigger(state, &before, Some(&flow)).await;
         sync_triggers(state, &flow.id, Some(&flow))?;
     }
     state.store.flush().await?;

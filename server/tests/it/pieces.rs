@@ -90,7 +90,7 @@ const newItem = {
   name: 'new_item', displayName: 'New item', description: '', type: 'POLLING', requireAuth: false, sampleData: {},
   props: { url: { type: 'SHORT_TEXT', displayName: 'URL', required: true } },
   onEnable: async (ctx) => { const items = await newest(ctx); await ctx.store.put('mark', Math.max(0, ...items.map((i) => i.id))); },
-  onDisable: async (ctx) => { await ctx.store.delete('mark'); },
+  onDisable: async (ctx) => { await ctx.store.delete('mark'); await fetch(`${ctx.propsValue.url}?disabled=${ctx.flows.current.id}`); },
   run: async (ctx) => {
     const mark = (await ctx.store.get('mark')) || 0;
     const fresh = (await newest(ctx)).filter((i) => i.id > mark);
@@ -421,17 +421,22 @@ async fn the_npm_webhook_piece_answers_the_sync_webhook_with_run_stop() {
 }
 
 /// A JSON list on loopback whose items the test changes.
-async fn json_feed(items: std::sync::Arc<std::sync::Mutex<Vec<u64>>>) -> String {
+async fn json_feed(
+    items: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
-            let items = items.clone();
+            let (items, seen) = (items.clone(), seen.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(line);
                 let list: Vec<Value> =
                     items.lock().unwrap().iter().map(|id| json!({"id": id, "title": format!("Item {id}")})).collect();
                 let body = Value::Array(list).to_string();
@@ -447,7 +452,8 @@ async fn json_feed(items: std::sync::Arc<std::sync::Mutex<Vec<u64>>>) -> String 
 async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_a_restart() {
     use std::time::Duration;
     let items = std::sync::Arc::new(std::sync::Mutex::new(vec![1u64, 2]));
-    let url = json_feed(items.clone()).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = json_feed(items.clone(), seen.clone()).await;
     let mut t =
         Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005")]).await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
@@ -475,4 +481,10 @@ async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_
     let runs = t.all_runs(&id).await;
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert!(runs.iter().any(|r| r["triggerOutput"]["title"] == "Item 5"));
+    // disabling the flow calls the trigger's onDisable
+    let (status, body) =
+        t.post(&format!("/flows/{id}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}})).await;
+    assert_eq!(status, 200, "{body}");
+    let wanted = format!("GET /items?disabled={id} ");
+    assert!(seen.lock().unwrap().iter().any(|l| l.starts_with(&wanted)), "{:?}", seen.lock().unwrap());
 }
