@@ -266,20 +266,23 @@ pub struct NpmTriggers {
     pub config: troupe_store::Config,
 }
 
+/// The strategy of an installed npm piece's trigger (`POLLING`, `WEBHOOK`, `APP_WEBHOOK`),
+/// from its metadata; `None` for Troupe's own triggers, which stay native whatever
+/// `AP_NATIVE_PIECES` says, and for what is not installed.
+pub fn npm_trigger_type(store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
+    if crate::pieces::catalog::piece(piece).is_some() {
+        return None;
+    }
+    let metadata = NpmPieces::resolve_installed(store, piece, version).ok().flatten()?.metadata?;
+    metadata["triggers"][trigger]["type"].as_str().map(str::to_string)
+}
+
 /// Time a trigger hook has.
 const TRIGGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl troupe_scheduler::PieceTriggers for NpmTriggers {
-    fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool {
-        // Troupe's own triggers stay native whatever AP_NATIVE_PIECES says
-        if crate::pieces::catalog::piece(piece).is_some() {
-            return false;
-        }
-        NpmPieces::resolve_installed(store, piece, version)
-            .ok()
-            .flatten()
-            .and_then(|r| r.metadata)
-            .is_some_and(|m| m["triggers"][trigger]["type"] == "POLLING")
+    fn trigger_type(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
+        npm_trigger_type(store, piece, version, trigger)
     }
 
     fn poll<'a>(
@@ -289,27 +292,29 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
         enable: bool,
     ) -> futures::future::BoxFuture<'a, Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed>> {
         use futures::FutureExt;
-        self.hook(flow, version, if enable { "onEnable" } else { "run" }, true).boxed()
+        self.hook(flow, version, if enable { "onEnable" } else { "run" }, None, true).boxed()
     }
 
-    fn disable<'a>(
+    fn call_hook<'a>(
         &'a self,
         flow: &'a troupe_store::flow::Flow,
         version: &'a troupe_store::flow::FlowVersion,
+        hook: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<(), troupe_scheduler::PollFailed>> {
         use futures::FutureExt;
-        async move { self.hook(flow, version, "onDisable", false).await.map(|_| ()) }.boxed()
+        async move { self.hook(flow, version, hook, None, false).await.map(|_| ()) }.boxed()
     }
 }
 
 impl NpmTriggers {
     /// Calls `hook` of the flow's trigger; with `buffered`, its store writes are returned
     /// rather than written.
-    async fn hook(
+    pub async fn hook(
         &self,
         flow: &troupe_store::flow::Flow,
         version: &troupe_store::flow::FlowVersion,
         hook: &str,
+        payload: Option<&Value>,
         buffered: bool,
     ) -> Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed> {
         use troupe_scheduler::PollFailed;
@@ -344,6 +349,7 @@ impl NpmTriggers {
                 "hook": hook,
                 "input": input,
                 "webhookUrl": format!("{base}/api/v1/webhooks/{}", flow.id),
+                "payload": payload,
                 "projectId": flow.project_id,
                 "flowId": flow.id,
                 "flowVersionId": version.id,

@@ -37,8 +37,14 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Runs the polling triggers of npm pieces (implemented by the engine, which has the sandbox):
 /// `onEnable` on the first poll after a flow is enabled, `run` on every later one.
 pub trait PieceTriggers: Send + Sync {
-    /// Whether `piece`'s `trigger` is an npm piece's polling trigger this runner runs.
-    fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool;
+    /// The strategy (`POLLING`, `WEBHOOK`, `APP_WEBHOOK`) of `piece`'s `trigger` when it is an
+    /// installed npm piece's trigger this runner runs; `None` otherwise.
+    fn trigger_type(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String>;
+
+    /// Whether it is an npm piece's polling trigger.
+    fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool {
+        self.trigger_type(store, piece, version, trigger).as_deref() == Some("POLLING")
+    }
 
     /// Calls the trigger's hook for the flow's published `version`. The items (`run`'s
     /// answer) each become a run; `writes` are what the hook put in its store, applied by the
@@ -51,12 +57,13 @@ pub trait PieceTriggers: Send + Sync {
         enable: bool,
     ) -> futures::future::BoxFuture<'a, Result<Polled, PollFailed>>;
 
-    /// Calls the trigger's `onDisable` for the flow's `version` (the flow is being disabled,
-    /// deleted, or published with another version).
-    fn disable<'a>(
+    /// Calls `hook` (`onEnable`, `onDisable`) of the trigger of the flow's `version`, its store
+    /// writes made at once.
+    fn call_hook<'a>(
         &'a self,
         flow: &'a Flow,
         version: &'a troupe_store::flow::FlowVersion,
+        hook: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<(), PollFailed>>;
 }
 

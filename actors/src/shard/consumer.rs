@@ -84,6 +84,48 @@ fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> O
     Some((run, trigger))
 }
 
+/// For a webhook to a flow whose trigger is an npm piece's webhook trigger: the messages of
+/// the runs its `run` hook makes of the payload, one per item, each with a webhook id derived
+/// from the original's (a redelivery makes no second run of an item). `None` for any other
+/// message. A hook that fails drops the webhook, logged, as Activepieces does.
+async fn expand(intake: &Intake, payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let ctx = &intake.ctx;
+    let Ok(ShardMessage::Webhook(msg)) = serde_json::from_slice::<ShardMessage>(payload) else { return None };
+    let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
+    let version_id = msg.version_id.clone().or(flow.published_version_id.clone())?;
+    let meta = intake.versions.get(&ctx.store, &version_id, msg.version_id.is_none())?;
+    if !meta.npm_webhook {
+        return None;
+    }
+    let version = ctx.store.get_version(&version_id).ok()??;
+    let triggers = crate::npm::NpmTriggers {
+        npm: ctx.npm.clone(),
+        code: ctx.code.clone(),
+        egress: ctx.egress.clone(),
+        store: ctx.store.clone(),
+        config: ctx.config.clone(),
+    };
+    let items = match triggers.hook(&flow, &version, "run", Some(&msg.payload), false).await {
+        Ok(polled) => polled.items,
+        Err(e) => {
+            RUNS_CREATED.with_label_values(&["dropped"]).inc();
+            tracing::warn!(flow_id = flow.id, webhook_id = msg.webhook_id, error = %e, "the trigger's run failed; webhook dropped");
+            Vec::new()
+        }
+    };
+    Some(
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let derived =
+                    WebhookMessage { webhook_id: format!("{}-{i}", msg.webhook_id), payload: item, ..msg.clone() };
+                serde_json::to_vec(&ShardMessage::Webhook(derived)).expect("serializes")
+            })
+            .collect(),
+    )
+}
+
 /// Fault injection for the redelivery drill: with `TROUPE_FAULT_ABORT_BEFORE_ACK=N` the
 /// process aborts once N runs are durable, before their messages are acked, so JetStream must
 /// redeliver them to the next worker.
@@ -267,10 +309,24 @@ pub(super) async fn consume(
                     }
                     continue;
                 }
-                match handle(&intake, &msg.payload, msg.headers.as_ref()) {
-                    Handled::Done(run) => created.extend(run),
-                    // not acked: JetStream redelivers it after ack_wait
-                    Handled::Retry => continue,
+                // an npm webhook trigger's run turns one webhook into zero or more
+                let payloads = match expand(&intake, &msg.payload).await {
+                    Some(list) => list,
+                    None => vec![msg.payload.to_vec()],
+                };
+                let mut retry = false;
+                for payload in &payloads {
+                    match handle(&intake, payload, msg.headers.as_ref()) {
+                        Handled::Done(run) => created.extend(run),
+                        Handled::Retry => {
+                            retry = true;
+                            break;
+                        }
+                    }
+                }
+                if retry {
+                    // not acked: JetStream redelivers it after ack_wait (runs made are kept by id)
+                    continue;
                 }
                 to_ack.push(msg);
             }

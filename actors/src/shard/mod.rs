@@ -244,6 +244,8 @@ pub struct VersionMeta {
     display_name: String,
     trigger_name: String,
     trigger_kind: &'static str,
+    /// The trigger is an npm piece's webhook trigger: a webhook goes through its `run` first.
+    npm_webhook: bool,
 }
 
 /// [`VersionMeta`] of published versions, shared by the shards of this process.
@@ -258,7 +260,16 @@ impl VersionCache {
             return Some(m.clone());
         }
         let v = store.get_version(version_id).ok()??;
+        let t = &v.trigger;
+        let npm_webhook = match (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) {
+            (Some(piece), Some(trigger)) => {
+                crate::npm::npm_trigger_type(store, piece, t.settings.piece_version.as_deref(), trigger).as_deref()
+                    == Some("WEBHOOK")
+            }
+            _ => false,
+        };
         let meta = Arc::new(VersionMeta {
+            npm_webhook,
             display_name: v.display_name,
             trigger_name: v.trigger.name,
             trigger_kind: match v.trigger.kind {

@@ -126,12 +126,44 @@ async fn disable_old_trigger(state: &AppState, before: &Flow, after: Option<&Flo
     let (Some(piece), Some(trigger)) = (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) else {
         return;
     };
-    if !state.triggers.is_polling(&state.store, piece, t.settings.piece_version.as_deref(), trigger) {
+    if state.triggers.trigger_type(&state.store, piece, t.settings.piece_version.as_deref(), trigger).is_none() {
         return;
     }
-    if let Err(e) = state.triggers.disable(before, &version).await {
+    if let Err(e) = state.triggers.call_hook(before, &version, "onDisable").await {
         tracing::warn!(flow_id = before.id, error = %e, "the trigger's onDisable failed");
     }
+}
+
+/// Calls `onEnable` of the npm webhook trigger of `flow`'s published version, when the flow
+/// is enabled: the piece registers the flow's webhook URL with its service. (A polling
+/// trigger's onEnable is the scheduler's first poll.) A failing hook refuses the change.
+async fn enable_webhook_trigger(state: &AppState, before: &Flow, flow: &Flow) -> Result<(), ApiError> {
+    let unchanged = flow.status == before.status && flow.published_version_id == before.published_version_id;
+    if flow.status != FlowStatus::Enabled || unchanged {
+        return Ok(());
+    }
+    let Some(version) = flow.published_version_id.as_ref().and_then(|v| state.store.get_version(v).ok().flatten())
+    else {
+        return Ok(());
+    };
+    let t = &version.trigger;
+    let (Some(piece), Some(trigger)) = (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) else {
+        return Ok(());
+    };
+    if state.triggers.trigger_type(&state.store, piece, t.settings.piece_version.as_deref(), trigger).as_deref()
+        != Some("WEBHOOK")
+    {
+        return Ok(());
+    }
+    let Err(e) = state.triggers.call_hook(flow, &version, "onEnable").await else { return Ok(()) };
+    // the flow stays published but disabled, saying why
+    let message = format!("step {:?}: the trigger's onEnable failed: {e}", t.name);
+    let mut disabled = flow.clone();
+    disabled.status = FlowStatus::Disabled;
+    disabled.disabled_reason = Some(message.clone());
+    state.store.put_flow(&disabled)?;
+    state.store.flush().await?;
+    Err(ApiError::new(StatusCode::BAD_REQUEST, "TRIGGER_FAILED", message))
 }
 
 /// Registers (or removes) the flow's schedule or polling timers after a change.
@@ -264,10 +296,10 @@ async fn npm_problems(state: &AppState, version: &FlowVersion, install: bool) ->
             ));
             continue;
         };
-        if kind == "triggers" && def["type"] != "POLLING" {
+        if kind == "triggers" && !matches!(def["type"].as_str(), Some("POLLING" | "WEBHOOK")) {
             problems.push(problem(
                 "settings.triggerName",
-                format!("{piece}'s {name:?} is a {} trigger; Troupe runs npm pieces' polling triggers, not yet their webhook ones", def["type"].as_str().unwrap_or("?")),
+                format!("{piece}'s {name:?} is an {} trigger; Troupe runs npm pieces' polling and webhook triggers, not yet app webhooks", def["type"].as_str().unwrap_or("?")),
             ));
             continue;
         }
@@ -493,6 +525,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
     state.store.put_flow(&flow)?;
     if matches!(kind, "LOCK_AND_PUBLISH" | "CHANGE_STATUS") {
         disable_old_trigger(state, &before, Some(&flow)).await;
+        enable_webhook_trigger(state, &before, &flow).await?;
         sync_triggers(state, &flow.id, Some(&flow))?;
     }
     state.store.flush().await?;

@@ -113,7 +113,13 @@ exports.probe = new Piece({
     const forged = await fetch(`${ctx.server.apiUrl}v1/store-entries?key=greeting`, { headers: { authorization: 'Bearer forged' } });
     return { put: put.status, got: await got.json(), forged: forged.status };
   }),
-}, { new_item: newItem });
+}, { new_item: newItem, events: {
+  name: 'events', displayName: 'Events', description: '', type: 'WEBHOOK', requireAuth: false, sampleData: {},
+  props: { remote: { type: 'SHORT_TEXT', displayName: 'Remote', required: true } },
+  onEnable: async (ctx) => { await fetch(`${ctx.propsValue.remote}?register=${encodeURIComponent(ctx.webhookUrl)}`); await ctx.store.put('hook', 'h-1'); },
+  onDisable: async (ctx) => { await fetch(`${ctx.propsValue.remote}?unregister=${await ctx.store.get('hook')}`); },
+  run: async (ctx) => ctx.payload.body.events || [],
+} });
 "#;
 
 fn sandbox_piece() -> Vec<u8> {
@@ -487,4 +493,40 @@ async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_
     assert_eq!(status, 200, "{body}");
     let wanted = format!("GET /items?disabled={id} ");
     assert!(seen.lock().unwrap().iter().any(|l| l.starts_with(&wanted)), "{:?}", seen.lock().unwrap());
+}
+
+#[tokio::test]
+async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its_items() {
+    use std::time::Duration;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let remote = json_feed(std::sync::Arc::default(), seen.clone()).await;
+    let t = start().await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    let flow = json!({
+        "displayName": "events",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "Events",
+            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "events", "input": {"remote": remote}},
+            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.n}}"}}))}
+    });
+    let id = t.publish(flow).await;
+    // onEnable gave the service the flow's webhook URL
+    let registered = format!("register=http%3A%2F%2F127.0.0.1%3A{}%2Fapi%2Fv1%2Fwebhooks%2F{id}", t.port);
+    assert!(seen.lock().unwrap().iter().any(|l| l.contains(&registered)), "{:?}", seen.lock().unwrap());
+    // one webhook with three events makes three runs; one with none makes none
+    let r = t.webhook(&id, "", json!({"events": [{"n": 1}, {"n": 2}, {"n": 3}]})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    t.webhook(&id, "", json!({"events": []})).await;
+    let runs = t.wait_runs(&id, 3).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let runs_after = t.all_runs(&id).await;
+    assert_eq!(runs_after.len(), 3, "{runs:?}");
+    let mut ns: Vec<u64> = runs_after.iter().map(|r| r["triggerOutput"]["n"].as_u64().unwrap()).collect();
+    ns.sort();
+    assert_eq!(ns, [1, 2, 3]);
+    // disabling calls onDisable with what onEnable kept
+    let (status, body) =
+        t.post(&format!("/flows/{id}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(seen.lock().unwrap().iter().any(|l| l.contains("unregister=h-1")), "{:?}", seen.lock().unwrap());
 }
