@@ -307,6 +307,17 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
 }
 
 impl NpmTriggers {
+    /// What `hook` (`onHandshake`) answers for `payload`.
+    pub async fn hook_output(
+        &self,
+        flow: &troupe_store::flow::Flow,
+        version: &troupe_store::flow::FlowVersion,
+        hook: &str,
+        payload: &Value,
+    ) -> Result<Value, troupe_scheduler::PollFailed> {
+        self.hook(flow, version, hook, Some(payload), false).await.map(|p| p.output)
+    }
+
     /// Calls `hook` of the flow's trigger; with `buffered`, its store writes are returned
     /// rather than written.
     pub async fn hook(
@@ -380,14 +391,15 @@ impl NpmTriggers {
             )
             .await
             .map_err(|e| fail(e.to_string()))?;
-            let items = match outcome.output["output"].clone() {
+            let output = outcome.output["output"].clone();
+            let items = match output.clone() {
                 Value::Array(items) if !enable => items,
                 Value::Null | Value::Array(_) => Vec::new(),
                 other if !enable => return Err(fail(format!("the trigger's run gave {other}, not a list"))),
                 _ => Vec::new(),
             };
             let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
-            Ok(troupe_scheduler::Polled { items, writes })
+            Ok(troupe_scheduler::Polled { items, output, writes })
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod error;
+pub mod handshake;
 pub mod http;
 pub mod metric_definitions;
 pub mod replies;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub npm: std::sync::Arc<troupe_actors::npm::NpmPieces>,
     /// The way out for pieces loaded here (to read their metadata).
     pub egress: std::sync::Arc<troupe_pieces::egress::Egress>,
-    /// npm pieces' polling triggers, which the scheduler runs.
-    pub triggers: std::sync::Arc<dyn troupe_scheduler::PieceTriggers>,
+    /// npm pieces' triggers (hooks), which the scheduler also runs.
+    pub triggers: std::sync::Arc<troupe_actors::npm::NpmTriggers>,
+    /// Webhook handshake configurations of published versions.
+    pub handshakes: handshake::Handshakes,
 }

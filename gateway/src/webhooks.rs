@@ -103,6 +103,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     };
     let (parts, body) = crate::http::read_request(req, state.config.webhook_body_limit).await?;
     let payload = trigger_payload(&parts, &body);
+    let answering = version_id.as_deref().or(flow.published_version_id.as_deref()).unwrap_or_default().to_string();
+    if let Some(resp) = crate::handshake::answer(state, &flow, &answering, draft, &payload).await? {
+        return Ok(resp);
+    }
     let webhook_id = new_ordered_id();
     let msg = WebhookMessage {
         webhook_id: webhook_id.clone(),

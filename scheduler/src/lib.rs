@@ -71,6 +71,8 @@ pub trait PieceTriggers: Send + Sync {
 #[derive(Default)]
 pub struct Polled {
     pub items: Vec<Value>,
+    /// The hook's answer as it gave it.
+    pub output: Value,
     /// Store entries the hook wrote (`None`: deleted), by entry key.
     pub writes: Vec<(String, Option<Value>)>,
 }

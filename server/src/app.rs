@@ -190,7 +190,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     // the one way out for steps and triggers (SSRF policy, proxies, extra CAs)
     let egress = Arc::new(troupe_pieces::egress::Egress::new(config)?);
     let npm = Arc::new(troupe_actors::npm::NpmPieces::from_config(config, &store));
-    let triggers: Arc<dyn troupe_scheduler::PieceTriggers> = Arc::new(troupe_actors::npm::NpmTriggers {
+    let triggers = Arc::new(troupe_actors::npm::NpmTriggers {
         npm: npm.clone(),
         code: code.clone(),
         egress: egress.clone(),
@@ -239,7 +239,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
             async_nats::jetstream::new(nats.clone()),
             std::sync::Arc::new(troupe_scheduler::SystemClock),
             egress.clone(),
-            Some(triggers.clone()),
+            Some(triggers.clone() as Arc<dyn troupe_scheduler::PieceTriggers>),
             leader,
         ))
     } else {
@@ -263,6 +263,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         npm,
         egress: egress.clone(),
         triggers,
+        handshakes: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {

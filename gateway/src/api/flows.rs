@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use troupe_actors::npm::NpmPieces;
 use troupe_actors::validate::{validate, Problem};
+use troupe_scheduler::PieceTriggers;
 use troupe_store::db::FlowFilter;
 use troupe_store::flow::{ActionType, Flow, FlowStatus, FlowVersion, PopulatedFlow, VersionState};
 use troupe_store::flow_ops::{self, AddActionRequest, DeleteActionRequest, ImportFlowRequest};
@@ -168,7 +169,7 @@ async fn enable_webhook_trigger(state: &AppState, before: &Flow, flow: &Flow) ->
 
 /// Registers (or removes) the flow's schedule or polling timers after a change.
 fn sync_triggers(state: &AppState, flow_id: &str, flow: Option<&Flow>) -> Result<(), ApiError> {
-    let triggers = Some(state.triggers.as_ref());
+    let triggers = Some(state.triggers.as_ref() as &dyn PieceTriggers);
     troupe_scheduler::sync_flow_triggers(&state.store, flow_id, flow, &troupe_scheduler::SystemClock, triggers).map_err(
         |e| match e {
             troupe_scheduler::ScheduleError::Invalid(m) => ApiError::bad_request(format!("step \"trigger\": {m}")),

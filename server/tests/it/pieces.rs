@@ -119,6 +119,8 @@ exports.probe = new Piece({
   onEnable: async (ctx) => { await fetch(`${ctx.propsValue.remote}?register=${encodeURIComponent(ctx.webhookUrl)}`); await ctx.store.put('hook', 'h-1'); },
   onDisable: async (ctx) => { await fetch(`${ctx.propsValue.remote}?unregister=${await ctx.store.get('hook')}`); },
   run: async (ctx) => ctx.payload.body.events || [],
+  handshakeConfiguration: { strategy: 'BODY_PARAM_PRESENT', paramName: 'challenge' },
+  onHandshake: async (ctx) => ({ status: 200, body: { challenge: ctx.payload.body.challenge }, headers: {} }),
 } });
 "#;
 
@@ -513,6 +515,10 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
     // onEnable gave the service the flow's webhook URL
     let registered = format!("register=http%3A%2F%2F127.0.0.1%3A{}%2Fapi%2Fv1%2Fwebhooks%2F{id}", t.port);
     assert!(seen.lock().unwrap().iter().any(|l| l.contains(&registered)), "{:?}", seen.lock().unwrap());
+    // a handshake (Slack's url_verification) is answered by the trigger at once, without a run
+    let r = t.webhook(&id, "", json!({"type": "url_verification", "challenge": "3eZbrw1aB"})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"challenge": "3eZbrw1aB"}));
     // one webhook with three events makes three runs; one with none makes none
     let r = t.webhook(&id, "", json!({"events": [{"n": 1}, {"n": 2}, {"n": 3}]})).await;
     assert_eq!(r.status().as_u16(), 200);
