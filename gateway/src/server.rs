@@ -173,6 +173,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["flow-runs", id, "retry"], &Method::POST) => api::runs::retry(state, scope, id, req).await,
                 (["flow-runs", id, "cancel"], &Method::POST) => api::runs::cancel(state, scope, id).await,
                 (["app-connections"], &Method::POST) => api::connections::upsert(state, scope, req).await,
+                (["app-connections", "oauth2", "authorization-url"], &Method::POST) => {
+                    api::connections::authorization_url(state, req).await
+                }
                 (["app-connections"], &Method::GET) => api::connections::list(state, scope, req).await,
                 (["app-connections"], _) => Err(method_not_allowed("GET or POST")),
                 (["app-connections", id], &Method::GET) => api::connections::get(state, scope, id).await,

@@ -9,6 +9,7 @@ pub mod install;
 pub mod installed;
 pub mod integrity;
 pub mod metric_definitions;
+pub mod oauth2;
 pub mod package;
 pub mod registry;
 pub mod resolve;

@@ -84,6 +84,9 @@ impl Fault {
     }
 }
 
+/// An OAuth2 connection is refreshed when its token expires within this many seconds.
+const OAUTH2_REFRESH_MARGIN_SECS: u64 = 15 * 60;
+
 /// A connection's value as npm pieces of context versions 1 and 2 take it: whole, with its
 /// `type`.
 fn typed_connection(kind: troupe_store::connection::ConnectionType, mut secret: Value) -> Value {
@@ -435,7 +438,7 @@ impl<'a> Exec<'a> {
     /// `type` (what npm pieces of context versions 1 and 2 expect), else as native pieces
     /// take them.
     async fn resolve_as(&mut self, step: &Action, value: &Value, typed: bool) -> Result<Value, Fault> {
-        let connections = self.connections(value, typed)?;
+        let connections = self.connections(value, typed).await?;
         let exprs = template::expressions(value);
         let mut evals = template::Evaluations::new();
         if !exprs.is_empty() {
@@ -465,7 +468,7 @@ impl<'a> Exec<'a> {
 
     /// The connections `value` names, decrypted and shaped as pieces see them; their secrets
     /// join the run's list of values to redact.
-    fn connections(&mut self, value: &Value, typed: bool) -> Result<Option<Map<String, Value>>, Fault> {
+    async fn connections(&mut self, value: &Value, typed: bool) -> Result<Option<Map<String, Value>>, Fault> {
         let mut tokens = Vec::new();
         template::tokens(value, &mut tokens);
         let mut found = Map::new();
@@ -482,13 +485,50 @@ impl<'a> Exec<'a> {
                 .connection_by_name(&self.run.project_id, name)
                 .map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?
                 .ok_or_else(|| Fault::Failed(format!("connection {name:?} does not exist in this project")))?;
-            let secret =
+            let mut secret =
                 store.connection_value(&conn).map_err(|e| Fault::Fatal(RunStatus::InternalError, e.to_string()))?;
+            if conn.kind == troupe_store::connection::ConnectionType::OAuth2
+                && troupe_pieces::oauth2::expiring(&secret, OAUTH2_REFRESH_MARGIN_SECS)
+            {
+                self.secrets.add_connection(conn.kind, &secret);
+                secret = self.refresh(conn.clone(), &secret).await?;
+            }
             self.secrets.add_connection(conn.kind, &secret);
             let value = if typed { typed_connection(conn.kind, secret) } else { conn.kind.resolved(&secret) };
             found.insert(name.clone(), value);
         }
         Ok((!found.is_empty()).then_some(found))
+    }
+
+    /// Refreshes an OAuth2 connection's tokens and keeps them (sealed and replicated like any
+    /// write); a refresh that fails marks the connection `ERROR` and fails the step.
+    async fn refresh(&mut self, conn: troupe_store::connection::Connection, value: &Value) -> Result<Value, Fault> {
+        let store = &self.engine.store;
+        let internal = |e: troupe_store::StoreError| Fault::Fatal(RunStatus::InternalError, e.to_string());
+        match troupe_pieces::oauth2::refresh(&self.engine.egress, value).await {
+            Ok(fresh) => {
+                let updated = troupe_store::connection::Connection {
+                    status: "ACTIVE".into(),
+                    updated: troupe_store::ids::now_iso(),
+                    ..conn
+                };
+                store.upsert_connection(updated, &fresh).map_err(internal)?;
+                store.flush().await.map_err(internal)?;
+                Ok(fresh)
+            }
+            Err(e) => {
+                let name = conn.external_id.clone();
+                let updated = troupe_store::connection::Connection {
+                    status: "ERROR".into(),
+                    updated: troupe_store::ids::now_iso(),
+                    ..conn
+                };
+                store.upsert_connection(updated, value).map_err(internal)?;
+                let mut message = format!("connection {name:?} could not be refreshed: {e}");
+                self.secrets.redact_str(&mut message);
+                Err(Fault::Failed(message))
+            }
+        }
     }
 
     /// A CODE step: JavaScript from `sourceCode.code`, or the WASI module `wasmModule`.

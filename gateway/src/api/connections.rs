@@ -46,6 +46,7 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
     let body: Upsert = read_json(req, state.config.api_body_limit).await?;
     let project_id = body
         .project_id
+        .clone()
         .or_else(|| body.project_ids.as_ref().and_then(|p| p.first().cloned()))
         .or_else(|| scope.project.clone())
         .unwrap_or_else(|| state.default_project.clone());
@@ -62,6 +63,13 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
                 body.kind.as_str()
             )));
         }
+    }
+    let mut body = body;
+    if body.kind == ConnectionType::OAuth2
+        && body.value.get("code").is_some()
+        && body.value.get("access_token").is_none()
+    {
+        body.value = exchange_code(state, &body.piece_name, body.piece_version.as_deref(), &body.value).await?;
     }
     body.kind.check_value(&body.value).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut typed = body.value.clone();
@@ -113,4 +121,55 @@ pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     state.store.delete_connection(&conn)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
+}
+
+/// The piece's `OAUTH2` auth prop (its `authUrl`, `tokenUrl`, `scope`, `pkce`, `extra`).
+fn oauth2_auth(state: &AppState, piece: &str, version: Option<&str>) -> Result<Value, ApiError> {
+    let record = troupe_actors::npm::NpmPieces::resolve_installed(&state.store, piece, version)?.ok_or_else(|| {
+        ApiError::bad_request(format!("piece {piece:?} is not installed; its OAuth2 settings come from it"))
+    })?;
+    let auth = record.metadata.map(|m| m["auth"].clone()).unwrap_or_default();
+    let found = match auth {
+        Value::Array(list) => list.into_iter().find(|a| a["type"] == "OAUTH2"),
+        a if a["type"] == "OAUTH2" => Some(a),
+        _ => None,
+    };
+    found.ok_or_else(|| ApiError::bad_request(format!("piece {piece:?} has no OAuth2 auth")))
+}
+
+/// An OAuth2 upsert that carries an authorization `code`: the code is exchanged at the
+/// piece's `tokenUrl` (or the value's `token_url`), and the tokens are what is stored.
+async fn exchange_code(state: &AppState, piece: &str, version: Option<&str>, value: &Value) -> Result<Value, ApiError> {
+    let token_url = match value["token_url"].as_str() {
+        Some(u) => u.to_string(),
+        None => oauth2_auth(state, piece, version)?["tokenUrl"].as_str().unwrap_or_default().to_string(),
+    };
+    let fields = value.as_object().cloned().unwrap_or_default();
+    troupe_pieces::oauth2::exchange_code(&state.egress, &token_url, &fields)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "OAUTH2_EXCHANGE_FAILED", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizationUrlRequest {
+    piece_name: String,
+    #[serde(default)]
+    piece_version: Option<String>,
+    client_id: String,
+    redirect_url: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    project_id: Option<String>,
+}
+
+/// `POST /app-connections/oauth2/authorization-url`: where to send the user to authorize the
+/// piece's OAuth2 app (`authUrl` with client, redirect, scope, state and, when the piece asks,
+/// a PKCE challenge); the answer's `codeVerifier` goes back with the code on upsert.
+pub async fn authorization_url(state: &AppState, req: Request<Incoming>) -> Resp {
+    let body: AuthorizationUrlRequest = read_json(req, state.config.api_body_limit).await?;
+    let auth = oauth2_auth(state, &body.piece_name, body.piece_version.as_deref())?;
+    let csrf = new_id();
+    let (url, verifier) = troupe_pieces::oauth2::authorization_url(&auth, &body.client_id, &body.redirect_url, &csrf);
+    Ok(json_response(StatusCode::OK, &json!({"authorizationUrl": url, "codeVerifier": verifier, "state": csrf})))
 }

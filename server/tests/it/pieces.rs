@@ -78,8 +78,8 @@ async fn packages_that_cannot_run_in_the_sandbox_are_refused_with_the_reason() {
 const SANDBOX_PIECE: &str = r#"
 const ms = require('ms');
 class Piece {
-  constructor(actions, triggers) { this.displayName = 'Sandbox probe'; this.authors = []; this._actions = actions; this._triggers = triggers; }
-  metadata() { return { displayName: this.displayName, logoUrl: '', description: '', categories: [], actions: this._actions, triggers: this._triggers }; }
+  constructor(actions, triggers, auth) { this.displayName = 'Sandbox probe'; this.authors = []; this._actions = actions; this._triggers = triggers; this.auth = auth; }
+  metadata() { return { displayName: this.displayName, logoUrl: '', description: '', categories: [], actions: this._actions, triggers: this._triggers, auth: this.auth }; }
   getAction(name) { return this._actions[name]; }
   getTrigger(name) { return this._triggers[name]; }
 }
@@ -106,6 +106,7 @@ exports.probe = new Piece({
   fetch: action('fetch', async (ctx) => { const r = await fetch(ctx.propsValue.url); return { status: r.status, body: await r.text() }; }, { url }),
   memory: action('memory', async () => { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(keep.length)); }),
   conn: action('conn', async (ctx) => ({ read: await ctx.connections.get('probe-secret') })),
+  whoami: { ...action('whoami', async (ctx) => ({ type: ctx.auth.type, tokenEnds: ctx.auth.access_token.slice(-2) })), requireAuth: true },
   callback: action('callback', async (ctx) => {
     const headers = { authorization: `Bearer ${ctx.server.token}`, 'content-type': 'application/json' };
     const put = await fetch(`${ctx.server.apiUrl}v1/store-entries`, { method: 'POST', headers, body: JSON.stringify({ key: 'greeting', value: { hi: 'there' } }) });
@@ -121,7 +122,8 @@ exports.probe = new Piece({
   run: async (ctx) => ctx.payload.body.events || [],
   handshakeConfiguration: { strategy: 'BODY_PARAM_PRESENT', paramName: 'challenge' },
   onHandshake: async (ctx) => ({ status: 200, body: { challenge: ctx.payload.body.challenge }, headers: {} }),
-} });
+} }, { type: 'OAUTH2', displayName: 'Connection', required: true, authUrl: `http://127.0.0.1:${process.env.OAUTH_PORT || 1}/authorize`,
+  tokenUrl: 'http://oauth.invalid/token', scope: ['read', 'write'], pkce: true });
 "#;
 
 fn sandbox_piece() -> Vec<u8> {
@@ -535,4 +537,107 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
         t.post(&format!("/flows/{id}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}})).await;
     assert_eq!(status, 200, "{body}");
     assert!(seen.lock().unwrap().iter().any(|l| l.contains("unregister=h-1")), "{:?}", seen.lock().unwrap());
+}
+
+/// A local OAuth2 token endpoint: a code gives a token that expires at once, a refresh a new
+/// one; every form it was sent is kept.
+async fn token_server(forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let forms = forms.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let mut n = 0;
+                // headers, then the body by content-length
+                loop {
+                    let Ok(k) = sock.read(&mut buf[n..]).await else { return };
+                    if k == 0 {
+                        break;
+                    }
+                    n += k;
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if let Some(at) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if n >= at + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                let form = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+                forms.lock().unwrap().push(form.clone());
+                let body = if form.contains("grant_type=authorization_code") && form.contains("code=good-code") {
+                    json!({"access_token": "at-01", "refresh_token": "rt-1", "expires_in": 1, "token_type": "bearer"})
+                } else if form.contains("grant_type=refresh_token") && form.contains("refresh_token=rt-1") {
+                    json!({"access_token": "at-02", "expires_in": 3600, "token_type": "bearer"})
+                } else {
+                    json!({"error": "invalid_grant"})
+                };
+                let status = if body.get("error").is_some() { "400 Bad Request" } else { "200 OK" };
+                let body = body.to_string();
+                let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/token")
+}
+
+#[tokio::test]
+async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires() {
+    let forms = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let token_url = token_server(forms.clone()).await;
+    let t = start().await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    // where to send the user: the piece's authUrl with client, redirect, scope and PKCE
+    let (status, auth) = t
+        .post(
+            "/app-connections/oauth2/authorization-url",
+            json!({"pieceName": "@me/piece-probe", "clientId": "client-1", "redirectUrl": "https://troupe.example/redirect"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{auth}");
+    let url = auth["authorizationUrl"].as_str().unwrap();
+    assert!(
+        url.contains("client_id=client-1")
+            && url.contains("scope=read+write")
+            && url.contains("code_challenge_method=S256"),
+        "{url}"
+    );
+    let verifier = auth["codeVerifier"].as_str().unwrap().to_string();
+    // the code is exchanged on upsert; a bad one is a 400 with the server's answer
+    let upsert = |code: &str| {
+        json!({"externalId": "oauth", "displayName": "OAuth", "pieceName": "@me/piece-probe", "type": "OAUTH2",
+            "value": {"type": "OAUTH2", "code": code, "client_id": "client-1", "client_secret": "shh", "redirect_url": "https://troupe.example/redirect",
+                "code_verifier": verifier, "token_url": token_url}})
+    };
+    let (status, body) = t.post("/app-connections", upsert("bad-code")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("invalid_grant"), "{body}");
+    let (status, body) = t.post("/app-connections", upsert("good-code")).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(forms.lock().unwrap().iter().any(|f| f.contains("code_verifier=")), "PKCE verifier sent");
+    // the token expired at once: the step refreshes it first and sees the new one
+    let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "whoami",
+        "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "actionName": "whoami", "input": {"auth": "{{connections['oauth']}}"}}});
+    let id = t.publish(webhook_flow(step)).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["steps"]["step_1"]["output"], json!({"type": "OAUTH2", "tokenEnds": "02"}), "{run}");
+    assert!(forms.lock().unwrap().iter().any(|f| f.contains("grant_type=refresh_token")));
+    assert!(!run.to_string().contains("at-02") && !run.to_string().contains("rt-1"), "{run}");
 }
