@@ -176,11 +176,13 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["app-connections", "oauth2", "authorization-url"], &Method::POST) => {
                     api::connections::authorization_url(state, req).await
                 }
+                (["app-connections", "replace"], &Method::POST) => api::connections::replace(state, scope, req).await,
                 (["app-connections"], &Method::GET) => api::connections::list(state, scope, req).await,
                 (["app-connections"], _) => Err(method_not_allowed("GET or POST")),
                 (["app-connections", id], &Method::GET) => api::connections::get(state, scope, id).await,
                 (["app-connections", id], &Method::DELETE) => api::connections::delete(state, scope, id).await,
-                (["app-connections", _], _) => Err(method_not_allowed("GET or DELETE")),
+                (["app-connections", id], &Method::POST) => api::connections::rename(state, scope, id, req).await,
+                (["app-connections", _], _) => Err(method_not_allowed("GET, POST or DELETE")),
                 (["projects"], &Method::POST) => api::admin::create_project(state, scope, req).await,
                 (["projects"], &Method::GET) => api::admin::list_projects(state, scope).await,
                 (["projects"], _) => Err(method_not_allowed("GET or POST")),

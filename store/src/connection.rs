@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `SECRET_TEXT`, `BASIC_AUTH`, `CUSTOM_AUTH`, `OAUTH2`, as in `@activepieces/shared`.
+/// `SECRET_TEXT`, `BASIC_AUTH`, `CUSTOM_AUTH`, `OAUTH2`, `NO_AUTH`, as in `@activepieces/shared`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConnectionType {
@@ -21,6 +21,8 @@ pub enum ConnectionType {
     CustomAuth,
     #[serde(rename = "OAUTH2")]
     OAuth2,
+    /// A connection that carries nothing (a piece whose auth is optional).
+    NoAuth,
 }
 
 impl ConnectionType {
@@ -39,6 +41,7 @@ impl ConnectionType {
                 _ => Err(ConnectionValueError::MissingProps),
             },
             ConnectionType::OAuth2 => need_str("access_token"),
+            ConnectionType::NoAuth => Ok(()),
         }
     }
 
@@ -48,6 +51,7 @@ impl ConnectionType {
             ConnectionType::BasicAuth => "BASIC_AUTH",
             ConnectionType::CustomAuth => "CUSTOM_AUTH",
             ConnectionType::OAuth2 => "OAUTH2",
+            ConnectionType::NoAuth => "NO_AUTH",
         }
     }
 
@@ -57,7 +61,7 @@ impl ConnectionType {
         match self {
             ConnectionType::SecretText => value.get("secret_text").cloned().unwrap_or(Value::Null),
             ConnectionType::CustomAuth => value.get("props").cloned().unwrap_or(Value::Null),
-            ConnectionType::BasicAuth | ConnectionType::OAuth2 => {
+            ConnectionType::BasicAuth | ConnectionType::OAuth2 | ConnectionType::NoAuth => {
                 let mut v = value.clone();
                 if let Some(m) = v.as_object_mut() {
                     m.remove("type");

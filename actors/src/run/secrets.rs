@@ -61,6 +61,7 @@ fn secrets_of(kind: ConnectionType, value: &Value) -> Vec<String> {
         T::OAuth2 => {
             ["access_token", "refresh_token", "client_secret", "id_token"].iter().filter_map(|k| text(k)).collect()
         }
+        T::NoAuth => Vec::new(),
         T::CustomAuth => {
             fn leaves(v: &Value, out: &mut Vec<String>) {
                 match v {

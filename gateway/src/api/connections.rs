@@ -173,3 +173,92 @@ pub async fn authorization_url(state: &AppState, req: Request<Incoming>) -> Resp
     let (url, verifier) = troupe_pieces::oauth2::authorization_url(&auth, &body.client_id, &body.redirect_url, &csrf);
     Ok(json_response(StatusCode::OK, &json!({"authorizationUrl": url, "codeVerifier": verifier, "state": csrf})))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rename {
+    display_name: String,
+}
+
+/// `POST /app-connections/{id}`: renames a connection (its `displayName`), as Activepieces.
+pub async fn rename(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
+    let body: Rename = read_json(req, state.config.api_body_limit).await?;
+    let conn = visible_connection(state, scope, id)?;
+    if body.display_name.trim().is_empty() {
+        return Err(ApiError::bad_request("displayName is required"));
+    }
+    let value = state.store.connection_value(&conn)?;
+    let renamed = Connection { display_name: body.display_name, updated: now_iso(), ..conn };
+    let stored = state.store.upsert_connection(renamed, &value)?;
+    state.store.flush().await?;
+    Ok(json_response(StatusCode::OK, &stored.public()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Replace {
+    source_app_connection_id: String,
+    target_app_connection_id: String,
+}
+
+/// `POST /app-connections/replace`: every flow draft of the project that names the source
+/// connection (`{{connections['source']}}`) names the target instead, and the source is
+/// deleted. Published versions are immutable here (caches rely on it): a flow takes the
+/// target when its draft is published again.
+pub async fn replace(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
+    let body: Replace = read_json(req, state.config.api_body_limit).await?;
+    let source = visible_connection(state, scope, &body.source_app_connection_id)?;
+    let target = visible_connection(state, scope, &body.target_app_connection_id)?;
+    if source.project_id != target.project_id {
+        return Err(ApiError::bad_request("the two connections are in different projects"));
+    }
+    let (from, to) = (source.external_id.clone(), target.external_id.clone());
+    let patterns = [
+        (format!("connections['{from}']"), format!("connections['{to}']")),
+        (format!("connections[\"{from}\"]"), format!("connections[\"{to}\"]")),
+        (format!("connections.{from}}}"), format!("connections.{to}}}")),
+    ];
+    let mut changed = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state.store.list_flows(
+            &troupe_store::db::FlowFilter { project_id: Some(source.project_id.clone()), ..Default::default() },
+            100,
+            cursor.as_deref(),
+        )?;
+        for flow in &page.data {
+            {
+                let Some(version) = state.store.get_version(&flow.latest_version_id)? else { continue };
+                if version.state != troupe_store::flow::VersionState::Draft {
+                    continue;
+                }
+                let mut text = serde_json::to_string(&version).expect("serializes");
+                let before = text.clone();
+                for (a, b) in &patterns {
+                    text = text.replace(a.as_str(), b.as_str());
+                }
+                if text != before {
+                    let version = serde_json::from_str(&text).map_err(|e| ApiError::internal(e.to_string()))?;
+                    state.store.put_version(&version)?;
+                    changed += 1;
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    state.store.delete_connection(&source)?;
+    state.store.flush().await?;
+    Ok(json_response(StatusCode::OK, &json!({"replacedVersions": changed, "connection": target.public()})))
+}
+
+/// A connection the caller may see, by id.
+fn visible_connection(state: &AppState, scope: &Scope, id: &str) -> Result<Connection, ApiError> {
+    state
+        .store
+        .get_connection(id)?
+        .filter(|c| scope.allows(&c.project_id))
+        .ok_or_else(|| ApiError::not_found("connection", id))
+}

@@ -265,3 +265,38 @@ async fn a_project_key_sees_its_own_project_only() {
     // the admin still sees everything
     assert_eq!(t.get(&format!("/flows/{flow_a}")).await.0, 200);
 }
+
+#[tokio::test]
+async fn connections_are_renamed_replaced_in_drafts_and_may_carry_no_auth() {
+    let t = Troupe::start().await;
+    let (status, old) = upsert(&t, secret_text("old", "s-old")).await;
+    assert_eq!(status, 201, "{old}");
+    let (status, new) = upsert(&t, secret_text("new", "s-new")).await;
+    assert_eq!(status, 201, "{new}");
+    let (status, none) = upsert(
+        &t,
+        json!({"externalId": "none", "displayName": "none", "pieceName": "@activepieces/piece-http", "type": "NO_AUTH", "value": {"type": "NO_AUTH"}}),
+    )
+    .await;
+    assert_eq!((status, none["type"].as_str()), (201, Some("NO_AUTH")), "{none}");
+    // rename
+    let old_id = old["id"].as_str().unwrap();
+    let (status, renamed) = t.post(&format!("/app-connections/{old_id}"), json!({"displayName": "Old one"})).await;
+    assert_eq!((status, renamed["displayName"].as_str()), (200, Some("Old one")), "{renamed}");
+    // replace: a draft naming the old connection names the new one, the old one is gone
+    let flow = webhook_flow(code(
+        "step_1",
+        "export const code = async (i) => i.token.length;",
+        json!({"token": "{{connections['old']}}"}),
+    ));
+    let id = t.import(flow).await;
+    let (status, body) = t
+        .post("/app-connections/replace", json!({"sourceAppConnectionId": old_id, "targetAppConnectionId": new["id"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replacedVersions"], 1, "{body}");
+    let (_, flow) = t.get(&format!("/flows/{id}")).await;
+    assert_eq!(flow["version"]["trigger"]["nextAction"]["settings"]["input"]["token"], "{{connections['new']}}");
+    let (status, _) = t.get(&format!("/app-connections/{old_id}")).await;
+    assert_eq!(status, 404);
+}
