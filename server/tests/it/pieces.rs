@@ -541,14 +541,17 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
 
 /// A local OAuth2 token endpoint: a code gives a token that expires at once, a refresh a new
 /// one; every form it was sent is kept.
-async fn token_server(forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+async fn token_server(
+    forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
-            let forms = forms.clone();
+            let (forms, refuse) = (forms.clone(), refuse.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16384];
                 let mut n = 0;
@@ -579,7 +582,10 @@ async fn token_server(forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> S
                 forms.lock().unwrap().push(form.clone());
                 let body = if form.contains("grant_type=authorization_code") && form.contains("code=good-code") {
                     json!({"access_token": "at-01", "refresh_token": "rt-1", "expires_in": 1, "token_type": "bearer"})
-                } else if form.contains("grant_type=refresh_token") && form.contains("refresh_token=rt-1") {
+                } else if form.contains("grant_type=refresh_token")
+                    && form.contains("refresh_token=rt-1")
+                    && !refuse.load(std::sync::atomic::Ordering::SeqCst)
+                {
                     json!({"access_token": "at-02", "expires_in": 3600, "token_type": "bearer"})
                 } else {
                     json!({"error": "invalid_grant"})
@@ -597,7 +603,8 @@ async fn token_server(forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> S
 #[tokio::test]
 async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires() {
     let forms = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let token_url = token_server(forms.clone()).await;
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token_url = token_server(forms.clone(), refuse.clone()).await;
     let t = start().await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
     assert_eq!(status, 201, "{body}");
@@ -640,4 +647,16 @@ async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires(
     assert_eq!(run["steps"]["step_1"]["output"], json!({"type": "OAUTH2", "tokenEnds": "02"}), "{run}");
     assert!(forms.lock().unwrap().iter().any(|f| f.contains("grant_type=refresh_token")));
     assert!(!run.to_string().contains("at-02") && !run.to_string().contains("rt-1"), "{run}");
+    // a refresh the server refuses fails the step and marks the connection ERROR
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = t.post("/app-connections", upsert("good-code")).await;
+    assert_eq!(status, 201, "{body}");
+    t.webhook(&id, "", json!({})).await;
+    let runs = t.wait_runs(&id, 2).await;
+    let failed = runs.iter().find(|r| r["status"] == "FAILED").expect("the second run failed");
+    let failed = t.run(failed["id"].as_str().unwrap()).await;
+    let message = failed["failedStep"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("could not be refreshed") && message.contains("invalid_grant"), "{failed}");
+    let (_, conn) = t.get(&format!("/app-connections/{}", body["id"].as_str().unwrap())).await;
+    assert_eq!(conn["status"], "ERROR", "{conn}");
 }
