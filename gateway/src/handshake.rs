@@ -1,6 +1,9 @@
-//! Webhook handshakes of npm pieces' triggers (`handshakeConfiguration` and `onHandshake`):
-//! a service that checks a webhook URL before it sends events (Slack's `url_verification`,
-//! and the like) is answered at once by the trigger, and no run is made.
+//! What a webhook meets before it is accepted: the catch-webhook trigger's own authentication
+//! (`authType` basic or header, as `@activepieces/piece-webhook` checks it: a request that
+//! fails it makes no run, and is answered 401 here), and the handshakes of npm pieces'
+//! triggers (`handshakeConfiguration` and `onHandshake`): a service that checks a webhook URL
+//! before it sends events (Slack's `url_verification`, and the like) is answered at once by
+//! the trigger, and no run is made.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -10,10 +13,71 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 use troupe_store::flow::Flow;
 
-/// The handshake configurations of published versions, by version id (`None`: the trigger
-/// has none); published versions never change.
+/// What the webhook gate of a version needs, by version id; published versions never change.
 #[derive(Default)]
-pub struct Handshakes(dashmap::DashMap<String, Option<Value>>);
+pub struct Handshakes(dashmap::DashMap<String, Gate>);
+
+#[derive(Clone, Default)]
+struct Gate {
+    /// The npm trigger's handshake configuration, when it has one.
+    handshake: Option<Value>,
+    /// The catch-webhook trigger's `authType` and `authFields`, when it asks for one.
+    auth: Option<(String, Value)>,
+}
+
+/// Checks the catch-webhook trigger's authentication of a webhook to `version_id`: `Err`
+/// (401) when the trigger asks for one and `payload`'s headers do not carry it.
+pub fn authenticate(state: &AppState, version_id: &str, draft: bool, payload: &Value) -> Result<(), ApiError> {
+    let Some((kind, fields)) = gate(state, version_id, draft).auth else { return Ok(()) };
+    let headers = &payload["headers"];
+    let field = |k: &str| fields[k].as_str().unwrap_or_default().to_string();
+    let ok = match kind.as_str() {
+        "basic" => headers["authorization"].as_str().is_some_and(|h| {
+            let Some(encoded) = h.get(..6).filter(|p| p.eq_ignore_ascii_case("basic ")).map(|_| &h[6..]) else {
+                return false;
+            };
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+            let decoded = String::from_utf8_lossy(&decoded);
+            let mut parts = decoded.splitn(2, ':');
+            parts.next() == Some(field("username").as_str()) && parts.next() == Some(field("password").as_str())
+        }),
+        "header" => headers[field("headerName").to_ascii_lowercase()].as_str() == Some(field("headerValue").as_str()),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            format!("the webhook's {kind} authentication failed"),
+        ))
+    }
+}
+
+fn gate(state: &AppState, version_id: &str, draft: bool) -> Gate {
+    if let Some(g) = state.handshakes.0.get(version_id) {
+        return g.clone();
+    }
+    let gate = Gate { handshake: configuration(state, version_id), auth: webhook_auth(state, version_id) };
+    if !draft {
+        state.handshakes.0.insert(version_id.to_string(), gate.clone());
+    }
+    gate
+}
+
+/// The catch-webhook trigger's `authType` (`basic`, `header`) and `authFields` of a version.
+fn webhook_auth(state: &AppState, version_id: &str) -> Option<(String, Value)> {
+    let version = state.store.get_version(version_id).ok()??;
+    let t = &version.trigger;
+    if t.settings.piece_name.as_deref() != Some(troupe_actors::pieces::catalog::WEBHOOK) {
+        return None;
+    }
+    let input = t.settings.input.as_ref()?;
+    let kind = input.get("authType")?.as_str()?.to_ascii_lowercase();
+    (kind == "basic" || kind == "header").then(|| (kind, input.get("authFields").cloned().unwrap_or_default()))
+}
 
 /// The trigger's answer when `payload` is a handshake its configuration recognises.
 pub async fn answer(
@@ -23,17 +87,7 @@ pub async fn answer(
     draft: bool,
     payload: &Value,
 ) -> Result<Option<Response<Full<Bytes>>>, ApiError> {
-    let config = match state.handshakes.0.get(version_id) {
-        Some(c) => c.clone(),
-        None => {
-            let config = configuration(state, version_id);
-            if !draft {
-                state.handshakes.0.insert(version_id.to_string(), config.clone());
-            }
-            config
-        }
-    };
-    let Some(config) = config else { return Ok(None) };
+    let Some(config) = gate(state, version_id, draft).handshake else { return Ok(None) };
     let param = config["paramName"].as_str().unwrap_or_default();
     let present = match config["strategy"].as_str() {
         Some("HEADER_PRESENT") => payload["headers"].get(param.to_ascii_lowercase()).is_some(),

@@ -107,6 +107,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
     if let Some(resp) = crate::handshake::answer(state, &flow, &answering, draft, &payload).await? {
         return Ok(resp);
     }
+    crate::handshake::authenticate(state, &answering, draft, &payload)?;
     let webhook_id = new_ordered_id();
     let msg = WebhookMessage {
         webhook_id: webhook_id.clone(),

