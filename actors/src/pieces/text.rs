@@ -11,7 +11,8 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 Some(Value::Null) | None => return Err("input \"texts\" is required".into()),
                 Some(other) => vec![other.clone()],
             };
-            let sep = text(input, "seperator").unwrap_or_default();
+            // today's package reads `separator`; exports made before it was renamed carry `seperator`
+            let sep = text(input, "separator").or_else(|| text(input, "seperator")).unwrap_or_default();
             let parts: Vec<String> = texts
                 .iter()
                 .map(|v| match v {
@@ -44,4 +45,18 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
     };
     Ok(ActionResult::output(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn concat_takes_the_separator_by_its_current_name_and_its_old_one() {
+        let run = |input: Value| execute("concat", input.as_object().unwrap()).unwrap().output;
+        assert_eq!(run(json!({"texts": ["a", "b", 3], "separator": "-"})), json!("a-b-3"));
+        assert_eq!(run(json!({"texts": ["a", "b"], "seperator": "+"})), json!("a+b"));
+        assert_eq!(run(json!({"texts": ["a", "b"], "separator": "-", "seperator": "+"})), json!("a-b"));
+    }
 }
