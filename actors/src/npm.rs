@@ -96,8 +96,6 @@ pub struct RunFacts {
     pub store: Store,
     pub project_id: String,
     pub flow_id: String,
-    pub run_id: String,
-    pub store_key_max: usize,
     pub store_value_max: usize,
     /// `{base}/api/v1/flow-runs/{run}/requests/`: a waitpoint's id completes it.
     pub resume_base: String,
@@ -107,6 +105,38 @@ pub struct RunFacts {
     /// of written, for the caller to apply later (a polling trigger's, after its items are
     /// published); reads see them.
     pub buffer: Option<StoreBuffer>,
+}
+
+impl RunFacts {
+    /// The facts of a call for `flow_id` of `project_id` (empty outside a flow): its store,
+    /// the project's connections; no resume URL, writes made at once.
+    pub fn of(store: &Store, config: &troupe_store::Config, project_id: &str, flow_id: &str) -> RunFacts {
+        RunFacts {
+            store: store.clone(),
+            project_id: project_id.to_string(),
+            flow_id: flow_id.to_string(),
+            store_value_max: config.store_value_max_bytes,
+            resume_base: String::new(),
+            connections: connection_lookup(store, project_id),
+            buffer: None,
+        }
+    }
+}
+
+/// The `server` of a piece's context: Troupe's API (`apiUrl`, `publicUrl`, with their
+/// trailing slash as Activepieces gives them) and the token a piece calls it back with.
+pub fn server_context(config: &troupe_store::Config, token: &str) -> Value {
+    let api = format!("{}/api/", config.public_url());
+    json!({"apiUrl": api, "publicUrl": api, "token": token})
+}
+
+/// A connection's value as npm pieces of context versions 1 and 2 take it: whole, with its
+/// `type`.
+pub fn typed_connection(kind: troupe_store::connection::ConnectionType, mut secret: Value) -> Value {
+    if let Some(m) = secret.as_object_mut() {
+        m.insert("type".into(), kind.as_str().into());
+    }
+    secret
 }
 
 pub type StoreBuffer = Arc<std::sync::Mutex<std::collections::BTreeMap<String, Option<Value>>>>;
@@ -223,11 +253,7 @@ pub fn connection_lookup(store: &Store, project_id: &str) -> ConnectionLookup {
     let (store, project) = (store.clone(), project_id.to_string());
     Arc::new(move |name: &str| {
         let Some(conn) = store.connection_by_name(&project, name)? else { return Ok(None) };
-        let mut secret = store.connection_value(&conn)?;
-        if let Some(m) = secret.as_object_mut() {
-            m.insert("type".into(), conn.kind.as_str().into());
-        }
-        Ok(Some(secret))
+        Ok(Some(typed_connection(conn.kind, store.connection_value(&conn)?)))
     })
 }
 
@@ -307,6 +333,17 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
 }
 
 impl NpmTriggers {
+    /// The triggers runner of an engine.
+    pub fn of(ctx: &crate::context::EngineCtx) -> NpmTriggers {
+        NpmTriggers {
+            npm: ctx.npm.clone(),
+            code: ctx.code.clone(),
+            egress: ctx.egress.clone(),
+            store: ctx.store.clone(),
+            config: ctx.config.clone(),
+        }
+    }
+
     /// What `hook` (`onHandshake`) answers for `payload`.
     pub async fn hook_output(
         &self,
@@ -351,10 +388,7 @@ impl NpmTriggers {
                     .ok_or_else(|| fail(format!("connection {name:?} does not exist in this project")))?;
                 input.insert("auth".into(), value);
             }
-            let base = match &self.config.frontend_url {
-                Some(u) => u.trim_end_matches('/').to_string(),
-                None => format!("http://127.0.0.1:{}", self.config.port),
-            };
+            let base = self.config.public_url();
             let request = json!({
                 "trigger": trigger,
                 "hook": hook,
@@ -365,19 +399,13 @@ impl NpmTriggers {
                 "flowId": flow.id,
                 "flowVersionId": version.id,
                 "storeKeyMax": self.config.store_key_max_chars,
-                "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": ""},
+                "server": server_context(&self.config, ""),
             });
             let buffer = StoreBuffer::default();
             let facts = RunFacts {
-                store: self.store.clone(),
-                project_id: flow.project_id.clone(),
-                flow_id: flow.id.clone(),
-                run_id: String::new(),
-                store_key_max: self.config.store_key_max_chars,
-                store_value_max: self.config.store_value_max_bytes,
-                resume_base: String::new(),
                 connections: lookup,
                 buffer: buffered.then(|| buffer.clone()),
+                ..RunFacts::of(&self.store, &self.config, &flow.project_id, &flow.id)
             };
             let deadline = Instant::now() + TRIGGER_BUDGET;
             let outcome = call(

@@ -408,47 +408,53 @@ async fn schedule_tick(ctx: &Ctx, timer: &Timer, flow_id: &str, version_id: &str
 async fn poll_npm(
     ctx: &Ctx,
     npm: &dyn PieceTriggers,
-    flow: &mut Flow,
+    flow: &Flow,
     version: &troupe_store::flow::FlowVersion,
-    state: PollState,
-    next_timer: Timer,
-) -> Result<(), FireError> {
-    let flow_id = flow.id.clone();
-    let key = names::entries::poll_state(&flow_id);
-    let enable = !state.primed;
-    let new_state = match npm.poll(flow, version, enable).await {
-        Ok(polled) => {
-            let shard = shard_for_flow(&flow_id, ctx.config.shards);
-            for item in polled.items {
-                use sha2::Digest;
-                let content = serde_json::to_vec(&item).expect("serializes");
-                let webhook_id = format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(&content)[..12]));
-                publish(ctx, shard, &webhook_id, &trigger_message(&flow_id, webhook_id.clone(), item)).await?;
-            }
-            for (k, v) in polled.writes {
-                match v {
-                    Some(v) => ctx.store.entry_put(&k, &v)?,
-                    None => ctx.store.entry_delete(&k)?,
-                }
-            }
-            PollState { primed: true, consecutive_failures: 0, ..state }
-        }
-        Err(e) => {
-            let failures = state.consecutive_failures + 1;
-            tracing::warn!(flow_id, failures, error = %e, "polling failed");
-            if failures >= POLL_FAILURE_LIMIT {
-                flow.status = FlowStatus::Disabled;
-                flow.disabled_reason = Some(format!("the trigger failed {failures} times in a row; last error: {e}"));
-                flow.updated = now_iso();
-                ctx.store.put_flow(flow)?;
-                ctx.store.remove_timers_of(&flow_owner(&flow_id))?;
-                return Ok(());
-            }
-            PollState { consecutive_failures: failures, ..state }
-        }
+    state: &PollState,
+) -> Result<Result<PollState, PollFailed>, FireError> {
+    let polled = match npm.poll(flow, version, !state.primed).await {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
     };
-    ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes"))?;
-    Ok(ctx.store.add_timer(&next_timer)?)
+    let shard = shard_for_flow(&flow.id, ctx.config.shards);
+    for item in polled.items {
+        let content = serde_json::to_vec(&item).expect("serializes");
+        let webhook_id = poll_webhook_id(&flow.id, &content);
+        publish(ctx, shard, &webhook_id, &trigger_message(&flow.id, webhook_id.clone(), item)).await?;
+    }
+    for (k, v) in polled.writes {
+        match v {
+            Some(v) => ctx.store.entry_put(&k, &v)?,
+            None => ctx.store.entry_delete(&k)?,
+        }
+    }
+    Ok(Ok(PollState { primed: true, consecutive_failures: 0, ..state.clone() }))
+}
+
+/// A poll of the native rss trigger: the feed's new items, each one run.
+async fn poll_rss(
+    ctx: &Ctx,
+    flow_id: &str,
+    input: &serde_json::Map<String, Value>,
+    state: &PollState,
+) -> Result<Result<PollState, PollFailed>, FireError> {
+    let items = match rss::items(&ctx.egress, input).await {
+        Ok(items) => items,
+        Err(e) => return Ok(Err(PollFailed(e.to_string()))),
+    };
+    let (fresh, new_state) = polling::new_items(rss::STRATEGY, state, items);
+    let shard = shard_for_flow(flow_id, ctx.config.shards);
+    for item in fresh {
+        let webhook_id = poll_webhook_id(flow_id, item.id.as_bytes());
+        publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), item.data)).await?;
+    }
+    Ok(Ok(new_state))
+}
+
+/// The message id of a polled item: the same item polled twice makes one run.
+fn poll_webhook_id(flow_id: &str, identity: &[u8]) -> String {
+    use sha2::Digest;
+    format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(identity)[..12]))
 }
 
 async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireError> {
@@ -463,25 +469,14 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
         ms(next),
         TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
     );
-    let t = &version.trigger;
-    let is_rss = t.settings.piece_name.as_deref() == Some(rss::PIECE)
-        && ctx.npm.as_ref().is_none_or(|n| !n.is_polling(&ctx.store, rss::PIECE, None, rss::TRIGGER));
-    if !is_rss {
+    let polled = if version.trigger.settings.piece_name.as_deref() == Some(rss::PIECE) {
+        poll_rss(ctx, flow_id, &input, &state).await?
+    } else {
         let Some(npm) = ctx.npm.clone() else { return Ok(()) };
-        return poll_npm(ctx, npm.as_ref(), &mut flow, &version, state, next_timer).await;
-    }
-    let new_state = match rss::items(&ctx.egress, &input).await {
-        Ok(items) => {
-            let (fresh, new_state) = polling::new_items(rss::STRATEGY, &state, items);
-            let shard = shard_for_flow(flow_id, ctx.config.shards);
-            for item in fresh {
-                use sha2::Digest;
-                let webhook_id =
-                    format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(item.id.as_bytes())[..12]));
-                publish(ctx, shard, &webhook_id, &trigger_message(flow_id, webhook_id.clone(), item.data)).await?;
-            }
-            new_state
-        }
+        poll_npm(ctx, npm.as_ref(), &flow, &version, &state).await?
+    };
+    let new_state = match polled {
+        Ok(new_state) => new_state,
         Err(e) => {
             let failures = state.consecutive_failures + 1;
             tracing::warn!(flow_id, failures, error = %e, "polling failed");

@@ -84,6 +84,15 @@ pub struct ConfigError {
 
 impl Config {
     /// Reads the configuration from the process environment.
+    /// Where this Troupe is reachable from outside: `AP_FRONTEND_URL` without its trailing
+    /// slash, else loopback on `AP_PORT`.
+    pub fn public_url(&self) -> String {
+        match &self.frontend_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
     /// True when `piece` (a package name) runs natively: it is one of Troupe's native pieces
     /// and `AP_NATIVE_PIECES` does not leave it out.
     pub fn runs_natively(&self, piece: &str) -> bool {

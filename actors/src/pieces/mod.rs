@@ -86,10 +86,7 @@ pub struct PieceCtx<'a> {
 impl PieceCtx<'_> {
     /// Where this Troupe is reachable from outside: `AP_FRONTEND_URL`, else loopback.
     pub fn base_url(&self) -> String {
-        match &self.engine.config.frontend_url {
-            Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://127.0.0.1:{}", self.engine.config.port),
-        }
+        self.engine.config.public_url()
     }
 
     /// The URL that resumes this run's pause `request_id` (Activepieces' `generateResumeUrl`).

@@ -87,15 +87,6 @@ impl Fault {
 /// An OAuth2 connection is refreshed when its token expires within this many seconds.
 const OAUTH2_REFRESH_MARGIN_SECS: u64 = 15 * 60;
 
-/// A connection's value as npm pieces of context versions 1 and 2 take it: whole, with its
-/// `type`.
-fn typed_connection(kind: troupe_store::connection::ConnectionType, mut secret: Value) -> Value {
-    if let Some(m) = secret.as_object_mut() {
-        m.insert("type".into(), kind.as_str().into());
-    }
-    secret
-}
-
 fn failed(step: &Action, message: String) -> FailedStep {
     FailedStep { name: step.name.clone(), display_name: step.display().to_string(), message }
 }
@@ -494,7 +485,8 @@ impl<'a> Exec<'a> {
                 secret = self.refresh(conn.clone(), &secret).await?;
             }
             self.secrets.add_connection(conn.kind, &secret);
-            let value = if typed { typed_connection(conn.kind, secret) } else { conn.kind.resolved(&secret) };
+            let value =
+                if typed { crate::npm::typed_connection(conn.kind, secret) } else { conn.kind.resolved(&secret) };
             found.insert(name.clone(), value);
         }
         Ok((!found.is_empty()).then_some(found))
@@ -591,18 +583,12 @@ impl<'a> Exec<'a> {
             "flowVersionId": self.run.flow_version_id,
             "stepName": step.name,
             "storeKeyMax": engine.config.store_key_max_chars,
-            "server": {"apiUrl": format!("{base}/api/"), "publicUrl": format!("{base}/api/"), "token": self.engine_token()},
+            "server": crate::npm::server_context(&engine.config, &self.engine_token()),
         });
         let store = engine.store.clone();
         let project = self.run.project_id.clone();
         let read = self.read_connections.clone();
         let facts = crate::npm::RunFacts {
-            store: engine.store.clone(),
-            project_id: self.run.project_id.clone(),
-            flow_id: self.run.flow_id.clone(),
-            run_id: self.run.id.clone(),
-            store_key_max: engine.config.store_key_max_chars,
-            store_value_max: engine.config.store_value_max_bytes,
             resume_base: format!("{base}/api/v1/flow-runs/{}/requests/", self.run.id),
             connections: Arc::new(move |name: &str| {
                 let Some(conn) = store.connection_by_name(&project, name)? else {
@@ -610,9 +596,9 @@ impl<'a> Exec<'a> {
                 };
                 let secret = store.connection_value(&conn)?;
                 read.lock().unwrap().push((conn.kind, secret.clone()));
-                Ok(Some(typed_connection(conn.kind, secret)))
+                Ok(Some(crate::npm::typed_connection(conn.kind, secret)))
             }),
-            buffer: None,
+            ..crate::npm::RunFacts::of(&engine.store, &engine.config, &self.run.project_id, &self.run.flow_id)
         };
         let ops = crate::npm::host_ops(facts);
         let outcome = crate::npm::run_action(&engine.code, loaded, request, self.deadline, engine.egress.clone(), ops)

@@ -270,7 +270,6 @@ pub async fn options(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
         input.insert("auth".into(), value);
     }
     let flow_id = body.flow_id.unwrap_or_default();
-    let base = state.config.frontend_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", state.config.port));
     let request = json!({
         "actionOrTriggerName": body.action_or_trigger_name,
         "propertyName": body.property_name,
@@ -280,19 +279,9 @@ pub async fn options(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
         "flowId": flow_id,
         "flowVersionId": body.flow_version_id,
         "storeKeyMax": state.config.store_key_max_chars,
-        "server": {"apiUrl": format!("{}/api/", base.trim_end_matches('/')), "publicUrl": format!("{}/api/", base.trim_end_matches('/')), "token": ""},
+        "server": troupe_actors::npm::server_context(&state.config, ""),
     });
-    let facts = troupe_actors::npm::RunFacts {
-        store: state.store.clone(),
-        project_id: project_id.clone(),
-        flow_id,
-        run_id: String::new(),
-        store_key_max: state.config.store_key_max_chars,
-        store_value_max: state.config.store_value_max_bytes,
-        resume_base: String::new(),
-        connections: lookup,
-        buffer: None,
-    };
+    let facts = troupe_actors::npm::RunFacts::of(&state.store, &state.config, &project_id, &flow_id);
     let deadline = std::time::Instant::now() + OPTIONS_BUDGET;
     let outcome = troupe_actors::npm::call(
         &state.code,
@@ -332,17 +321,7 @@ pub async fn validate_auth(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "PIECE_NOT_LOADABLE", e.to_string()))?;
     let request = json!({"value": value, "storeKeyMax": state.config.store_key_max_chars});
-    let facts = troupe_actors::npm::RunFacts {
-        store: state.store.clone(),
-        project_id: String::new(),
-        flow_id: String::new(),
-        run_id: String::new(),
-        store_key_max: state.config.store_key_max_chars,
-        store_value_max: state.config.store_value_max_bytes,
-        resume_base: String::new(),
-        connections: std::sync::Arc::new(|_: &str| Ok(None)),
-        buffer: None,
-    };
+    let facts = troupe_actors::npm::RunFacts::of(&state.store, &state.config, "", "");
     let outcome = troupe_actors::npm::call(
         &state.code,
         piece,

@@ -259,6 +259,8 @@
   };
 
   const StoreScope = { PROJECT: 'COLLECTION', FLOW: 'FLOW' };
+  const resumeUrlOf = (base, { queryParams = {}, sync = false } = {}) =>
+    `${base}${sync ? '/sync' : ''}${Object.keys(queryParams).length ? '?' + new URLSearchParams(queryParams).toString() : ''}`;
   const run = async (request) => {
     const piece = state.piece;
     const action = piece.getAction(request.action);
@@ -267,37 +269,24 @@
     const { out, errors } = await processProps(input, action.props || {}, request.propertySettings);
     if (Object.keys(errors).length) throw new Error(JSON.stringify(errors, null, 2));
     const hook = { type: 'none', tags: [], response: undefined, waitpoint: undefined, requestId: undefined };
-    const storeKey = (key, scope = StoreScope.FLOW) => {
-      if (typeof key !== 'string' || key.length === 0 || key.length > request.storeKeyMax) {
-        const e = new Error(`Key must be a non-empty string of at most ${request.storeKeyMax} characters: ${JSON.stringify(key)}`);
-        e.name = 'StorageInvalidKeyError';
-        throw e;
-      }
-      if (scope !== StoreScope.FLOW && scope !== StoreScope.PROJECT) throw new Error(`Unknown store scope ${JSON.stringify(scope)}`);
-      return { key, scope };
-    };
     const call = (req) => { const r = hostCall(req); if (!r.ok) throw new Error(r.error); return r; };
     const waitpoint = (req) => {
       // a pause after generateResumeUrl waits at the URL it gave
       const r = call({ op: 'waitpoint', id: req.type === 'WEBHOOK' ? hook.requestId : undefined });
       if (req.type === 'WEBHOOK') hook.requestId = r.id;
       hook.waitpoint = { id: r.id, type: req.type, resumeDateTime: req.resumeDateTime, response: req.responseToSend };
-      return { id: r.id, resumeUrl: r.resumeUrl, buildResumeUrl: ({ queryParams = {}, sync = false } = {}) => `${r.resumeUrl}${sync ? '/sync' : ''}${Object.keys(queryParams).length ? '?' + new URLSearchParams(queryParams).toString() : ''}` };
+      return { id: r.id, resumeUrl: r.resumeUrl, buildResumeUrl: (options) => resumeUrlOf(r.resumeUrl, options) };
     };
     const context = {
+      ...commonContext(request),
       executionType: request.executionType || 'BEGIN',
       resumePayload: request.resumePayload,
       auth: authFor(out.auth),
       propsValue: { ...out, auth: authFor(out.auth) },
-      store: {
-        put: async (key, value, scope) => { const k = storeKey(key, scope); call({ op: 'store.put', ...k, value: value === undefined ? null : value }); return value; },
-        get: async (key, scope) => { const k = storeKey(key, scope); const r = call({ op: 'store.get', ...k }); return r.value === undefined ? null : r.value; },
-        delete: async (key, scope) => { const k = storeKey(key, scope); call({ op: 'store.delete', ...k }); },
-      },
+      store: storeOf(request),
       files: {
         write: async ({ fileName, data }) => call({ op: 'files.write', fileName: String(fileName), base64: Buffer.from(data).toString('base64') }).url,
       },
-      server: { apiUrl: request.server.apiUrl, publicUrl: request.server.publicUrl, token: request.server.token },
       serverUrl: request.server.publicUrl,
       run: {
         id: request.runId,
@@ -315,14 +304,8 @@
       generateResumeUrl: ({ queryParams = {}, sync = false } = {}) => {
         const r = call({ op: 'resumeUrl', id: hook.requestId });
         hook.requestId = r.id;
-        return `${r.resumeUrl}${sync ? '/sync' : ''}${Object.keys(queryParams).length ? '?' + new URLSearchParams(queryParams).toString() : ''}`;
+        return resumeUrlOf(r.resumeUrl, { queryParams, sync });
       },
-      project: { id: request.projectId, externalId: async () => request.projectExternalId || undefined },
-      flows: {
-        current: { id: request.flowId, version: { id: request.flowVersionId } },
-        list: async () => { throw unavailable('flows', 'list'); },
-      },
-      connections: { get: async (name) => { const r = call({ op: 'connection', name: String(name) }); return isNil(r.value) ? null : authFor(r.value); } },
       tags: { add: async ({ name }) => { hook.tags.push(String(name)); } },
       step: { name: request.stepName },
       output: { update: async () => {} },
@@ -336,7 +319,12 @@
   const storeOf = (request, prefix = '') => {
     const call = (req) => { const r = hostCall(req); if (!r.ok) throw new Error(r.error); return r; };
     const k = (key, scope = StoreScope.FLOW) => {
-      if (typeof key !== 'string' || key.length === 0 || key.length > request.storeKeyMax) throw new Error(`Key must be a non-empty string of at most ${request.storeKeyMax} characters: ${JSON.stringify(key)}`);
+      if (typeof key !== 'string' || key.length === 0 || key.length > request.storeKeyMax) {
+        const e = new Error(`Key must be a non-empty string of at most ${request.storeKeyMax} characters: ${JSON.stringify(key)}`);
+        e.name = 'StorageInvalidKeyError';
+        throw e;
+      }
+      if (scope !== StoreScope.FLOW && scope !== StoreScope.PROJECT) throw new Error(`Unknown store scope ${JSON.stringify(scope)}`);
       return { key: prefix + key, scope };
     };
     return {
@@ -347,7 +335,7 @@
   };
   const commonContext = (request) => ({
     server: request.server || { apiUrl: '', publicUrl: '', token: '' },
-    project: { id: request.projectId, externalId: async () => undefined },
+    project: { id: request.projectId, externalId: async () => request.projectExternalId || undefined },
     flows: { current: { id: request.flowId, version: { id: request.flowVersionId } }, list: async () => { throw unavailable('flows', 'list'); } },
     connections: { get: async (name) => { const r = hostCall({ op: 'connection', name: String(name) }); if (!r.ok) throw new Error(r.error); return isNil(r.value) ? null : authFor(r.value); } },
   });
