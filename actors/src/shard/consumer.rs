@@ -53,13 +53,25 @@ pub(super) struct Intake {
     pub shard: u16,
 }
 
-/// Builds the run a webhook asks for and its trigger record, or `None` when its flow no
-/// longer exists.
-fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> Option<(FlowRun, StepRecord)> {
-    let (ctx, shard) = (&intake.ctx, intake.shard);
-    let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
-    let version_id = msg.version_id.clone().or(flow.published_version_id)?;
-    let meta = intake.versions.get(&ctx.store, &version_id, msg.version_id.is_none())?;
+/// Where a webhook goes: its flow, the version that runs it, and what run creation needs of
+/// that version. Looked up once per message.
+struct Target {
+    flow: troupe_store::flow::Flow,
+    version_id: String,
+    meta: Arc<super::VersionMeta>,
+}
+
+fn target(intake: &Intake, msg: &WebhookMessage) -> Option<Target> {
+    let store = &intake.ctx.store;
+    let flow = store.get_flow(&msg.flow_id).ok()??;
+    let version_id = msg.version_id.clone().or_else(|| flow.published_version_id.clone())?;
+    let meta = intake.versions.get(store, &version_id, msg.version_id.is_none())?;
+    Some(Target { flow, version_id, meta })
+}
+
+/// Builds the run a webhook asks for and its trigger record.
+fn run_for(intake: &Intake, msg: &WebhookMessage, target: &Target, reply_to: Option<String>) -> (FlowRun, StepRecord) {
+    let Target { flow, version_id, meta } = target;
     let trigger = StepRecord {
         seq: 0,
         step_name: meta.trigger_name.clone(),
@@ -73,7 +85,8 @@ fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> O
         attempts: 1,
         logs: None,
     };
-    let mut run = FlowRun::queued(new_ordered_id(), flow.project_id, flow.id, version_id, shard);
+    let mut run =
+        FlowRun::queued(new_ordered_id(), flow.project_id.clone(), flow.id.clone(), version_id.clone(), intake.shard);
     run.flow_display_name = meta.display_name.clone();
     if msg.version_id.is_some() {
         run.environment = RunEnvironment::Testing;
@@ -81,49 +94,30 @@ fn run_for(intake: &Intake, msg: &WebhookMessage, reply_to: Option<String>) -> O
     run.webhook_id = Some(msg.webhook_id.clone());
     run.reply_to = reply_to;
     run.steps_count = 1;
-    Some((run, trigger))
+    (run, trigger)
 }
 
-/// For a webhook to a flow whose trigger is an npm piece's webhook trigger: the messages of
+/// For a webhook to a flow whose trigger is an npm piece's webhook trigger: the webhooks of
 /// the runs its `run` hook makes of the payload, one per item, each with a webhook id derived
-/// from the original's (a redelivery makes no second run of an item). `None` for any other
-/// message. A hook that fails drops the webhook, logged, as Activepieces does.
-async fn expand(intake: &Intake, payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// from the original's (a redelivery makes no second run of an item). A hook that fails
+/// drops the webhook, logged, as Activepieces does.
+async fn expand(intake: &Intake, msg: &WebhookMessage, target: &Target) -> Vec<WebhookMessage> {
     let ctx = &intake.ctx;
-    let Ok(ShardMessage::Webhook(msg)) = serde_json::from_slice::<ShardMessage>(payload) else { return None };
-    let flow = ctx.store.get_flow(&msg.flow_id).ok()??;
-    let version_id = msg.version_id.clone().or(flow.published_version_id.clone())?;
-    let meta = intake.versions.get(&ctx.store, &version_id, msg.version_id.is_none())?;
-    if !meta.npm_webhook {
-        return None;
-    }
-    let version = ctx.store.get_version(&version_id).ok()??;
-    let triggers = crate::npm::NpmTriggers {
-        npm: ctx.npm.clone(),
-        code: ctx.code.clone(),
-        egress: ctx.egress.clone(),
-        store: ctx.store.clone(),
-        config: ctx.config.clone(),
-    };
-    let items = match triggers.hook(&flow, &version, "run", Some(&msg.payload), false).await {
+    let Some(version) = ctx.store.get_version(&target.version_id).ok().flatten() else { return Vec::new() };
+    let triggers = crate::npm::NpmTriggers::of(ctx);
+    let items = match triggers.hook(&target.flow, &version, "run", Some(&msg.payload), false).await {
         Ok(polled) => polled.items,
         Err(e) => {
             RUNS_CREATED.with_label_values(&["dropped"]).inc();
-            tracing::warn!(flow_id = flow.id, webhook_id = msg.webhook_id, error = %e, "the trigger's run failed; webhook dropped");
+            tracing::warn!(flow_id = target.flow.id, webhook_id = msg.webhook_id, error = %e, "the trigger's run failed; webhook dropped");
             Vec::new()
         }
     };
-    Some(
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let derived =
-                    WebhookMessage { webhook_id: format!("{}-{i}", msg.webhook_id), payload: item, ..msg.clone() };
-                serde_json::to_vec(&ShardMessage::Webhook(derived)).expect("serializes")
-            })
-            .collect(),
-    )
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| WebhookMessage { webhook_id: format!("{}-{i}", msg.webhook_id), payload: item, ..msg.clone() })
+        .collect()
 }
 
 /// Fault injection for the redelivery drill: with `TROUPE_FAULT_ABORT_BEFORE_ACK=N` the
@@ -144,15 +138,15 @@ fn crash_before_ack_if_asked(created: usize) {
 
 /// What became of one shard message.
 enum Handled {
-    /// Ack it; with a run to start.
-    Done(Option<(String, String, String)>),
+    /// Ack it; with the runs to start.
+    Done(Vec<(String, String, String)>),
     /// Leave it unacked: it comes back.
     Retry,
 }
 
-/// Records what one shard message asks for: a run for a webhook (none twice for one webhook
-/// id), or the start of a queued run. Durable once the store is flushed.
-fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMap>) -> Handled {
+/// Records what one shard message asks for: the runs of a webhook (none twice for one
+/// webhook id), or the start of a queued run. Durable once the store is flushed.
+async fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMap>) -> Handled {
     let (ctx, shard) = (&intake.ctx, intake.shard);
     let parsed: WebhookMessage = match serde_json::from_slice(payload) {
         Ok(ShardMessage::Webhook(p)) => p,
@@ -160,11 +154,11 @@ fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMa
             return match ctx.store.get_run(&run_id) {
                 Ok(Some(run)) if run.status() == RunStatus::Queued => {
                     RUNS_CREATED.with_label_values(&["start"]).inc();
-                    Handled::Done(Some((run.project_id, run.flow_id, run.id)))
+                    Handled::Done(vec![(run.project_id, run.flow_id, run.id)])
                 }
                 Ok(_) => {
                     tracing::debug!(shard, run_id, "start asked for a run that is not queued");
-                    Handled::Done(None)
+                    Handled::Done(Vec::new())
                 }
                 Err(e) => {
                     tracing::error!(shard, error = %e, "could not read a run to start");
@@ -174,33 +168,38 @@ fn handle(intake: &Intake, payload: &[u8], headers: Option<&async_nats::HeaderMa
         }
         Err(e) => {
             tracing::error!(shard, error = %e, "dropping an unreadable shard message");
-            return Handled::Done(None);
+            return Handled::Done(Vec::new());
         }
     };
     let reply_to = headers.and_then(|h| h.get(subjects::REPLY_HEADER)).map(|v| v.to_string());
-    match run_for(intake, &parsed, reply_to) {
-        None => {
-            RUNS_CREATED.with_label_values(&["dropped"]).inc();
-            tracing::warn!(shard, flow_id = parsed.flow_id, "webhook for a flow that no longer exists; dropped");
-            Handled::Done(None)
-        }
-        Some((mut run, trigger)) => match ctx.store.create_run(&mut run, &trigger) {
+    let Some(target) = target(intake, &parsed) else {
+        RUNS_CREATED.with_label_values(&["dropped"]).inc();
+        tracing::warn!(shard, flow_id = parsed.flow_id, "webhook for a flow that no longer exists; dropped");
+        return Handled::Done(Vec::new());
+    };
+    // an npm webhook trigger's run turns one webhook into zero or more
+    let webhooks = if target.meta.npm_webhook { expand(intake, &parsed, &target).await } else { vec![parsed] };
+    let mut started = Vec::with_capacity(webhooks.len());
+    for msg in &webhooks {
+        let (mut run, trigger) = run_for(intake, msg, &target, reply_to.clone());
+        match ctx.store.create_run(&mut run, &trigger) {
             Ok(RunCreation::Created) => {
                 RUNS_CREATED.with_label_values(&["created"]).inc();
                 ctx.fresh.remember(&run.id, &trigger.output, payload.len());
-                Handled::Done(Some((run.project_id, run.flow_id, run.id)))
+                started.push((run.project_id, run.flow_id, run.id));
             }
             Ok(RunCreation::Existing(id)) => {
                 RUNS_CREATED.with_label_values(&["redelivered"]).inc();
                 tracing::debug!(shard, run_id = id, "redelivered webhook already has its run");
-                Handled::Done(None)
             }
             Err(e) => {
+                // not acked: JetStream redelivers it (the runs made are kept by webhook id)
                 tracing::error!(shard, error = %e, "could not record a run");
-                Handled::Retry
+                return Handled::Retry;
             }
-        },
+        }
     }
+    Handled::Done(started)
 }
 
 /// Most messages one orphan sweep takes over.
@@ -237,8 +236,8 @@ pub(super) async fn sweep_orphans(
     tracing::warn!(shard, seq = first.sequence, "messages the consumer does not deliver; taking them from the stream");
     let (mut next, mut taken, mut runs) = (Some(first), Vec::new(), Vec::new());
     while let Some(m) = next.take() {
-        match handle(&intake, &m.payload, Some(&m.headers)) {
-            Handled::Done(run) => runs.extend(run),
+        match handle(&intake, &m.payload, Some(&m.headers)).await {
+            Handled::Done(started) => runs.extend(started),
             Handled::Retry => break,
         }
         taken.push(m.sequence);
@@ -309,24 +308,10 @@ pub(super) async fn consume(
                     }
                     continue;
                 }
-                // an npm webhook trigger's run turns one webhook into zero or more
-                let payloads = match expand(&intake, &msg.payload).await {
-                    Some(list) => list,
-                    None => vec![msg.payload.to_vec()],
-                };
-                let mut retry = false;
-                for payload in &payloads {
-                    match handle(&intake, payload, msg.headers.as_ref()) {
-                        Handled::Done(run) => created.extend(run),
-                        Handled::Retry => {
-                            retry = true;
-                            break;
-                        }
-                    }
-                }
-                if retry {
-                    // not acked: JetStream redelivers it after ack_wait (runs made are kept by id)
-                    continue;
+                match handle(&intake, &msg.payload, msg.headers.as_ref()).await {
+                    Handled::Done(started) => created.extend(started),
+                    // not acked: JetStream redelivers it after ack_wait
+                    Handled::Retry => continue,
                 }
                 to_ack.push(msg);
             }
