@@ -84,11 +84,6 @@ impl NpmPieces {
             })
             .await
     }
-
-    /// Bytes the loaded pieces keep in memory.
-    pub fn resident_bytes(&self) -> usize {
-        self.loaded.resident_bytes()
-    }
 }
 
 /// What an action needs from its run: where it is, and the store its context reaches.

@@ -213,10 +213,4 @@ impl LoadedPieces {
         let loaded = cell.get_or_try_init(|| async { load().await.map(Arc::new) }).await?;
         Ok(loaded.clone())
     }
-
-    /// Bytes the loaded pieces keep in memory.
-    pub fn resident_bytes(&self) -> usize {
-        let cells = self.cells.lock().unwrap();
-        cells.values().filter_map(|c| c.get()).map(|p| p.resident_bytes()).sum()
-    }
 }

@@ -141,16 +141,6 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot mapped copy-on-write from a memory file where the system has them.
-    fn with_cow(mut self) -> Snapshot {
-        if let Some(cow) = restore::CowImage::new(&self.image, &self.layout) {
-            self.cow = Some(cow);
-            self.image = Vec::new();
-            self.chunks = Vec::new();
-        }
-        self
-    }
-
     /// Bytes of memory an instance of this snapshot has.
     fn len(&self) -> usize {
         self.cow.as_ref().map(|c| c.len()).unwrap_or(self.image.len())
@@ -297,7 +287,7 @@ impl Sandbox {
             let mut exec = self.fresh_execution(&self.snapshot, &mut request)?;
             let (answer, logs) = self.answer(&mut exec, deadline, host)?;
             let outcome = outcome(answer, logs)?;
-            let snapshot = self.record_snapshot(&exec)?.with_cow();
+            let snapshot = self.record_snapshot(&exec)?;
             Ok((Image(Arc::new(snapshot)), outcome))
         })();
         record("image", started, &result);
@@ -408,7 +398,7 @@ impl Sandbox {
         if status != 0 {
             return Err(SandboxError::Internal(format!("QuickJS did not initialise (status {status})")));
         }
-        let snapshot = self.record_snapshot(&exec)?.with_cow();
+        let snapshot = self.record_snapshot(&exec)?;
         tracing::info!(
             pages = snapshot.pages.0,
             differing_bytes = snapshot.chunks.iter().map(|(_, b)| b.len()).sum::<usize>(),
@@ -422,6 +412,13 @@ impl Sandbox {
     fn record_snapshot(&self, exec: &Execution<'_>) -> Result<Snapshot, SandboxError> {
         let image = exec.memory.view(&exec.store).copy_to_vec().map_err(|e| internal("read memory", e))?;
         let pages = exec.memory.view(&exec.store).size();
+        let layout = restore::Layout::of(&image);
+        let id = NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed);
+        // mapped from a memory file, the image needs neither a copy nor its difference from a
+        // fresh instance
+        if let Some(cow) = restore::CowImage::new(&image, &layout) {
+            return Ok(Snapshot { id, pages, chunks: Vec::new(), image: Vec::new(), layout, cow: Some(cow) });
+        }
         let fresh = Execution::new(self, &self.js, Vec::new(), 0)?;
         let base = fresh.memory.view(&fresh.store).copy_to_vec().map_err(|e| internal("read memory", e))?;
         const CHUNK: usize = 4096;
@@ -440,8 +437,6 @@ impl Sandbox {
                 _ => chunks.push((at as u64, chunk.to_vec())),
             }
         }
-        let layout = restore::Layout::of(&image);
-        let id = NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Snapshot { id, pages, chunks, image, layout, cow: None })
     }
 
