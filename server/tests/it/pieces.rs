@@ -660,3 +660,30 @@ async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires(
     let (_, conn) = t.get(&format!("/app-connections/{}", body["id"].as_str().unwrap())).await;
     assert_eq!(conn["status"], "ERROR", "{conn}");
 }
+
+#[tokio::test]
+async fn the_npm_store_piece_keeps_its_values_in_troupes_store_through_context_store() {
+    let natives = "webhook,http,data-mapper,text-helper,math-helper,date-helper,delay,approval,schedule,rss";
+    let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", natives)]).await;
+    let store = |name: &str, action: &str, input: Value| {
+        json!({"name": name, "type": "PIECE", "valid": true, "displayName": name,
+            "settings": {"pieceName": "@activepieces/piece-store", "pieceVersion": "0.6.20", "actionName": action, "input": input}})
+    };
+    let flow = webhook_flow(chain(vec![
+        store("put", "put", json!({"key": "greeting", "value": "{{trigger.body.v}}", "store_scope": "COLLECTION"})),
+        store("get", "get", json!({"key": "greeting", "store_scope": "COLLECTION"})),
+        respond(json!({"got": "{{get}}"})),
+    ]));
+    let id = t.publish(flow).await;
+    let resp = t.webhook(&id, "/sync", json!({"v": "hello"})).await;
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"got": "hello"}));
+    // a second flow reads what the first one kept (the project scope)
+    let id2 = t
+        .publish(webhook_flow(chain(vec![
+            store("get", "get", json!({"key": "greeting", "store_scope": "COLLECTION"})),
+            respond(json!({"got": "{{get}}"})),
+        ])))
+        .await;
+    let resp = t.webhook(&id2, "/sync", json!({})).await;
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"got": "hello"}));
+}
