@@ -77,7 +77,9 @@ impl Troupe {
         t
     }
 
-    pub async fn spawn(&mut self) {
+    /// Starts troupe on `self.port`; true once it answers its health check, false when it
+    /// exited first (its port was taken: `free_port` only picks a port that was free).
+    async fn spawn_once(&mut self) -> bool {
         let mut cmd = Command::new(self.build.exe);
         cmd.arg("serve")
             .env("AP_CONFIG_PATH", self.dir.path())
@@ -104,12 +106,40 @@ impl Troupe {
         self.child = Some(cmd.spawn().expect("start troupe"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                break;
+            if self.answers().await {
+                return true;
+            }
+            if self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                return false;
             }
             assert!(Instant::now() < deadline, "troupe did not start");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Whether troupe itself answers on its port: its health check over HTTP, not merely
+    /// something accepting connections there (another test's server may hold a port that was
+    /// free when it was picked).
+    async fn answers(&self) -> bool {
+        if self.scheme == "https" {
+            return tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok();
+        }
+        let health = self.client.get(self.url("/health")).timeout(Duration::from_secs(2)).send().await;
+        match health {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.is_ok_and(|v| v["status"] == "ok"),
+            _ => false,
+        }
+    }
+
+    /// Starts troupe; when the port it was given was taken meanwhile, on another one.
+    pub async fn spawn(&mut self) {
+        for _ in 0..3 {
+            if self.spawn_once().await {
+                return;
+            }
+            self.port = free_port();
+        }
+        panic!("troupe did not start: it exited three times (see its log)");
     }
 
     /// SIGTERM, then wait for the exit.
