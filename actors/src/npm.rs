@@ -306,6 +306,15 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
         npm_trigger_type(store, piece, version, trigger)
     }
 
+    fn renew_cron(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
+        if crate::pieces::catalog::piece(piece).is_some() {
+            return None;
+        }
+        let metadata = NpmPieces::resolve_installed(store, piece, version).ok().flatten()?.metadata?;
+        let renew = &metadata["triggers"][trigger]["renewConfiguration"];
+        (renew["strategy"] == "CRON").then(|| renew["cronExpression"].as_str().map(str::to_string)).flatten()
+    }
+
     fn poll<'a>(
         &'a self,
         flow: &'a troupe_store::flow::Flow,

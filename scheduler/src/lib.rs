@@ -41,6 +41,12 @@ pub trait PieceTriggers: Send + Sync {
     /// installed npm piece's trigger this runner runs; `None` otherwise.
     fn trigger_type(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String>;
 
+    /// The cron expression of the trigger's `renewConfiguration` when its strategy is `CRON`:
+    /// when `onRenew` runs while the flow is enabled.
+    fn renew_cron(&self, _store: &Store, _piece: &str, _version: Option<&str>, _trigger: &str) -> Option<String> {
+        None
+    }
+
     /// Whether it is an npm piece's polling trigger.
     fn is_polling(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> bool {
         self.trigger_type(store, piece, version, trigger).as_deref() == Some("POLLING")
@@ -152,9 +158,25 @@ pub fn sync_flow_triggers(
             let (flow_id, version_id) = kind_for(flow_id);
             store.add_timer(&Timer::new(owner, ms(clock.now()), TimerKind::Poll { flow_id, version_id }))?;
         }
+        (Some(piece), Some(trigger)) => {
+            let version = t.settings.piece_version.as_deref();
+            if let Some(cron) = npm.and_then(|n| n.renew_cron(store, piece, version, trigger)) {
+                let next = renewal(&cron, clock.now()).map_err(ScheduleError::Invalid)?;
+                let (flow_id, version_id) = kind_for(flow_id);
+                store.add_timer(&Timer::new(owner, ms(next), TimerKind::Renew { flow_id, version_id }))?;
+            }
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// The next renewal of a webhook trigger after `now` (its cron in UTC, as Activepieces).
+fn renewal(
+    cron: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, schedule::InvalidSchedule> {
+    schedule::Schedule { cron: cron.to_string(), timezone: chrono_tz::UTC }.next_after(now)
 }
 
 /// Checks that a schedule trigger's inputs make a schedule (for validation at publish).
@@ -290,6 +312,7 @@ async fn fire_due(ctx: &Ctx) -> usize {
             TimerKind::ExpirePause { .. } => "expire_pause",
             TimerKind::ScheduleTick { .. } => "schedule_tick",
             TimerKind::Poll { .. } => "poll",
+            TimerKind::Renew { .. } => "renew",
             TimerKind::Retention => "retention",
         };
         metric_definitions::FIRED.with_label_values(&[kind]).inc();
@@ -340,6 +363,7 @@ async fn fire(ctx: &Ctx, timer: &Timer) -> Result<(), FireError> {
         }
         TimerKind::ScheduleTick { flow_id, version_id } => schedule_tick(ctx, timer, flow_id, version_id).await,
         TimerKind::Poll { flow_id, version_id } => poll(ctx, flow_id, version_id).await,
+        TimerKind::Renew { flow_id, version_id } => renew(ctx, flow_id, version_id).await,
         TimerKind::Retention => {
             let cutoff = ctx.clock.now() - chrono::Duration::days(ctx.config.execution_data_retention_days as i64);
             let mut total = 0;
@@ -455,6 +479,30 @@ async fn poll_rss(
 fn poll_webhook_id(flow_id: &str, identity: &[u8]) -> String {
     use sha2::Digest;
     format!("poll-{flow_id}-{}", hex::encode(&sha2::Sha256::digest(identity)[..12]))
+}
+
+/// A webhook trigger's renewal: `onRenew` (a failure is logged; the webhook may still
+/// work, and the next renewal tries again), then the next one.
+async fn renew(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireError> {
+    let Some((flow, version)) = live_flow(ctx, flow_id, version_id) else { return Ok(()) };
+    let Some(npm) = ctx.npm.clone() else { return Ok(()) };
+    let t = &version.trigger;
+    let (piece, trigger) =
+        (t.settings.piece_name.as_deref().unwrap_or_default(), t.settings.trigger_name.as_deref().unwrap_or_default());
+    let Some(cron) = npm.renew_cron(&ctx.store, piece, t.settings.piece_version.as_deref(), trigger) else {
+        return Ok(());
+    };
+    match npm.call_hook(&flow, &version, "onRenew").await {
+        Ok(()) => tracing::info!(flow_id, "webhook trigger renewed"),
+        Err(e) => tracing::warn!(flow_id, error = %e, "the webhook trigger's onRenew failed"),
+    }
+    let next = renewal(&cron, ctx.clock.now())?;
+    let timer = Timer::new(
+        flow_owner(flow_id),
+        ms(next),
+        TimerKind::Renew { flow_id: flow_id.into(), version_id: version_id.into() },
+    );
+    Ok(ctx.store.add_timer(&timer)?)
 }
 
 async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireError> {

@@ -17,6 +17,9 @@ pub enum TimerKind {
     /// The next poll of a flow's polling trigger.
     #[serde(rename_all = "camelCase")]
     Poll { flow_id: String, version_id: String },
+    /// The next renewal of a flow's webhook trigger (its `renewConfiguration`: `onRenew`).
+    #[serde(rename_all = "camelCase")]
+    Renew { flow_id: String, version_id: String },
     /// Deletes run data older than `AP_EXECUTION_DATA_RETENTION_DAYS`.
     Retention,
 }

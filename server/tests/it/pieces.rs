@@ -122,6 +122,8 @@ exports.probe = new Piece({
   run: async (ctx) => ctx.payload.body.events || [],
   handshakeConfiguration: { strategy: 'BODY_PARAM_PRESENT', paramName: 'challenge' },
   onHandshake: async (ctx) => ({ status: 200, body: { challenge: ctx.payload.body.challenge }, headers: {} }),
+  renewConfiguration: { strategy: 'CRON', cronExpression: '* * * * * *' },
+  onRenew: async (ctx) => { await fetch(`${ctx.propsValue.remote}?renew=${await ctx.store.get('hook')}`); },
 } }, { type: 'OAUTH2', displayName: 'Connection', required: true, authUrl: `http://127.0.0.1:${process.env.OAUTH_PORT || 1}/authorize`,
   tokenUrl: 'http://oauth.invalid/token', scope: ['read', 'write'], pkce: true });
 "#;
@@ -517,6 +519,15 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
     // onEnable gave the service the flow's webhook URL
     let registered = format!("register=http%3A%2F%2F127.0.0.1%3A{}%2Fapi%2Fv1%2Fwebhooks%2F{id}", t.port);
     assert!(seen.lock().unwrap().iter().any(|l| l.contains(&registered)), "{:?}", seen.lock().unwrap());
+    // the renewal its renewConfiguration asks for (every second here) calls onRenew
+    let renewed = || seen.lock().unwrap().iter().any(|l| l.contains("renew=h-1"));
+    for _ in 0..100 {
+        if renewed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewed(), "{:?}", seen.lock().unwrap());
     // a handshake (Slack's url_verification) is answered by the trigger at once, without a run
     let r = t.webhook(&id, "", json!({"type": "url_verification", "challenge": "3eZbrw1aB"})).await;
     assert_eq!(r.status().as_u16(), 200);
@@ -537,6 +548,11 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
         t.post(&format!("/flows/{id}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}})).await;
     assert_eq!(status, 200, "{body}");
     assert!(seen.lock().unwrap().iter().any(|l| l.contains("unregister=h-1")), "{:?}", seen.lock().unwrap());
+    // and ends its renewals
+    let renewals = || seen.lock().unwrap().iter().filter(|l| l.contains("renew=h-1")).count();
+    let before = renewals();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(renewals(), before, "no renewal after the flow was disabled");
 }
 
 /// A local OAuth2 token endpoint: a code gives a token that expires at once, a refresh a new
