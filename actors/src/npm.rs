@@ -370,7 +370,8 @@ impl NpmTriggers {
         buffered: bool,
     ) -> Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed> {
         use troupe_scheduler::PollFailed;
-        let enable = hook != "run";
+        // `run` and `test` answer items; the other hooks do not
+        let enable = !matches!(hook, "run" | "test");
         {
             let t = &version.trigger;
             let piece = t.settings.piece_name.as_deref().unwrap_or_default();

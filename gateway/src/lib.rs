@@ -37,4 +37,6 @@ pub struct AppState {
     pub triggers: std::sync::Arc<troupe_actors::npm::NpmTriggers>,
     /// Webhook handshake configurations of published versions.
     pub handshakes: handshake::Handshakes,
+    /// The engine context steps are tested with (`POST /api/v1/step-run`); it owns no shard.
+    pub tester: std::sync::Arc<troupe_actors::context::EngineCtx>,
 }

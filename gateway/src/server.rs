@@ -202,6 +202,17 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                     api::pieces::get(state, scope, &format!("{org}/{name}"), &req).await
                 }
                 (["pieces", ..], _) => Err(method_not_allowed("GET or DELETE")),
+                (["sample-data"], &Method::GET) => api::sample_data::get(state, scope, req).await,
+                (["sample-data"], &Method::POST) => api::sample_data::save(state, scope, req).await,
+                (["sample-data"], _) => Err(method_not_allowed("GET or POST")),
+                (["step-run"] | ["sample-data", "test-step"], &Method::POST) => {
+                    api::sample_data::test_step(state, scope, req).await
+                }
+                (["test-trigger"], &Method::POST) => api::sample_data::test_trigger(state, scope, req).await,
+                (["trigger-events"], &Method::GET) => api::sample_data::trigger_events(state, scope, req).await,
+                (["trigger-events"], &Method::POST) => api::sample_data::save_trigger_event(state, scope, req).await,
+                (["step-run" | "test-trigger"] | ["sample-data", "test-step"], _) => Err(method_not_allowed("POST")),
+                (["trigger-events"], _) => Err(method_not_allowed("GET or POST")),
                 (["wasm-modules"], &Method::POST) => api::wasm_modules::upload(state, req).await,
                 (["wasm-modules"], _) => Err(method_not_allowed("POST")),
                 (["wasm-modules", id], &Method::GET) => api::wasm_modules::get(state, id).await,

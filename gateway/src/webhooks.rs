@@ -69,6 +69,9 @@ fn parse_body(content_type: &str, body: &[u8]) -> Value {
 }
 
 pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, rest: &[&str]) -> Resp {
+    if rest == ["test"] {
+        return crate::api::sample_data::webhook_test(state, req, flow_id).await;
+    }
     let (draft, sync) = match rest {
         [] => (false, false),
         ["sync"] => (false, true),
@@ -78,7 +81,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
-                "unknown webhook path; use /webhooks/{flowId}[/draft][/sync]",
+                "unknown webhook path; use /webhooks/{flowId}[/draft][/sync] or /webhooks/{flowId}/test",
             ))
         }
     };

@@ -252,7 +252,16 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
     let replies = troupe_gateway::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
+    let tester = Arc::new(troupe_actors::context::EngineCtx::new(
+        config.clone(),
+        store.clone(),
+        nats.clone(),
+        code.clone(),
+        egress.clone(),
+        npm.clone(),
+    )?);
     let state = Arc::new(AppState {
+        tester,
         config: config.clone(),
         store: store.clone(),
         nats,

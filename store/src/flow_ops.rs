@@ -90,6 +90,35 @@ fn find_mut<'a>(slot: &'a mut Option<Box<Action>>, name: &str) -> Option<&'a mut
     find_mut(&mut a.next_action, name)
 }
 
+/// The settings of the trigger or step named `name`.
+pub fn settings_mut<'a>(version: &'a mut FlowVersion, name: &str) -> Result<&'a mut crate::flow::Settings, EditError> {
+    if version.trigger.name == name {
+        return Ok(&mut version.trigger.settings);
+    }
+    find_mut(&mut version.trigger.next_action, name)
+        .map(|a| &mut a.settings)
+        .ok_or_else(|| EditError::UnknownStep(name.to_string()))
+}
+
+/// Sets fields of a step's `settings.sampleData` (Activepieces' `SampleDataSettings`:
+/// `sampleDataFileId`, `sampleDataInputFileId`, `lastTestDate`); a `null` removes one.
+pub fn set_sample_data(version: &mut FlowVersion, name: &str, fields: Map<String, Value>) -> Result<(), EditError> {
+    let settings = settings_mut(version, name)?;
+    let entry = settings.extra.entry("sampleData".to_string()).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    let sample = entry.as_object_mut().expect("made an object");
+    for (k, v) in fields {
+        if v.is_null() {
+            sample.remove(&k);
+        } else {
+            sample.insert(k, v);
+        }
+    }
+    Ok(())
+}
+
 fn kind_name(kind: ActionType) -> &'static str {
     match kind {
         ActionType::Code => "a code step",

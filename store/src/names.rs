@@ -39,6 +39,10 @@ pub mod trees {
     pub const CONNECTION_NAMES: &str = "connection_names";
     /// `created (u64 be) ‖ connection id` → `()`: the seek-pagination order of connections.
     pub const CONNECTION_ORDER: &str = "connection_order";
+    /// file id → sample data of a step (what a tested step gave, or what a client saved).
+    pub const SAMPLE_DATA: &str = "sample_data";
+    /// `flow id ‖ 0 ‖ ordered id` → a trigger event kept by a trigger test (not a run).
+    pub const TRIGGER_EVENTS: &str = "trigger_events";
 }
 
 /// JetStream streams and subjects.

@@ -8,6 +8,7 @@
 pub(crate) mod interpreter;
 pub mod outcome;
 pub mod secrets;
+pub mod testing;
 
 use crate::context::EngineCtx;
 use crate::messages::RunEnded;

@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use troupe_actors::npm::NpmPieces;
 use troupe_actors::validate::{validate, Problem};
 use troupe_scheduler::PieceTriggers;
@@ -367,6 +367,7 @@ pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     let before = load_flow(state, scope, id)?;
     disable_old_trigger(state, &before, None).await;
     state.store.delete_flow(id)?;
+    state.store.delete_sample_data_of_flow(id)?;
     sync_triggers(state, id, None)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
@@ -403,7 +404,7 @@ fn new_draft_from(flow: &mut Flow, source: FlowVersion) -> FlowVersion {
     draft
 }
 
-const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION, DELETE_ACTION, LOCK_AND_PUBLISH, CHANGE_STATUS, CHANGE_NAME, USE_AS_DRAFT";
+const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION, DELETE_ACTION, LOCK_AND_PUBLISH, CHANGE_STATUS, CHANGE_NAME, USE_AS_DRAFT, SAVE_SAMPLE_DATA, UPDATE_SAMPLE_DATA_INFO";
 
 pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
@@ -450,6 +451,44 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                 }
             }
             draft.valid = problems.is_empty();
+            draft.updated = now_iso();
+            edited = Some(draft);
+        }
+        "SAVE_SAMPLE_DATA" | "UPDATE_SAMPLE_DATA_INFO" => {
+            let mut draft = draft_for_edit(state, &mut flow)?;
+            if kind == "SAVE_SAMPLE_DATA" {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Save {
+                    step_name: String,
+                    #[serde(default)]
+                    payload: Value,
+                    #[serde(default, rename = "type")]
+                    kind: Option<String>,
+                }
+                let r: Save = parse(kind, op.request)?;
+                let file_kind = match r.kind.as_deref().unwrap_or("OUTPUT") {
+                    k @ ("INPUT" | "OUTPUT") => k,
+                    other => return Err(ApiError::bad_request(format!("type {other:?} must be INPUT or OUTPUT"))),
+                };
+                let project = flow.project_id.clone();
+                crate::api::sample_data::keep(state, &mut draft, &project, &r.step_name, file_kind, r.payload)?;
+            } else {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Info {
+                    step_name: String,
+                    #[serde(default)]
+                    sample_data_settings: Option<Map<String, Value>>,
+                }
+                let r: Info = parse(kind, op.request)?;
+                let mut fields = Map::new();
+                for k in ["sampleDataFileId", "sampleDataInputFileId"] {
+                    let v = r.sample_data_settings.as_ref().and_then(|s| s.get(k)).cloned().unwrap_or(Value::Null);
+                    fields.insert(k.into(), v);
+                }
+                flow_ops::set_sample_data(&mut draft, &r.step_name, fields).map_err(edit_error)?;
+            }
             draft.updated = now_iso();
             edited = Some(draft);
         }

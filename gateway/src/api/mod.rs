@@ -6,4 +6,5 @@ pub mod engine;
 pub mod flows;
 pub mod pieces;
 pub mod runs;
+pub mod sample_data;
 pub mod wasm_modules;

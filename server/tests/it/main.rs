@@ -18,3 +18,4 @@ mod observability;
 mod pauses;
 mod pieces;
 mod runs;
+mod sample_data;

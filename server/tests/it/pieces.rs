@@ -97,6 +97,7 @@ const newItem = {
     if (fresh.length) await ctx.store.put('mark', Math.max(...fresh.map((i) => i.id)));
     return fresh;
   },
+  test: async (ctx) => (await newest(ctx)).slice(-2).reverse(),
 };
 const action = (name, run, props = {}) => ({ name, displayName: name, description: '', props, requireAuth: false, run });
 const url = { type: 'SHORT_TEXT', displayName: 'URL', required: true };
@@ -476,7 +477,17 @@ async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_
             "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "new_item", "input": {"url": url}},
             "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}}))}
     });
-    let id = t.publish(flow).await;
+    let id = t.import(flow).await;
+    // testing the trigger (its test hook) keeps its items as trigger events, the first as the
+    // trigger's sample data, and makes no run
+    let (status, tested) = t.post("/test-trigger", json!({"flowId": id, "testStrategy": "TEST_FUNCTION"})).await;
+    assert_eq!(status, 200, "{tested}");
+    let titles: Vec<&Value> = tested["data"].as_array().unwrap().iter().map(|e| &e["payload"]["title"]).collect();
+    assert_eq!(titles, [&json!("Item 2"), &json!("Item 1")], "{tested}");
+    let (_, sample) = t.get(&format!("/sample-data?flowId={id}&stepName=trigger")).await;
+    assert_eq!(sample["title"], "Item 2", "{sample}");
+    let (status, body) = t.post(&format!("/flows/{id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await;
+    assert_eq!(status, 200, "{body}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(t.all_runs(&id).await.is_empty(), "items present before enabling are not new");
     items.lock().unwrap().extend([3, 4]);

@@ -19,6 +19,7 @@ mod pieces;
 mod projects;
 mod replicated_tree;
 mod runs;
+mod sample_data;
 mod timers;
 mod wasm_modules;
 
@@ -29,6 +30,7 @@ pub use flows::FlowFilter;
 pub use page::Page;
 pub use projects::Project;
 pub use runs::{RunCreation, RunFilter};
+pub use sample_data::{SampleDataFile, TriggerEvent};
 
 use crate::names::{meta, trees};
 use crate::replication::Replication;
@@ -100,6 +102,8 @@ pub struct Store {
     connections: RTree,
     connection_names: RTree,
     connection_order: RTree,
+    sample_data: RTree,
+    trigger_events: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
 }
@@ -159,6 +163,8 @@ impl Store {
             connections: t(trees::CONNECTIONS)?,
             connection_names: t(trees::CONNECTION_NAMES)?,
             connection_order: t(trees::CONNECTION_ORDER)?,
+            sample_data: t(trees::SAMPLE_DATA)?,
+            trigger_events: t(trees::TRIGGER_EVENTS)?,
             cipher: Default::default(),
             replication,
             group_commit: GroupCommit::start(db),
@@ -247,6 +253,8 @@ impl Store {
             &self.connections,
             &self.connection_names,
             &self.connection_order,
+            &self.sample_data,
+            &self.trigger_events,
         ]
     }
 }
