@@ -337,6 +337,37 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
 }
 
 impl NpmTriggers {
+    /// An app webhook for `piece` (its newest installed version): whether `payload` is signed
+    /// with the app's secret (`events.verify`), and what `events.parseAndReply` makes of it
+    /// (`{reply}`, or `{event, identifierValue}`).
+    pub async fn app_event(&self, piece: &str, payload: &Value, secret: &str) -> Result<(bool, Value), String> {
+        let record = NpmPieces::resolve_installed(&self.store, piece, None)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{piece} is not installed"))?;
+        let loaded =
+            self.npm.load(&self.store, &self.code, self.egress.clone(), &record).await.map_err(|e| e.to_string())?;
+        let short = piece.strip_prefix("@activepieces/piece-").unwrap_or(piece);
+        let request = json!({
+            "payload": payload,
+            "webhookSecret": secret,
+            "appWebhookUrl": format!("{}/api/v1/app-events/{short}", self.config.public_url()),
+        });
+        let facts = RunFacts::of(&self.store, &self.config, "", "");
+        let deadline = Instant::now() + TRIGGER_BUDGET;
+        let outcome = call(
+            &self.code,
+            loaded,
+            runtime::Operation::AppEvent,
+            request,
+            deadline,
+            self.egress.clone(),
+            host_ops(facts),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok((outcome.output["verified"] == true, outcome.output["parsed"].clone()))
+    }
+
     /// The triggers runner of an engine.
     pub fn of(ctx: &crate::context::EngineCtx) -> NpmTriggers {
         NpmTriggers {
@@ -432,7 +463,8 @@ impl NpmTriggers {
                 _ => Vec::new(),
             };
             let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
-            Ok(troupe_scheduler::Polled { items, output, writes })
+            let listeners = outcome.output["listeners"].as_array().cloned().unwrap_or_default();
+            Ok(troupe_scheduler::Polled { items, output, writes, listeners })
         }
     }
 }

@@ -6,6 +6,7 @@
 //! no flow logic of their own beyond the version lifecycle of the flow operations.
 
 pub mod api;
+pub mod app_events;
 pub mod error;
 pub mod handshake;
 pub mod http;

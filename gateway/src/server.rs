@@ -141,6 +141,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             }
             result
         }
+        ["api", "v1", "app-events", alias] if method == Method::POST => {
+            crate::metric_definitions::WEBHOOKS_RECEIVED.inc();
+            crate::app_events::handle(state, req, alias).await
+        }
         ["api", "v1", "flow-runs", run_id, "requests", request_id, rest @ ..] => {
             let sync = match rest {
                 [] => false,

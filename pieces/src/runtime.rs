@@ -37,6 +37,8 @@ pub enum Operation {
     ValidateAuth,
     /// A trigger hook: `onEnable`, `onDisable`, `run`, `test`, `onHandshake` (`trigger`).
     Trigger,
+    /// An app webhook's event for the piece (`events.verify` and `events.parseAndReply`).
+    AppEvent,
 }
 
 impl Operation {
@@ -46,6 +48,7 @@ impl Operation {
             Operation::Options => "options",
             Operation::ValidateAuth => "validateAuth",
             Operation::Trigger => "trigger",
+            Operation::AppEvent => "appEvent",
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct Polled {
     pub output: Value,
     /// Store entries the hook wrote (`None`: deleted), by entry key.
     pub writes: Vec<(String, Option<Value>)>,
+    /// The app webhook listeners the hook asked for (`context.app.createListeners`).
+    pub listeners: Vec<Value>,
 }
 
 /// Why a polling trigger's hook failed: the message the flow is disabled with after

@@ -64,6 +64,9 @@ pub struct Config {
     /// Where fetched package documents and tarballs are cached (`NPM_CONFIG_CACHE`, default
     /// `$AP_CONFIG_PATH/npm-cache`).
     pub npm_cache_dir: PathBuf,
+    /// `AP_APP_WEBHOOK_SECRETS`: the signing secrets of app webhooks, by piece, as
+    /// Activepieces (`{"@activepieces/piece-slack": {"webhookSecret": "..."}}`).
+    pub app_webhook_secrets: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +219,14 @@ impl Config {
             },
             ssrf_allow_list: get("AP_SSRF_ALLOW_LIST").unwrap_or_default(),
             extra_ca_certs: get("NODE_EXTRA_CA_CERTS").map(PathBuf::from),
+            app_webhook_secrets: match get("AP_APP_WEBHOOK_SECRETS") {
+                None => serde_json::Map::new(),
+                Some(v) => serde_json::from_str(&v).map_err(|e| ConfigError {
+                    name: "AP_APP_WEBHOOK_SECRETS",
+                    value: "(hidden)".into(),
+                    reason: format!("expected a JSON object of pieces' secrets: {e}"),
+                })?,
+            },
             native_pieces: get("AP_NATIVE_PIECES").filter(|v| v.trim() != "all").map(|list| {
                 list.split(',')
                     .map(str::trim)

@@ -43,6 +43,9 @@ pub mod trees {
     pub const SAMPLE_DATA: &str = "sample_data";
     /// `flow id ‖ 0 ‖ ordered id` → a trigger event kept by a trigger test (not a run).
     pub const TRIGGER_EVENTS: &str = "trigger_events";
+    /// `piece name ‖ 0 ‖ flow id` → the app webhook listeners of an enabled flow's trigger
+    /// (`[{events, identifierValue}]`, what its `onEnable` asked for).
+    pub const APP_LISTENERS: &str = "app_listeners";
 }
 
 /// JetStream streams and subjects.

@@ -263,8 +263,10 @@ impl VersionCache {
         let t = &v.trigger;
         let npm_webhook = match (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) {
             (Some(piece), Some(trigger)) => {
-                crate::npm::npm_trigger_type(store, piece, t.settings.piece_version.as_deref(), trigger).as_deref()
-                    == Some("WEBHOOK")
+                matches!(
+                    crate::npm::npm_trigger_type(store, piece, t.settings.piece_version.as_deref(), trigger).as_deref(),
+                    Some("WEBHOOK" | "APP_WEBHOOK")
+                )
             }
             _ => false,
         };

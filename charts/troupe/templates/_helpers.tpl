@@ -63,6 +63,12 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "troupe.secretName" .root }}
       key: AP_ENCRYPTION_KEY
+- name: AP_APP_WEBHOOK_SECRETS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "troupe.secretName" .root }}
+      key: AP_APP_WEBHOOK_SECRETS
+      optional: true
 {{- with .root.Values.config }}
 - name: AP_SHARDS
   value: {{ .shards | quote }}

@@ -119,6 +119,9 @@ async fn disable_old_trigger(state: &AppState, before: &Flow, after: Option<&Flo
     if before.status != FlowStatus::Enabled || unchanged {
         return;
     }
+    if let Err(e) = state.store.remove_app_listeners(&before.id) {
+        tracing::warn!(flow_id = before.id, error = %e, "could not remove the flow's app webhook listeners");
+    }
     let Some(version) = before.published_version_id.as_ref().and_then(|v| state.store.get_version(v).ok().flatten())
     else {
         return;
@@ -151,12 +154,22 @@ async fn enable_webhook_trigger(state: &AppState, before: &Flow, flow: &Flow) ->
     let (Some(piece), Some(trigger)) = (t.settings.piece_name.as_deref(), t.settings.trigger_name.as_deref()) else {
         return Ok(());
     };
-    if state.triggers.trigger_type(&state.store, piece, t.settings.piece_version.as_deref(), trigger).as_deref()
-        != Some("WEBHOOK")
-    {
-        return Ok(());
-    }
-    let Err(e) = state.triggers.call_hook(flow, &version, "onEnable").await else { return Ok(()) };
+    let kind = state.triggers.trigger_type(&state.store, piece, t.settings.piece_version.as_deref(), trigger);
+    let e = match kind.as_deref() {
+        Some("WEBHOOK") => match state.triggers.call_hook(flow, &version, "onEnable").await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        },
+        // an app webhook trigger's onEnable says which of the app's events it listens for
+        Some("APP_WEBHOOK") => match state.triggers.hook(flow, &version, "onEnable", None, false).await {
+            Ok(enabled) => {
+                state.store.set_app_listeners(piece, &flow.id, &enabled.listeners)?;
+                return Ok(());
+            }
+            Err(e) => e,
+        },
+        _ => return Ok(()),
+    };
     // the flow stays published but disabled, saying why
     let message = format!("step {:?}: the trigger's onEnable failed: {e}", t.name);
     let mut disabled = flow.clone();
@@ -297,10 +310,13 @@ async fn npm_problems(state: &AppState, version: &FlowVersion, install: bool) ->
             ));
             continue;
         };
-        if kind == "triggers" && !matches!(def["type"].as_str(), Some("POLLING" | "WEBHOOK")) {
+        if kind == "triggers" && !matches!(def["type"].as_str(), Some("POLLING" | "WEBHOOK" | "APP_WEBHOOK")) {
             problems.push(problem(
                 "settings.triggerName",
-                format!("{piece}'s {name:?} is an {} trigger; Troupe runs npm pieces' polling and webhook triggers, not yet app webhooks", def["type"].as_str().unwrap_or("?")),
+                format!(
+                    "{piece}'s {name:?} is a {} trigger; Troupe runs polling, webhook and app webhook triggers",
+                    def["type"].as_str().unwrap_or("?")
+                ),
             ));
             continue;
         }

@@ -393,7 +393,18 @@
     return { output: output === undefined ? null : output, type: t.type, listeners, schedule };
   };
 
-  G.__troupe_piece = { run, options, validateAuth, trigger };
+  // an app webhook (Slack's events, and the like): is it signed with the app's secret, and
+  // what event of which account is it, or what to answer at once (a url_verification)
+  const appEvent = async (request) => {
+    const events = state.piece.events;
+    if (!events) throw new Error(`${state.name}@${state.version} receives no app events (it has no events)`);
+    const payload = request.payload;
+    const verified = !!(await events.verify({ webhookSecret: request.webhookSecret, payload, appWebhookUrl: request.appWebhookUrl }));
+    const parsed = verified ? await events.parseAndReply({ payload }) : null;
+    return { verified, parsed: parsed || {} };
+  };
+
+  G.__troupe_piece = { run, options, validateAuth, trigger, appEvent };
   return (tree) => {
     packages = tree.packages;
     for (const [key, p] of Object.entries(packages)) {

@@ -286,13 +286,14 @@ async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack
         ("HTTPS_PROXY", &fake.proxy_url()),
         ("NO_PROXY", "registry.npmjs.org"),
         ("NODE_EXTRA_CA_CERTS", &ca),
+        ("AP_APP_WEBHOOK_SECRETS", r#"{"@activepieces/piece-slack": {"webhookSecret": "slack-signing-secret"}}"#),
     ])
     .await;
     let (status, body) = t
         .post(
             "/app-connections",
             json!({"externalId": "slack", "displayName": "Slack", "pieceName": "@activepieces/piece-slack", "projectId": null,
-                "type": "OAUTH2", "value": {"type": "OAUTH2", "access_token": "xoxb-test-token", "data": {"bot_user_id": "U1"}}}),
+                "type": "OAUTH2", "value": {"type": "OAUTH2", "access_token": "xoxb-test-token", "data": {"bot_user_id": "U1", "team_id": "T1"}}}),
         )
         .await;
     assert!(status == 201 || status == 200, "{body}");
@@ -347,6 +348,67 @@ async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack
     assert!(body["message"].as_str().unwrap_or_default().contains("invalid_auth"), "{body}");
     let (status, body) = t.post("/app-connections", custom("xoxb-good")).await;
     assert_eq!(status, 201, "{body}");
+
+    // Slack's own trigger, an app webhook: events of the whole app come to one URL, signed
+    let listening = json!({
+        "displayName": "listen",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New message",
+            "settings": {"pieceName": "@activepieces/piece-slack", "pieceVersion": "0.17.9", "triggerName": "new-message-in-channel",
+                "input": {"auth": "{{connections['slack']}}", "channel": "C0123", "ignoreBots": true}},
+            "nextAction": piece("said", "data-mapper", "advanced_mapping", json!({"mapping": {"text": "{{trigger.text}}"}}))}
+    });
+    let listener = t.publish(listening).await;
+    let (status, body) =
+        slack_event(&t, "slack-signing-secret", json!({"type": "url_verification", "challenge": "3eZbrw1aB"})).await;
+    assert_eq!((status, body.as_str()), (200, "3eZbrw1aB"), "Slack's url_verification is answered with its challenge");
+    let (status, body) = slack_event(&t, "not-the-secret", json!({"type": "url_verification", "challenge": "x"})).await;
+    assert_eq!(status, 401, "a request not signed with the app's secret is refused: {body}");
+    let message = |team: &str, channel: &str, text: &str| {
+        json!({"type": "event_callback", "team_id": team, "event_id": format!("Ev-{text}"),
+            "event": {"type": "message", "channel": channel, "channel_type": "channel", "text": text, "user": "U2"}})
+    };
+    for (team, channel, text) in [("T1", "C0123", "hello"), ("T1", "C0456", "elsewhere"), ("T2", "C0123", "other team")]
+    {
+        let (status, body) = slack_event(&t, "slack-signing-secret", message(team, channel, text)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Slack retries an event it thinks was lost: the same event makes no second run
+    slack_event(&t, "slack-signing-secret", message("T1", "C0123", "hello")).await;
+    let runs = t.wait_runs(&listener, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let runs_after = t.all_runs(&listener).await;
+    assert_eq!(runs_after.len(), 1, "only the message of the channel and team listened to runs: {runs:?}");
+    let run = t.run(runs_after[0]["id"].as_str().unwrap()).await;
+    assert_eq!(run["steps"]["said"]["output"], json!({"text": "hello"}), "{run}");
+    // disabled, the flow listens no more
+    let (status, body) = t
+        .post(&format!("/flows/{listener}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    slack_event(&t, "slack-signing-secret", message("T1", "C0123", "after")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(t.all_runs(&listener).await.len(), 1);
+}
+
+/// Posts `body` to Troupe's Slack app webhook URL, signed as Slack signs with `secret`.
+async fn slack_event(t: &Troupe, secret: &str, body: Value) -> (u16, String) {
+    use hmac::Mac;
+    let raw = body.to_string();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{raw}").as_bytes());
+    let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    let resp = t
+        .client
+        .post(t.url("/api/v1/app-events/slack"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", signature)
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! keeps the store itself: opening, flushing, and joining a cluster.
 
 mod api_keys;
+mod app_listeners;
 mod connections;
 mod entries;
 mod flows;
@@ -104,6 +105,7 @@ pub struct Store {
     connection_order: RTree,
     sample_data: RTree,
     trigger_events: RTree,
+    app_listeners: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
 }
@@ -165,6 +167,7 @@ impl Store {
             connection_order: t(trees::CONNECTION_ORDER)?,
             sample_data: t(trees::SAMPLE_DATA)?,
             trigger_events: t(trees::TRIGGER_EVENTS)?,
+            app_listeners: t(trees::APP_LISTENERS)?,
             cipher: Default::default(),
             replication,
             group_commit: GroupCommit::start(db),
@@ -255,6 +258,7 @@ impl Store {
             &self.connection_order,
             &self.sample_data,
             &self.trigger_events,
+            &self.app_listeners,
         ]
     }
 }
