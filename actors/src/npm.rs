@@ -100,6 +100,8 @@ pub struct RunFacts {
     /// of written, for the caller to apply later (a polling trigger's, after its items are
     /// published); reads see them.
     pub buffer: Option<StoreBuffer>,
+    /// Set when a request of the call was answered 401.
+    pub unauthorized: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RunFacts {
@@ -114,6 +116,7 @@ impl RunFacts {
             resume_base: String::new(),
             connections: connection_lookup(store, project_id),
             buffer: None,
+            unauthorized: None,
         }
     }
 }
@@ -175,6 +178,12 @@ pub fn host_ops(facts: RunFacts) -> HostOps {
             }
         }
         Some(match r["op"].as_str().unwrap_or_default() {
+            "unauthorized" => {
+                if let Some(flag) = &facts.unauthorized {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                ok(json!({}))
+            }
             "store.get" => match facts.store.entry_get(&key()) {
                 Ok(v) => ok(json!({"value": v})),
                 Err(e) => fail(e.to_string()),

@@ -181,7 +181,19 @@ fn host_handler(egress: Arc<Egress>, deadline: Instant, ops: HostOps, own_api: O
             Err(e) => return reply(json!({"ok": false, "error": format!("unreadable host call: {e}")})),
         };
         match parsed["op"].as_str().unwrap_or_default() {
-            "fetch" => fetch(request),
+            "fetch" => {
+                let out = fetch(request);
+                // a 401 is told to `ops` (`{"op": "unauthorized", "url"}`): an OAuth2 token may
+                // have been revoked or expired early, and the run may refresh it and try again
+                #[derive(serde::Deserialize)]
+                struct Status {
+                    status: Option<u16>,
+                }
+                if serde_json::from_slice::<Status>(&out).is_ok_and(|s| s.status == Some(401)) {
+                    ops(&json!({"op": "unauthorized", "url": parsed["url"]}));
+                }
+                out
+            }
             "sleep" => {
                 let ms = parsed["ms"].as_u64().unwrap_or(0);
                 let left = deadline.saturating_duration_since(Instant::now());

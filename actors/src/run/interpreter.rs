@@ -65,6 +65,8 @@ pub(crate) struct Exec<'a> {
     /// A step test (`super::testing`): nothing is journaled in the store, and no shard is
     /// needed.
     pub(crate) testing: bool,
+    /// Set when a request of the npm step running now was answered 401.
+    unauthorized: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a step's own work went wrong.
@@ -177,6 +179,7 @@ impl<'a> Exec<'a> {
             read_connections: Arc::default(),
             secrets: Secrets::default(),
             testing: false,
+            unauthorized: Arc::default(),
             run,
         };
         // the trigger record (seq 0) holds the output the run started from
@@ -280,7 +283,9 @@ impl<'a> Exec<'a> {
                 return Err(self.abort_step(Entry::failed(step, path, e).input(raw_input), status))
             }
         };
-        let input_map = input.as_object().cloned().unwrap_or_default();
+        let mut input = input;
+        let mut input_map = input.as_object().cloned().unwrap_or_default();
+        self.unauthorized.store(false, std::sync::atomic::Ordering::SeqCst);
         let attempts_allowed = if step.retry_on_failure() { RETRY_ATTEMPTS } else { 1 };
         let started = Instant::now();
         let mut attempt = 0;
@@ -345,6 +350,36 @@ impl<'a> Exec<'a> {
                 }
             }
         };
+        // an npm step that failed after a 401 gets its OAuth2 connections refreshed, and one
+        // more attempt with the new tokens
+        let mut result = result;
+        if npm && result.is_err() && self.unauthorized.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            match self.reauthorize(step, &raw_input).await {
+                Ok(Some(fresh)) => {
+                    input = fresh;
+                    input_map = input.as_object().cloned().unwrap_or_default();
+                    attempt += 1;
+                    result = match self.npm_step(step, &input_map, resume_payload.as_ref()).await {
+                        Ok((r, logs)) => {
+                            self.pending_logs = logs;
+                            Ok(r)
+                        }
+                        Err(Fault::Failed(e)) => Err(e),
+                        Err(Fault::Fatal(status, msg)) => {
+                            let took = started.elapsed().as_millis() as u64;
+                            let entry = Entry::failed(step, path, msg).input(input).took(took).attempts(attempt);
+                            return Err(self.abort_step(entry, status));
+                        }
+                    };
+                }
+                Ok(None) => {}
+                Err(Fault::Failed(e)) => result = Err(e),
+                Err(Fault::Fatal(status, msg)) => {
+                    let entry = Entry::failed(step, path, msg).input(input).attempts(attempt);
+                    return Err(self.abort_step(entry, status));
+                }
+            }
+        }
         for (kind, secret) in std::mem::take(&mut *self.read_connections.lock().unwrap()) {
             self.secrets.add_connection(kind, &secret);
         }
@@ -499,6 +534,42 @@ impl<'a> Exec<'a> {
         Ok((!found.is_empty()).then_some(found))
     }
 
+    /// Refreshes the OAuth2 connections `raw_input` names, whatever their expiry, and
+    /// resolves it again with the new tokens; `None` when it names no OAuth2 connection.
+    async fn reauthorize(&mut self, step: &Action, raw_input: &Value) -> Result<Option<Value>, Fault> {
+        let mut tokens = Vec::new();
+        template::tokens(raw_input, &mut tokens);
+        let mut refreshed = Vec::new();
+        for t in tokens {
+            let Some(path) = template::parse_path(&t).filter(|p| p.root == crate::validate::CONNECTIONS) else {
+                continue;
+            };
+            let Some(template::Segment::Key(name)) = path.segments.first() else { continue };
+            if refreshed.contains(name) {
+                continue;
+            }
+            let store = &self.engine.store;
+            let internal = |e: troupe_store::StoreError| Fault::Fatal(RunStatus::InternalError, e.to_string());
+            let Some(conn) = store.connection_by_name(&self.run.project_id, name).map_err(internal)? else { continue };
+            if conn.kind != troupe_store::connection::ConnectionType::OAuth2 {
+                continue;
+            }
+            let secret = store.connection_value(&conn).map_err(internal)?;
+            tracing::info!(
+                run_id = self.run.id,
+                step = step.name,
+                connection = name,
+                "answered 401: refreshing the connection"
+            );
+            self.refresh(conn, &secret).await?;
+            refreshed.push(name.clone());
+        }
+        if refreshed.is_empty() {
+            return Ok(None);
+        }
+        self.resolve_as(step, raw_input, true).await.map(Some)
+    }
+
     /// Refreshes an OAuth2 connection's tokens and keeps them (sealed and replicated like any
     /// write); a refresh that fails marks the connection `ERROR` and fails the step.
     async fn refresh(&mut self, conn: troupe_store::connection::Connection, value: &Value) -> Result<Value, Fault> {
@@ -597,6 +668,7 @@ impl<'a> Exec<'a> {
         let read = self.read_connections.clone();
         let facts = crate::npm::RunFacts {
             resume_base: format!("{base}/api/v1/flow-runs/{}/requests/", self.run.id),
+            unauthorized: Some(self.unauthorized.clone()),
             connections: Arc::new(move |name: &str| {
                 let Some(conn) = store.connection_by_name(&project, name)? else {
                     return Ok(None);

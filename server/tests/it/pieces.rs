@@ -108,6 +108,11 @@ exports.probe = new Piece({
   memory: action('memory', async () => { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(keep.length)); }),
   conn: action('conn', async (ctx) => ({ read: await ctx.connections.get('probe-secret') })),
   whoami: { ...action('whoami', async (ctx) => ({ type: ctx.auth.type, tokenEnds: ctx.auth.access_token.slice(-2) })), requireAuth: true },
+  remote: { ...action('remote', async (ctx) => {
+    const r = await fetch(ctx.propsValue.url, { headers: { authorization: `Bearer ${ctx.auth.access_token}` } });
+    if (r.status === 401) throw new Error('the service answered 401 Unauthorized');
+    return r.json();
+  }, { url }), requireAuth: true },
   callback: action('callback', async (ctx) => {
     const headers = { authorization: `Bearer ${ctx.server.token}`, 'content-type': 'application/json' };
     const put = await fetch(`${ctx.server.apiUrl}v1/store-entries`, { method: 'POST', headers, body: JSON.stringify({ key: 'greeting', value: { hi: 'there' } }) });
@@ -633,14 +638,16 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
 async fn token_server(
     forms: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    revoked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> String {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
-            let (forms, refuse) = (forms.clone(), refuse.clone());
+            let (forms, refuse, revoked, issued) = (forms.clone(), refuse.clone(), revoked.clone(), issued.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16384];
                 let mut n = 0;
@@ -667,19 +674,34 @@ async fn token_server(
                     }
                 }
                 let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                let form = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-                forms.lock().unwrap().push(form.clone());
-                let body = if form.contains("grant_type=authorization_code") && form.contains("code=good-code") {
-                    json!({"access_token": "at-01", "refresh_token": "rt-1", "expires_in": 1, "token_type": "bearer"})
-                } else if form.contains("grant_type=refresh_token")
-                    && form.contains("refresh_token=rt-1")
-                    && !refuse.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    json!({"access_token": "at-02", "expires_in": 3600, "token_type": "bearer"})
+                use std::sync::atomic::Ordering::SeqCst;
+                let (status, body) = if text.starts_with("GET /resource") {
+                    // the newest token is good until it is revoked
+                    let newest = format!("authorization: bearer at-{:02}", issued.load(SeqCst));
+                    let good = !revoked.load(SeqCst) && text.to_ascii_lowercase().contains(&newest);
+                    if good {
+                        ("200 OK", json!({"tokenEnds": format!("{:02}", issued.load(SeqCst))}))
+                    } else {
+                        ("401 Unauthorized", json!({"error": "invalid_token"}))
+                    }
                 } else {
-                    json!({"error": "invalid_grant"})
+                    let form = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+                    forms.lock().unwrap().push(form.clone());
+                    let body = if form.contains("grant_type=authorization_code") && form.contains("code=good-code") {
+                        issued.store(1, SeqCst);
+                        json!({"access_token": "at-01", "refresh_token": "rt-1", "expires_in": 1, "token_type": "bearer"})
+                    } else if form.contains("grant_type=refresh_token")
+                        && form.contains("refresh_token=rt-1")
+                        && !refuse.load(SeqCst)
+                    {
+                        let n = issued.fetch_add(1, SeqCst) + 1;
+                        revoked.store(false, SeqCst);
+                        json!({"access_token": format!("at-{n:02}"), "expires_in": 3600, "token_type": "bearer"})
+                    } else {
+                        json!({"error": "invalid_grant"})
+                    };
+                    (if body.get("error").is_some() { "400 Bad Request" } else { "200 OK" }, body)
                 };
-                let status = if body.get("error").is_some() { "400 Bad Request" } else { "200 OK" };
                 let body = body.to_string();
                 let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 let _ = sock.write_all(resp.as_bytes()).await;
@@ -693,7 +715,9 @@ async fn token_server(
 async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires() {
     let forms = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let token_url = token_server(forms.clone(), refuse.clone()).await;
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token_url = token_server(forms.clone(), refuse.clone(), revoked.clone()).await;
+    let resource = token_url.replace("/token", "/resource");
     let t = start().await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
     assert_eq!(status, 201, "{body}");
@@ -736,6 +760,17 @@ async fn an_oauth2_connection_is_made_from_a_code_and_refreshed_when_it_expires(
     assert_eq!(run["steps"]["step_1"]["output"], json!({"type": "OAUTH2", "tokenEnds": "02"}), "{run}");
     assert!(forms.lock().unwrap().iter().any(|f| f.contains("grant_type=refresh_token")));
     assert!(!run.to_string().contains("at-02") && !run.to_string().contains("rt-1"), "{run}");
+    // a token the service stops taking (401) is refreshed once and the step tried again
+    let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "remote",
+        "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "actionName": "remote", "input": {"auth": "{{connections['oauth']}}", "url": resource}}});
+    let remote = t.publish(webhook_flow(step)).await;
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.webhook(&remote, "", json!({})).await;
+    let run = t.wait_runs(&remote, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["steps"]["step_1"]["output"], json!({"tokenEnds": "03"}), "{run}");
+    assert!(!run.to_string().contains("at-03"), "{run}");
     // a refresh the server refuses fails the step and marks the connection ERROR
     refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     let (status, body) = t.post("/app-connections", upsert("good-code")).await;
