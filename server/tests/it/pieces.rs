@@ -811,3 +811,132 @@ async fn the_npm_store_piece_keeps_its_values_in_troupes_store_through_context_s
     let resp = t.webhook(&id2, "/sync", json!({})).await;
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"got": "hello"}));
 }
+
+#[tokio::test]
+async fn registry_pieces_register_their_webhooks_fill_dropdowns_and_use_oauth2_tokens_against_fakes() {
+    use troupe_testkit::mitm::{Mitm, Reply};
+    // Drip's API and Webflow's, faked behind the HTTPS-intercepting proxy
+    let fake = Mitm::start(|r| {
+        let path = r.path.split('?').next().unwrap_or_default();
+        let drip_key = format!("Basic {}", {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode("drip-key-123")
+        });
+        match (r.method.as_str(), r.host.as_str(), path) {
+            (_, "api.getdrip.com", _) if r.header("authorization") != Some(drip_key.as_str()) => {
+                Reply::json(401, &json!({"errors": [{"code": "authorization_error"}]}))
+            }
+            ("GET", "api.getdrip.com", "/v2/accounts") => {
+                Reply::json(200, &json!({"accounts": [{"id": "9001", "name": "Shop"}, {"id": "9002", "name": "Blog"}]}))
+            }
+            ("POST", "api.getdrip.com", "/v2/9001/webhooks") => Reply::json(
+                201,
+                &json!({"webhooks": [{"id": "wh-7", "post_url": r.json()["webhooks"][0]["post_url"], "events": ["subscriber.created"]}]}),
+            ),
+            ("DELETE", "api.getdrip.com", "/v2/9001/webhooks/wh-7") => Reply::json(204, &json!({})),
+            ("POST", "api.webflow.com", "/oauth/access_token") => {
+                let form = String::from_utf8_lossy(&r.body).to_string();
+                if form.contains("code=wf-code") && form.contains("grant_type=authorization_code") {
+                    Reply::json(200, &json!({"access_token": "wf-token-1", "token_type": "bearer"}))
+                } else {
+                    Reply::json(400, &json!({"error": "invalid_grant"}))
+                }
+            }
+            ("GET", "api.webflow.com", "/sites") if r.header("authorization") == Some("Bearer wf-token-1") => {
+                Reply::json(200, &json!([{"_id": "site-1", "name": "Shop site"}]))
+            }
+            _ => Reply::json(404, &json!({"error": format!("no {} {}{}", r.method, r.host, r.path)})),
+        }
+    })
+    .await;
+    let ca = fake.ca_file().display().to_string();
+    let t = Troupe::start_with(&[
+        ("NPM_CONFIG_CACHE", &npm_cache()),
+        ("HTTPS_PROXY", &fake.proxy_url()),
+        ("NO_PROXY", "registry.npmjs.org"),
+        ("NODE_EXTRA_CA_CERTS", &ca),
+    ])
+    .await;
+    for (name, version) in [("@activepieces/piece-drip", "0.4.7"), ("@activepieces/piece-webflow", "0.3.0")] {
+        let (status, body) = t
+            .post(
+                "/pieces",
+                json!({"pieceName": name, "pieceVersion": version, "packageType": "REGISTRY", "scope": "PLATFORM"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = t
+        .post(
+            "/app-connections",
+            json!({"externalId": "drip", "displayName": "Drip", "pieceName": "@activepieces/piece-drip", "projectId": null,
+                "type": "SECRET_TEXT", "value": {"type": "SECRET_TEXT", "secret_text": "drip-key-123"}}),
+        )
+        .await;
+    assert!(status == 201 || status == 200, "{body}");
+
+    // the trigger's account dropdown, filled from Drip
+    let (status, options) = t
+        .post(
+            "/pieces/options",
+            json!({"pieceName": "@activepieces/piece-drip", "pieceVersion": "0.4.7", "actionOrTriggerName": "new_subscriber",
+                "propertyName": "account_id", "input": {"auth": "{{connections['drip']}}"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(
+        options["options"],
+        json!([{"label": "Shop", "value": "9001"}, {"label": "Blog", "value": "9002"}]),
+        "{options}"
+    );
+
+    // enabling registers the flow's webhook URL with Drip; a delivery makes a run
+    let flow = json!({
+        "displayName": "new subscribers",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New subscriber",
+            "settings": {"pieceName": "@activepieces/piece-drip", "pieceVersion": "0.4.7", "triggerName": "new_subscriber",
+                "input": {"auth": "{{connections['drip']}}", "account_id": "9001"}},
+            "nextAction": piece("who", "data-mapper", "advanced_mapping", json!({"mapping": {"email": "{{trigger.data.email}}"}}))}
+    });
+    let id = t.publish(flow).await;
+    let registered = fake.requests().into_iter().find(|r| r.method == "POST" && r.path == "/v2/9001/webhooks");
+    let registered = registered.expect("onEnable registered the webhook").json();
+    assert_eq!(
+        registered["webhooks"][0]["post_url"],
+        format!("http://127.0.0.1:{}/api/v1/webhooks/{id}", t.port),
+        "{registered}"
+    );
+    t.webhook(&id, "", json!({"event": "subscriber.created", "data": {"email": "ada@example.com"}})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["steps"]["who"]["output"], json!({"email": "ada@example.com"}), "{run}");
+    // disabling removes it, with what onEnable kept
+    let (status, body) =
+        t.post(&format!("/flows/{id}"), json!({"type": "CHANGE_STATUS", "request": {"status": "DISABLED"}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        fake.requests().iter().any(|r| r.method == "DELETE" && r.path == "/v2/9001/webhooks/wh-7"),
+        "onDisable deleted the webhook"
+    );
+
+    // an OAuth2 connection made from a code at Webflow's token URL (the piece's tokenUrl); its
+    // token reaches Webflow and appears in no run
+    let upsert = |code: &str| {
+        json!({"externalId": "webflow", "displayName": "Webflow", "pieceName": "@activepieces/piece-webflow", "type": "OAUTH2",
+            "value": {"type": "OAUTH2", "code": code, "client_id": "wf-client", "client_secret": "wf-secret",
+                "redirect_url": "https://troupe.example/redirect"}})
+    };
+    let (status, body) = t.post("/app-connections", upsert("not-the-code")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = t.post("/app-connections", upsert("wf-code")).await;
+    assert_eq!(status, 201, "{body}");
+    let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "List sites",
+        "settings": {"pieceName": "@activepieces/piece-webflow", "pieceVersion": "0.3.0", "actionName": "list_sites", "input": {"auth": "{{connections['webflow']}}"}}});
+    let sites = t.publish(webhook_flow(step)).await;
+    t.webhook(&sites, "", json!({})).await;
+    let run = t.wait_runs(&sites, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["steps"]["step_1"]["output"], json!([{"_id": "site-1", "name": "Shop site"}]), "{run}");
+    assert!(!run.to_string().contains("wf-token-1"), "{run}");
+}
