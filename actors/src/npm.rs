@@ -473,7 +473,8 @@ impl NpmTriggers {
             };
             let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
             let listeners = outcome.output["listeners"].as_array().cloned().unwrap_or_default();
-            Ok(troupe_scheduler::Polled { items, output, writes, listeners })
+            let schedule = outcome.output["schedule"].clone();
+            Ok(troupe_scheduler::Polled { items, output, writes, listeners, schedule })
         }
     }
 }

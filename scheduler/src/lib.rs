@@ -83,6 +83,8 @@ pub struct Polled {
     pub writes: Vec<(String, Option<Value>)>,
     /// The app webhook listeners the hook asked for (`context.app.createListeners`).
     pub listeners: Vec<Value>,
+    /// The schedule the hook asked for (`context.setSchedule`): `{cronExpression, timezone}`.
+    pub schedule: Value,
 }
 
 /// Why a polling trigger's hook failed: the message the flow is disabled with after
@@ -454,7 +456,14 @@ async fn poll_npm(
             None => ctx.store.entry_delete(&k)?,
         }
     }
-    Ok(Ok(PollState { primed: true, consecutive_failures: 0, ..state.clone() }))
+    let cron = match polled.schedule["cronExpression"].as_str() {
+        Some(cron) if !state.primed => {
+            let timezone = polled.schedule["timezone"].as_str().unwrap_or("UTC").to_string();
+            Some((cron.to_string(), timezone))
+        }
+        _ => state.cron.clone(),
+    };
+    Ok(Ok(PollState { primed: true, consecutive_failures: 0, cron, ..state.clone() }))
 }
 
 /// A poll of the native rss trigger: the feed's new items, each one run.
@@ -513,12 +522,7 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
     let key = names::entries::poll_state(flow_id);
     let state: PollState =
         ctx.store.entry_get(&key).ok().flatten().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-    let next = ctx.clock.now() + chrono::Duration::from_std(ctx.config.trigger_default_poll_interval).expect("fits");
-    let next_timer = Timer::new(
-        flow_owner(flow_id),
-        ms(next),
-        TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
-    );
+
     let polled = if version.trigger.settings.piece_name.as_deref() == Some(rss::PIECE) {
         poll_rss(ctx, flow_id, &input, &state).await?
     } else {
@@ -541,6 +545,27 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
             PollState { consecutive_failures: failures, ..state }
         }
     };
+    // the next poll: on the schedule the trigger asked for, else every default interval
+    let now = ctx.clock.now();
+    let every = now + chrono::Duration::from_std(ctx.config.trigger_default_poll_interval).expect("fits");
+    let next = match &new_state.cron {
+        Some((cron, timezone)) => {
+            let asked = timezone
+                .parse()
+                .map_err(|_| schedule::InvalidSchedule::UnknownTimezone(timezone.clone()))
+                .and_then(|timezone| schedule::Schedule { cron: cron.clone(), timezone }.next_after(now));
+            asked.unwrap_or_else(|e| {
+                tracing::warn!(flow_id, error = %e, "the trigger's schedule is unusable; polling at the default interval");
+                every
+            })
+        }
+        None => every,
+    };
+    let next_timer = Timer::new(
+        flow_owner(flow_id),
+        ms(next),
+        TimerKind::Poll { flow_id: flow_id.into(), version_id: version_id.into() },
+    );
     ctx.store.entry_put(&key, &serde_json::to_value(&new_state).expect("serializes"))?;
     Ok(ctx.store.add_timer(&next_timer)?)
 }

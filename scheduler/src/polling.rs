@@ -33,6 +33,10 @@ pub struct PollState {
     pub primed: bool,
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// The schedule an npm trigger's `onEnable` asked for (`context.setSchedule`): its cron
+    /// expression and time zone, polled on instead of `AP_TRIGGER_DEFAULT_POLL_INTERVAL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<(String, String)>,
 }
 
 /// The items that are new since `state`, oldest first (the order their runs start), and the

@@ -88,8 +88,11 @@ class Piece {
 const newest = async (ctx) => { const r = await fetch(ctx.propsValue.url); return r.json(); };
 const newItem = {
   name: 'new_item', displayName: 'New item', description: '', type: 'POLLING', requireAuth: false, sampleData: {},
-  props: { url: { type: 'SHORT_TEXT', displayName: 'URL', required: true } },
-  onEnable: async (ctx) => { const items = await newest(ctx); await ctx.store.put('mark', Math.max(0, ...items.map((i) => i.id))); },
+  props: { url: { type: 'SHORT_TEXT', displayName: 'URL', required: true }, cron: { type: 'SHORT_TEXT', displayName: 'Cron', required: false } },
+  onEnable: async (ctx) => {
+    if (ctx.propsValue.cron) ctx.setSchedule({ cronExpression: ctx.propsValue.cron, timezone: 'UTC' });
+    const items = await newest(ctx); await ctx.store.put('mark', Math.max(0, ...items.map((i) => i.id)));
+  },
   onDisable: async (ctx) => { await ctx.store.delete('mark'); await fetch(`${ctx.propsValue.url}?disabled=${ctx.flows.current.id}`); },
   run: async (ctx) => {
     const mark = (await ctx.store.get('mark')) || 0;
@@ -939,4 +942,26 @@ async fn registry_pieces_register_their_webhooks_fill_dropdowns_and_use_oauth2_t
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(run["steps"]["step_1"]["output"], json!([{"_id": "site-1", "name": "Shop site"}]), "{run}");
     assert!(!run.to_string().contains("wf-token-1"), "{run}");
+}
+
+#[tokio::test]
+async fn an_npm_polling_trigger_polls_on_the_schedule_it_asks_for() {
+    let items = std::sync::Arc::new(std::sync::Mutex::new(vec![1u64]));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = json_feed(items.clone(), seen.clone()).await;
+    // the default interval is an hour: only the trigger's own schedule (every second) polls
+    let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "60")]).await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    let flow = json!({
+        "displayName": "poll on schedule",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New item",
+            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "new_item", "input": {"url": url, "cron": "* * * * * *"}},
+            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}}))}
+    });
+    let id = t.publish(flow).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    items.lock().unwrap().push(2);
+    let runs = t.wait_runs(&id, 1).await;
+    assert_eq!(runs[0]["triggerOutput"]["title"], "Item 2", "{runs:?}");
 }
