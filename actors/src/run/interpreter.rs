@@ -502,17 +502,9 @@ impl<'a> Exec<'a> {
     /// The connections `value` names, decrypted and shaped as pieces see them; their secrets
     /// join the run's list of values to redact.
     async fn connections(&mut self, value: &Value, typed: bool) -> Result<Option<Map<String, Value>>, Fault> {
-        let mut tokens = Vec::new();
-        template::tokens(value, &mut tokens);
         let mut found = Map::new();
-        for t in tokens {
-            let Some(path) = template::parse_path(&t).filter(|p| p.root == crate::validate::CONNECTIONS) else {
-                continue;
-            };
-            let Some(template::Segment::Key(name)) = path.segments.first() else { continue };
-            if found.contains_key(name) {
-                continue;
-            }
+        for name in connection_names(value) {
+            let name = &name;
             let store = &self.engine.store;
             let conn = store
                 .connection_by_name(&self.run.project_id, name)
@@ -537,17 +529,9 @@ impl<'a> Exec<'a> {
     /// Refreshes the OAuth2 connections `raw_input` names, whatever their expiry, and
     /// resolves it again with the new tokens; `None` when it names no OAuth2 connection.
     async fn reauthorize(&mut self, step: &Action, raw_input: &Value) -> Result<Option<Value>, Fault> {
-        let mut tokens = Vec::new();
-        template::tokens(raw_input, &mut tokens);
-        let mut refreshed = Vec::new();
-        for t in tokens {
-            let Some(path) = template::parse_path(&t).filter(|p| p.root == crate::validate::CONNECTIONS) else {
-                continue;
-            };
-            let Some(template::Segment::Key(name)) = path.segments.first() else { continue };
-            if refreshed.contains(name) {
-                continue;
-            }
+        let mut refreshed = false;
+        for name in connection_names(raw_input) {
+            let name = &name;
             let store = &self.engine.store;
             let internal = |e: troupe_store::StoreError| Fault::Fatal(RunStatus::InternalError, e.to_string());
             let Some(conn) = store.connection_by_name(&self.run.project_id, name).map_err(internal)? else { continue };
@@ -562,9 +546,9 @@ impl<'a> Exec<'a> {
                 "answered 401: refreshing the connection"
             );
             self.refresh(conn, &secret).await?;
-            refreshed.push(name.clone());
+            refreshed = true;
         }
-        if refreshed.is_empty() {
+        if !refreshed {
             return Ok(None);
         }
         self.resolve_as(step, raw_input, true).await.map(Some)
@@ -883,6 +867,25 @@ impl<'a> Exec<'a> {
         }
         Ok(())
     }
+}
+
+/// The connections the templates of `value` name (`{{connections['name']}}`), each once, in
+/// order.
+fn connection_names(value: &Value) -> Vec<String> {
+    let mut tokens = Vec::new();
+    template::tokens(value, &mut tokens);
+    let mut names: Vec<String> = Vec::new();
+    for t in tokens {
+        let Some(path) = template::parse_path(&t).filter(|p| p.root == crate::validate::CONNECTIONS) else {
+            continue;
+        };
+        if let Some(template::Segment::Key(name)) = path.segments.first() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
 }
 
 fn short(v: &Value) -> String {
