@@ -13,7 +13,6 @@
   };
   const G = globalThis;
   G.global = G;
-  G.self = G;
 
   const unavailable = (module, what) => {
     const err = new Error(`${module}${what ? '.' + what : ''} is not available in Troupe's sandbox: pieces reach the network only over HTTP(S), and have no file system, sockets or processes`);
@@ -671,6 +670,16 @@
   });
   define('stream/promises', () => builtins.stream().promises);
   define('stream/web', () => ({ ReadableStream }));
+  // Node's (deprecated) punycode, over the guest's idna crate
+  define('punycode', () => {
+    const call = (op, name) => (text) => {
+      const out = N.punycode(op, String(text));
+      if (out == null) throw new RangeError(`punycode.${name}: cannot convert ${JSON.stringify(String(text))}`);
+      return out;
+    };
+    const ucs2 = { decode: (s) => Array.from(String(s), (c) => c.codePointAt(0)), encode: (points) => String.fromCodePoint(...points) };
+    return { version: '2.1.0', ucs2, encode: call('encode', 'encode'), decode: call('decode', 'decode'), toASCII: call('toASCII', 'toASCII'), toUnicode: call('toUnicode', 'toUnicode') };
+  });
   define('string_decoder', () => ({ StringDecoder: class StringDecoder { constructor(enc) { this.enc = enc || 'utf8'; } write(b) { return typeof b === 'string' ? b : Buffer.from(b).toString(this.enc); } end(b) { return b ? this.write(b) : ''; } } }));
   define('crypto', () => {
     const toBytes = (d, enc) => (typeof d === 'string' ? fromString(d, enc) : u8(d));

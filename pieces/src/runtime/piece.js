@@ -131,6 +131,10 @@
       wrapper.call(module.exports, module.exports, require, module, module.filename, dirOf(module.filename));
     } catch (e) {
       delete cache[id];
+      // the innermost module that threw is named once: where a package fails to load
+      if (e && typeof e === 'object' && !e.troupeModule) {
+        try { e.troupeModule = `${packages[key].name}/${file}`; e.message = `${e.message} (loading ${e.troupeModule})`; } catch (_) { /* frozen */ }
+      }
       throw e;
     }
     module.loaded = true;

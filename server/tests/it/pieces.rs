@@ -965,3 +965,56 @@ async fn an_npm_polling_trigger_polls_on_the_schedule_it_asks_for() {
     let runs = t.wait_runs(&id, 1).await;
     assert_eq!(runs[0]["triggerOutput"]["title"], "Item 2", "{runs:?}");
 }
+
+#[tokio::test]
+async fn a_registry_polling_trigger_makes_one_run_per_new_record_and_none_again_after_a_restart() {
+    use std::sync::{Arc, Mutex};
+    use troupe_testkit::mitm::{Mitm, Reply};
+    // Airtable's records API, faked: the table's records are what the test puts in it
+    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let record = |n: u32| json!({"id": format!("rec{n}"), "createdTime": format!("2026-01-0{n}T00:00:00.000Z"), "fields": {"Name": format!("Row {n}")}});
+    records.lock().unwrap().extend([record(1), record(2)]);
+    let table = records.clone();
+    let fake = Mitm::start(move |r| {
+        if r.host == "api.airtable.com" && r.path.starts_with("/v0/appBase1/tblTable1") {
+            if r.header("authorization") != Some("Bearer pat-123") {
+                return Reply::json(401, &json!({"error": {"type": "AUTHENTICATION_REQUIRED"}}));
+            }
+            Reply::json(200, &json!({"records": *table.lock().unwrap()}))
+        } else {
+            Reply::json(404, &json!({"error": "NOT_FOUND"}))
+        }
+    })
+    .await;
+    let ca = fake.ca_file().display().to_string();
+    let mut t = Troupe::start_with(&[
+        ("NPM_CONFIG_CACHE", &npm_cache()),
+        ("HTTPS_PROXY", &fake.proxy_url()),
+        ("NO_PROXY", "registry.npmjs.org"),
+        ("NODE_EXTRA_CA_CERTS", &ca),
+        ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005"),
+    ])
+    .await;
+    let flow = json!({
+        "displayName": "new rows",
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New record",
+            "settings": {"pieceName": "@activepieces/piece-airtable", "pieceVersion": "0.2.0", "triggerName": "new_record",
+                "input": {"authentication": "pat-123", "base": "appBase1", "tableId": "tblTable1"}},
+            "nextAction": piece("row", "data-mapper", "advanced_mapping", json!({"mapping": {"name": "{{trigger.fields.Name}}"}}))}
+    });
+    let id = t.publish(flow).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(t.all_runs(&id).await.is_empty(), "records there before enabling are not new");
+    records.lock().unwrap().push(record(3));
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["steps"]["row"]["output"], json!({"name": "Row 3"}), "{run}");
+    // across a restart, what was seen stays seen
+    t.terminate();
+    t.spawn().await;
+    records.lock().unwrap().push(record(4));
+    t.wait_runs(&id, 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let runs = t.all_runs(&id).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+}

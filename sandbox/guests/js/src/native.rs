@@ -20,6 +20,7 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
     native.set("zlib", Function::new(ctx.clone(), zlib)?)?;
     native.set("url", Function::new(ctx.clone(), parse_url)?)?;
     native.set("random", Function::new(ctx.clone(), random)?)?;
+    native.set("punycode", Function::new(ctx.clone(), punycode)?)?;
     ctx.globals().set("__troupe_native", native)
 }
 
@@ -145,6 +146,18 @@ fn zlib<'js>(ctx: Ctx<'js>, op: String, data: TypedArray<'js, u8>, level: Option
 }
 
 /// A WHATWG URL's parts, or `null` when `input` (against `base`) is not a URL.
+/// Node's `punycode`: `encode`/`decode` of one label's raw punycode, `toASCII`/`toUnicode` of
+/// a domain (IDNA). `None` when the input cannot be converted.
+fn punycode(op: String, text: String) -> Option<String> {
+    match op.as_str() {
+        "encode" => idna::punycode::encode_str(&text),
+        "decode" => idna::punycode::decode_to_string(&text),
+        "toASCII" => idna::domain_to_ascii(&text).ok(),
+        "toUnicode" => Some(idna::domain_to_unicode(&text).0),
+        _ => None,
+    }
+}
+
 fn parse_url<'js>(ctx: Ctx<'js>, input: String, base: Option<String>) -> Result<Option<Object<'js>>> {
     let parsed = match base {
         Some(base) => url::Url::parse(&base).and_then(|b| b.join(&input)),
