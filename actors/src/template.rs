@@ -150,48 +150,104 @@ pub fn expressions(value: &Value) -> Vec<String> {
     out
 }
 
-/// Resolves every template in `value` (strings, recursively through arrays and objects).
-pub fn resolve(value: &Value, outputs: &Map<String, Value>, evals: &Evaluations) -> Result<Value, TemplateError> {
-    Ok(match value {
-        Value::String(s) => resolve_str(s, outputs, evals)?,
-        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, outputs, evals)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(
-            m.iter().map(|(k, v)| Ok((k.clone(), resolve(v, outputs, evals)?))).collect::<Result<_, _>>()?,
-        ),
-        other => other.clone(),
-    })
+/// Resolves every template in `value` (strings, recursively through arrays and objects), as
+/// Activepieces' engine does: a path that leads nowhere, or to `null`, is an empty string, and
+/// an expression that throws is an empty string too; what threw is in the returned warnings
+/// (the run logs them with the step) rather than failing the step.
+pub fn resolve(value: &Value, outputs: &Map<String, Value>, evals: &Evaluations) -> (Value, Vec<TemplateError>) {
+    let mut warnings = Vec::new();
+    let resolved = resolve_into(value, outputs, evals, &mut warnings);
+    (resolved, warnings)
 }
 
-pub fn resolve_str(s: &str, outputs: &Map<String, Value>, evals: &Evaluations) -> Result<Value, TemplateError> {
+fn resolve_into(
+    value: &Value,
+    outputs: &Map<String, Value>,
+    evals: &Evaluations,
+    warnings: &mut Vec<TemplateError>,
+) -> Value {
+    match value {
+        Value::String(s) => resolve_str(s, outputs, evals, warnings),
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve_into(v, outputs, evals, warnings)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), resolve_into(v, outputs, evals, warnings))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// A value as text inside a template: strings as they are, the rest as JSON.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn resolve_str(
+    s: &str,
+    outputs: &Map<String, Value>,
+    evals: &Evaluations,
+    warnings: &mut Vec<TemplateError>,
+) -> Value {
     if !s.contains("{{") {
-        return Ok(Value::String(s.to_string()));
+        return Value::String(s.to_string());
     }
     let parts = split(s);
-    let eval = |token: &str| -> Result<Value, TemplateError> {
-        match parse_path(token) {
-            Some(path) => Ok(lookup(outputs, &path).cloned().unwrap_or(Value::Null)),
+    let mut eval = |token: &str| -> Value {
+        let found = match parse_path(token) {
+            Some(path) => lookup(outputs, &path).cloned(),
             None => match evals.get(token) {
-                Some(Ok(v)) => Ok(v.clone()),
-                Some(Err(e)) => Err(TemplateError { expression: token.to_string(), message: e.to_string() }),
-                None => Err(TemplateError { expression: token.to_string(), message: "it was not evaluated".into() }),
+                Some(Ok(v)) => Some(v.clone()),
+                Some(Err(e)) => {
+                    warnings.push(TemplateError { expression: token.to_string(), message: e.to_string() });
+                    None
+                }
+                None => {
+                    warnings
+                        .push(TemplateError { expression: token.to_string(), message: "it was not evaluated".into() });
+                    None
+                }
             },
-        }
+        };
+        // `result ?? ''`
+        found.filter(|v| !v.is_null()).unwrap_or_else(|| Value::String(String::new()))
     };
     if let [Part::Token(t)] = parts.as_slice() {
         return eval(t);
+    }
+    // with `flattenNestedKeys(..)` among its tokens, text makes one string per element of the
+    // longest list its tokens give (a token that is no list repeats in each)
+    if parts.iter().any(|p| matches!(p, Part::Token(t) if t.starts_with("flattenNestedKeys"))) {
+        let values: Vec<Option<Value>> =
+            parts.iter().map(|p| if let Part::Token(t) = p { Some(eval(t)) } else { None }).collect();
+        let longest = values.iter().flatten().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0);
+        let rows = (0..longest)
+            .map(|i| {
+                let mut out = String::new();
+                for (part, value) in parts.iter().zip(&values) {
+                    match (part, value) {
+                        (Part::Text(t), _) => out.push_str(t),
+                        (_, Some(Value::Array(a))) => {
+                            out.push_str(&a.get(i).filter(|v| !v.is_null()).map(text_of).unwrap_or_default())
+                        }
+                        (_, Some(v)) => out.push_str(&text_of(v)),
+                        (_, None) => {}
+                    }
+                }
+                Value::String(out)
+            })
+            .collect();
+        return Value::Array(rows);
     }
     let mut out = String::with_capacity(s.len());
     for part in parts {
         match part {
             Part::Text(t) => out.push_str(t),
-            Part::Token(t) => match eval(t)? {
-                Value::Null => {}
-                Value::String(v) => out.push_str(&v),
-                other => out.push_str(&other.to_string()),
-            },
+            Part::Token(t) => out.push_str(&text_of(&eval(t))),
         }
     }
-    Ok(Value::String(out))
+    Value::String(out)
 }
 
 /// Every token found in the strings of `value`, for validation.
@@ -225,24 +281,33 @@ mod tests {
         .clone()
     }
 
-    fn resolve_str(s: &str, o: &Map<String, Value>) -> Result<Value, TemplateError> {
-        super::resolve_str(s, o, &Evaluations::new())
+    fn resolve_str(s: &str, o: &Map<String, Value>) -> Value {
+        super::resolve_str(s, o, &Evaluations::new(), &mut Vec::new())
     }
 
     #[test]
     fn a_lone_template_keeps_its_type() {
         let o = outputs();
-        assert_eq!(resolve_str("{{trigger.body.x}}", &o).unwrap(), json!(5));
-        assert_eq!(resolve_str("{{ step_1['body']['items'][0] }}", &o).unwrap(), json!("a"));
-        assert_eq!(resolve_str("{{trigger.body.items}}", &o).unwrap()[1]["id"], json!(2));
-        assert_eq!(resolve_str("{{trigger.body.missing}}", &o).unwrap(), Value::Null);
+        assert_eq!(resolve_str("{{trigger.body.x}}", &o), json!(5));
+        assert_eq!(resolve_str("{{ step_1['body']['items'][0] }}", &o), json!("a"));
+        assert_eq!(resolve_str("{{trigger.body.items}}", &o)[1]["id"], json!(2));
+    }
+
+    #[test]
+    fn what_is_missing_or_null_is_an_empty_string_as_in_activepieces() {
+        let mut o = outputs();
+        o.insert("step_2".into(), json!({"nothing": null}));
+        assert_eq!(resolve_str("{{trigger.body.missing}}", &o), json!(""));
+        assert_eq!(resolve_str("{{step_2.nothing}}", &o), json!(""));
+        assert_eq!(resolve_str("{{nowhere.at.all}}", &o), json!(""));
+        assert_eq!(resolve_str("a{{trigger.body.missing}}b{{step_2.nothing}}c", &o), json!("abc"));
     }
 
     #[test]
     fn templates_inside_text_are_interpolated() {
         let o = outputs();
         assert_eq!(
-            resolve_str("Hi {{trigger.body.name}}, x={{trigger.body.x}} {{step_1.body.items}}", &o).unwrap(),
+            resolve_str("Hi {{trigger.body.name}}, x={{trigger.body.x}} {{step_1.body.items}}", &o),
             json!("Hi Ada, x=5 [\"a\",\"b\"]")
         );
     }
@@ -254,12 +319,28 @@ mod tests {
         assert_eq!(parse_path("trigger[\"body\"].x").unwrap().segments.len(), 2);
         let v = json!({"a": "{{ a + b }} and {{trigger.body.x}}", "b": ["{{ a + b }}", "{{ c() }}"]});
         assert_eq!(expressions(&v), vec!["a + b".to_string(), "c()".to_string()]);
-        assert!(resolve_str("{{ a + b }}", &outputs()).is_err());
         let evals: Evaluations =
             [("a + b".to_string(), Ok(json!(3))), ("c()".to_string(), Err("c is not defined".into()))].into();
-        assert_eq!(super::resolve_str("{{ a + b }}", &outputs(), &evals).unwrap(), json!(3));
-        assert_eq!(super::resolve_str("x={{ a + b }}/{{trigger.body.x}}", &outputs(), &evals).unwrap(), json!("x=3/5"));
-        let err = super::resolve(&v, &outputs(), &evals).unwrap_err();
-        assert_eq!(err.to_string(), "template {{c()}} failed: c is not defined");
+        let mut warnings = Vec::new();
+        assert_eq!(super::resolve_str("{{ a + b }}", &outputs(), &evals, &mut warnings), json!(3));
+        assert_eq!(
+            super::resolve_str("x={{ a + b }}/{{trigger.body.x}}", &outputs(), &evals, &mut warnings),
+            json!("x=3/5")
+        );
+        assert!(warnings.is_empty());
+        // an expression that throws is an empty string, and a warning
+        let (resolved, warnings) = super::resolve(&v, &outputs(), &evals);
+        assert_eq!(resolved["b"], json!([3, ""]));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].to_string(), "template {{c()}} failed: c is not defined");
+    }
+
+    #[test]
+    fn flatten_nested_keys_in_text_makes_one_string_per_element() {
+        let evals: Evaluations =
+            [("flattenNestedKeys(trigger, ['body', 'items', 'id'])".to_string(), Ok(json!([1, 2])))].into();
+        let s = "id {{flattenNestedKeys(trigger, ['body', 'items', 'id'])}} of {{trigger.body.name}}";
+        let resolved = super::resolve_str(s, &outputs(), &evals, &mut Vec::new());
+        assert_eq!(resolved, json!(["id 1 of Ada", "id 2 of Ada"]));
     }
 }

@@ -65,6 +65,8 @@ pub(crate) struct Exec<'a> {
     /// A step test (`super::testing`): nothing is journaled in the store, and no shard is
     /// needed.
     pub(crate) testing: bool,
+    /// Expressions of the step being resolved that threw: they join its logs.
+    template_warnings: Vec<String>,
     /// Set when a request of the npm step running now was answered 401.
     unauthorized: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -180,6 +182,7 @@ impl<'a> Exec<'a> {
             secrets: Secrets::default(),
             testing: false,
             unauthorized: Arc::default(),
+            template_warnings: Vec::new(),
             run,
         };
         // the trigger record (seq 0) holds the output the run started from
@@ -195,6 +198,13 @@ impl<'a> Exec<'a> {
     fn journal(&mut self, entry: Entry<'_>) {
         let Entry { step, path, status, mut input, mut output, mut error, duration, attempts } = entry;
         let mut logs = self.pending_logs.take();
+        if !self.template_warnings.is_empty() {
+            let mut warned = std::mem::take(&mut self.template_warnings).join("\n");
+            if let Some(l) = logs.take() {
+                warned = format!("{warned}\n{l}");
+            }
+            logs = Some(warned);
+        }
         if !self.secrets.is_empty() {
             self.secrets.redact(&mut input);
             self.secrets.redact(&mut output);
@@ -484,7 +494,7 @@ impl<'a> Exec<'a> {
                 .map_err(|e| Fault::from_sandbox(step, e))?;
             evals.extend(exprs.into_iter().zip(results));
         }
-        let resolved = match connections {
+        let (resolved, warnings) = match connections {
             None => template::resolve(value, &self.outputs, &evals),
             Some(conns) => {
                 let mut outputs = self.outputs.clone();
@@ -492,11 +502,15 @@ impl<'a> Exec<'a> {
                 template::resolve(value, &outputs, &evals)
             }
         };
-        resolved.map_err(|e| {
-            let mut msg = e.to_string();
+        // as Activepieces: the expression gives an empty string and the step goes on; the
+        // warning joins the step's logs
+        for w in warnings {
+            let mut msg = format!("{w}; it resolved to an empty string");
             self.secrets.redact_str(&mut msg);
-            Fault::Failed(msg)
-        })
+            tracing::warn!(run_id = self.run.id, step = step.name, "{msg}");
+            self.template_warnings.push(msg);
+        }
+        Ok(resolved)
     }
 
     /// The connections `value` names, decrypted and shaped as pieces see them; their secrets
@@ -756,7 +770,9 @@ impl<'a> Exec<'a> {
             Fault::Failed(m) | Fault::Fatal(_, m) => m,
         }) {
             Ok(Value::Array(a)) => a,
+            // a template that led nowhere (an empty string, as in Activepieces): nothing to loop on
             Ok(Value::Null) => vec![],
+            Ok(Value::String(s)) if s.is_empty() => vec![],
             Ok(other) => {
                 let msg = format!("items must be a list, got {}", short(&other));
                 self.journal(Entry::failed(step, path, msg.clone()).input(json!({"items": other})));

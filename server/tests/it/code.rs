@@ -196,18 +196,25 @@ async fn a_wasi_module_is_uploaded_once_and_runs_as_a_code_step() {
 }
 
 #[tokio::test]
-async fn an_expression_that_throws_fails_its_step_by_name() {
+async fn an_expression_that_throws_is_an_empty_string_and_a_warning_in_the_steps_logs() {
     let t = Troupe::start().await;
     let step = piece(
         "step_1",
         "data-mapper",
         "advanced_mapping",
-        json!({"mapping": {"x": "{{ trigger.body.nope.deeper.toString() }}"}}),
+        json!({"mapping": {"x": "{{ trigger.body.nope.deeper.toString() }}", "missing": "{{trigger.body.nope}}",
+            "text": "[{{trigger.body.nope}}]", "ids": "{{ flattenNestedKeys(trigger, ['body', 'items', 'id']) }}",
+            "lines": "id {{ flattenNestedKeys(trigger, ['body', 'items', 'id']) }}"}}),
     );
     let id = t.publish(webhook_flow(step)).await;
-    t.webhook(&id, "", json!({})).await;
+    t.webhook(&id, "", json!({"items": [{"id": 1}, {"id": 2}]})).await;
     let runs = t.wait_runs(&id, 1).await;
-    let run = t.wait_status(runs[0]["id"].as_str().unwrap(), "FAILED", Duration::from_secs(10)).await;
-    let msg = run["steps"]["step_1"]["errorMessage"].as_str().unwrap();
-    assert!(msg.contains("{{trigger.body.nope.deeper.toString()}}") && msg.contains("undefined"), "{msg}");
+    let run = t.wait_status(runs[0]["id"].as_str().unwrap(), "SUCCEEDED", Duration::from_secs(10)).await;
+    assert_eq!(
+        run["steps"]["step_1"]["output"],
+        json!({"x": "", "missing": "", "text": "[]", "ids": [1, 2], "lines": ["id 1", "id 2"]}),
+        "{run}"
+    );
+    let logs = run["steps"]["step_1"]["logs"].as_str().unwrap_or_default();
+    assert!(logs.contains("{{trigger.body.nope.deeper.toString()}}") && logs.contains("undefined"), "{run}");
 }

@@ -116,10 +116,21 @@
     done: (value) => encode(true, value),
     failed: (error) => encode(false, error),
     expressions(exprs, scope) {
+      // Activepieces' template helper: the values at `path` in `data`, lists flattened
+      const flattenNestedKeys = (data, path) => {
+        if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+          for (const [k, v] of Object.entries(data)) if (k === path[0]) return flattenNestedKeys(v, path.slice(1));
+        } else if (Array.isArray(data)) {
+          return data.flatMap((d) => flattenNestedKeys(d, path));
+        } else if (path.length === 0) {
+          return [data];
+        }
+        return [];
+      };
       const values = exprs.map((e) => {
         try {
-          const f = new Function('__scope', `with (__scope) { return (${e}\n); }`);
-          const v = f(scope);
+          const f = new Function('__scope', 'flattenNestedKeys', `with (__scope) { return (${e}\n); }`);
+          const v = f(scope, flattenNestedKeys);
           return { ok: true, value: v === undefined ? null : JSON.parse(JSON.stringify(v) ?? 'null') };
         } catch (err) {
           return { ok: false, error: errorOf(err).message };
