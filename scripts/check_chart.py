@@ -50,8 +50,10 @@ def dig(obj, path):
 
 def settings_read_by_troupe(config_rs):
     names = set(re.findall(r'"(AP_[A-Z_]+)"', open(config_rs).read()))
-    # set per pod by the chart's own wiring rather than from values
-    return names
+    # Activepieces' names read as alternatives to settings the chart sets under Troupe's
+    aliases = {"AP_SANDBOX_MEMORY_LIMIT", "AP_DEFAULT_CONCURRENT_JOBS_LIMIT", "AP_WORKER_CONCURRENCY",
+               "AP_FLOW_WORKER_CONCURRENCY"}
+    return names - aliases
 
 
 def env_of(container):

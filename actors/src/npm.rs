@@ -307,9 +307,6 @@ pub fn npm_trigger_type(store: &Store, piece: &str, version: Option<&str>, trigg
     metadata["triggers"][trigger]["type"].as_str().map(str::to_string)
 }
 
-/// Time a trigger hook has.
-const TRIGGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl troupe_scheduler::PieceTriggers for NpmTriggers {
     fn trigger_type(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
         npm_trigger_type(store, piece, version, trigger)
@@ -362,7 +359,7 @@ impl NpmTriggers {
             "appWebhookUrl": format!("{}/api/v1/app-events/{short}", self.config.public_url()),
         });
         let facts = RunFacts::of(&self.store, &self.config, "", "");
-        let deadline = Instant::now() + TRIGGER_BUDGET;
+        let deadline = Instant::now() + self.config.trigger_timeout;
         let outcome = call(
             &self.code,
             loaded,
@@ -452,7 +449,7 @@ impl NpmTriggers {
                 buffer: buffered.then(|| buffer.clone()),
                 ..RunFacts::of(&self.store, &self.config, &flow.project_id, &flow.id)
             };
-            let deadline = Instant::now() + TRIGGER_BUDGET;
+            let deadline = Instant::now() + self.config.trigger_timeout;
             let outcome = call(
                 &self.code,
                 loaded,

@@ -154,23 +154,66 @@ pub fn expressions(value: &Value) -> Vec<String> {
 /// Activepieces' engine does: a path that leads nowhere, or to `null`, is an empty string, and
 /// an expression that throws is an empty string too; what threw is in the returned warnings
 /// (the run logs them with the step) rather than failing the step.
-pub fn resolve(value: &Value, outputs: &Map<String, Value>, evals: &Evaluations) -> (Value, Vec<TemplateError>) {
-    let mut warnings = Vec::new();
-    let resolved = resolve_into(value, outputs, evals, &mut warnings);
-    (resolved, warnings)
-}
-
-fn resolve_into(
+///
+/// With `nested` (flows of schema 22 and later), a step's output is `step_1['output']`, as
+/// Activepieces writes templates since its "step output nesting" migration.
+pub fn resolve(
     value: &Value,
     outputs: &Map<String, Value>,
     evals: &Evaluations,
-    warnings: &mut Vec<TemplateError>,
-) -> Value {
+    nested: bool,
+) -> (Value, Vec<TemplateError>) {
+    let mut warnings = Vec::new();
+    let resolved = resolve_into(value, &Scope { outputs, nested }, evals, &mut warnings);
+    (resolved, warnings)
+}
+
+/// Where paths are looked up: the run's outputs, in one of the two dialects.
+pub struct Scope<'a> {
+    pub outputs: &'a Map<String, Value>,
+    pub nested: bool,
+}
+
+impl Scope<'_> {
+    /// The value a plain path gives, if any.
+    fn lookup(&self, path: &Path) -> Option<Value> {
+        if !self.nested || path.root == crate::validate::CONNECTIONS {
+            return lookup(self.outputs, path).cloned();
+        }
+        let output = self.outputs.get(&path.root)?;
+        match path.segments.split_first() {
+            None => Some(serde_json::json!({"output": output})),
+            Some((Segment::Key(k), rest)) if k == "output" => {
+                let inner = Path { root: path.root.clone(), segments: rest.to_vec() };
+                lookup(self.outputs, &inner).cloned()
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// The names expressions see: the outputs, each under `output` in the nested dialect.
+pub fn expression_scope(outputs: &Map<String, Value>, nested: bool) -> Value {
+    if !nested {
+        return Value::Object(outputs.clone());
+    }
+    Value::Object(
+        outputs
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == crate::validate::CONNECTIONS { v.clone() } else { serde_json::json!({"output": v}) };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+fn resolve_into(value: &Value, scope: &Scope<'_>, evals: &Evaluations, warnings: &mut Vec<TemplateError>) -> Value {
     match value {
-        Value::String(s) => resolve_str(s, outputs, evals, warnings),
-        Value::Array(a) => Value::Array(a.iter().map(|v| resolve_into(v, outputs, evals, warnings)).collect()),
+        Value::String(s) => resolve_in(s, scope, evals, warnings),
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve_into(v, scope, evals, warnings)).collect()),
         Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), resolve_into(v, outputs, evals, warnings))).collect())
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), resolve_into(v, scope, evals, warnings))).collect())
         }
         other => other.clone(),
     }
@@ -184,19 +227,24 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// [`resolve`] of one string, in the flat dialect.
 pub fn resolve_str(
     s: &str,
     outputs: &Map<String, Value>,
     evals: &Evaluations,
     warnings: &mut Vec<TemplateError>,
 ) -> Value {
+    resolve_in(s, &Scope { outputs, nested: false }, evals, warnings)
+}
+
+fn resolve_in(s: &str, scope: &Scope<'_>, evals: &Evaluations, warnings: &mut Vec<TemplateError>) -> Value {
     if !s.contains("{{") {
         return Value::String(s.to_string());
     }
     let parts = split(s);
     let mut eval = |token: &str| -> Value {
         let found = match parse_path(token) {
-            Some(path) => lookup(outputs, &path).cloned(),
+            Some(path) => scope.lookup(&path),
             None => match evals.get(token) {
                 Some(Ok(v)) => Some(v.clone()),
                 Some(Err(e)) => {
@@ -329,10 +377,19 @@ mod tests {
         );
         assert!(warnings.is_empty());
         // an expression that throws is an empty string, and a warning
-        let (resolved, warnings) = super::resolve(&v, &outputs(), &evals);
+        let (resolved, warnings) = super::resolve(&v, &outputs(), &evals, false);
         assert_eq!(resolved["b"], json!([3, ""]));
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].to_string(), "template {{c()}} failed: c is not defined");
+    }
+
+    #[test]
+    fn the_nested_dialect_reads_outputs_under_output() {
+        let v = json!({"a": "{{step_1['output'].body.items[1]}}", "b": "{{trigger['output']['body']['x']}}",
+            "c": "{{step_1.body}}", "d": "n={{trigger.output.body.x}}"});
+        let (resolved, _) = super::resolve(&v, &outputs(), &Evaluations::new(), true);
+        assert_eq!(resolved, json!({"a": "b", "b": 5, "c": "", "d": "n=5"}));
+        assert_eq!(expression_scope(&outputs(), true)["trigger"]["output"]["body"]["x"], 5);
     }
 
     #[test]

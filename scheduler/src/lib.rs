@@ -28,8 +28,6 @@ use troupe_store::{Config, Store, StoreError};
 pub const TICK: Duration = Duration::from_millis(100);
 /// Most timers fired in one pass.
 const BATCH: usize = 1000;
-/// A polling trigger that fails this many times in a row disables its flow.
-pub const POLL_FAILURE_LIMIT: u32 = 5;
 /// Passes between two samples of the pending-timer gauge (about 5 s).
 const PENDING_SAMPLE_EVERY: u64 = 50;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -88,7 +86,7 @@ pub struct Polled {
 }
 
 /// Why a polling trigger's hook failed: the message the flow is disabled with after
-/// [`POLL_FAILURE_LIMIT`] failures in a row.
+/// `AP_TRIGGER_FAILURE_THRESHOLD` failures in a row.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PollFailed(pub String);
@@ -534,7 +532,7 @@ async fn poll(ctx: &Ctx, flow_id: &str, version_id: &str) -> Result<(), FireErro
         Err(e) => {
             let failures = state.consecutive_failures + 1;
             tracing::warn!(flow_id, failures, error = %e, "polling failed");
-            if failures >= POLL_FAILURE_LIMIT {
+            if failures >= ctx.config.trigger_failure_threshold {
                 flow.status = FlowStatus::Disabled;
                 flow.disabled_reason = Some(format!("the trigger failed {failures} times in a row; last error: {e}"));
                 flow.updated = now_iso();

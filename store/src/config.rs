@@ -64,6 +64,17 @@ pub struct Config {
     /// Where fetched package documents and tarballs are cached (`NPM_CONFIG_CACHE`, default
     /// `$AP_CONFIG_PATH/npm-cache`).
     pub npm_cache_dir: PathBuf,
+    /// `AP_ENABLE_FLOW_ON_PUBLISH` (default true): publishing enables the flow.
+    pub enable_flow_on_publish: bool,
+    /// `AP_TRIGGER_TIMEOUT_SECONDS` (default 60): how long one call of a trigger's hook (a
+    /// poll, onEnable, onDisable, a handshake) may take.
+    pub trigger_timeout: Duration,
+    /// `AP_TRIGGER_FAILURE_THRESHOLD`: polls failing in a row before the flow is disabled
+    /// (default 5; Activepieces' is 576, two days of 5-minute polls).
+    pub trigger_failure_threshold: u32,
+    /// `AP_MAX_FLOW_RUN_LOG_SIZE_MB` (default 10): a run whose journal grows past this ends
+    /// `LOG_SIZE_EXCEEDED`.
+    pub max_run_log_bytes: usize,
     /// `AP_APP_WEBHOOK_SECRETS`: the signing secrets of app webhooks, by piece, as
     /// Activepieces (`{"@activepieces/piece-slack": {"webhookSecret": "..."}}`).
     pub app_webhook_secrets: serde_json::Map<String, serde_json::Value>,
@@ -179,14 +190,28 @@ impl Config {
                 };
                 Duration::from_secs_f64(minutes * 60.0)
             },
-            max_concurrent_jobs_per_project: num(
-                "AP_MAX_CONCURRENT_JOBS_PER_PROJECT",
-                get("AP_MAX_CONCURRENT_JOBS_PER_PROJECT"),
-                100,
-            )?,
-            sandbox_memory_limit_mb: num("AP_SANDBOX_MEMORY_LIMIT_MB", get("AP_SANDBOX_MEMORY_LIMIT_MB"), 128)?,
+            max_concurrent_jobs_per_project: match get("AP_PROJECT_RATE_LIMITER_ENABLED").as_deref().map(str::trim) {
+                Some("false") | Some("0") => usize::MAX,
+                _ => match get("AP_MAX_CONCURRENT_JOBS_PER_PROJECT") {
+                    Some(v) => num("AP_MAX_CONCURRENT_JOBS_PER_PROJECT", Some(v), 100)?,
+                    None => num("AP_DEFAULT_CONCURRENT_JOBS_LIMIT", get("AP_DEFAULT_CONCURRENT_JOBS_LIMIT"), 100)?,
+                },
+            },
+            // Activepieces' AP_SANDBOX_MEMORY_LIMIT is in kilobytes; _MB wins when both are set
+            sandbox_memory_limit_mb: match (get("AP_SANDBOX_MEMORY_LIMIT_MB"), get("AP_SANDBOX_MEMORY_LIMIT")) {
+                (None, Some(kb)) => num::<u64>("AP_SANDBOX_MEMORY_LIMIT", Some(kb), 0)?.div_ceil(1024).max(1),
+                (mb, _) => num("AP_SANDBOX_MEMORY_LIMIT_MB", mb, 128)?,
+            },
             sandbox_fuel: num("AP_SANDBOX_FUEL", get("AP_SANDBOX_FUEL"), 1_000_000_000_000)?,
-            sandbox_concurrency: num("AP_SANDBOX_CONCURRENCY", get("AP_SANDBOX_CONCURRENCY"), 64)?.max(1),
+            // Activepieces' worker concurrency names stand in when Troupe's own is not set
+            sandbox_concurrency: match get("AP_SANDBOX_CONCURRENCY") {
+                Some(v) => num("AP_SANDBOX_CONCURRENCY", Some(v), 64)?,
+                None => match get("AP_WORKER_CONCURRENCY") {
+                    Some(v) => num("AP_WORKER_CONCURRENCY", Some(v), 64)?,
+                    None => num("AP_FLOW_WORKER_CONCURRENCY", get("AP_FLOW_WORKER_CONCURRENCY"), 64)?,
+                },
+            }
+            .max(1),
             sandbox_cache_dir,
             api_key: get("AP_API_KEY"),
             encryption_key: get("AP_ENCRYPTION_KEY"),
@@ -195,10 +220,38 @@ impl Config {
             nats_replicas: num("AP_NATS_REPLICAS", get("AP_NATS_REPLICAS"), 1)?.clamp(1, 5),
             tls_cert: get("AP_TLS_CERT").map(PathBuf::from),
             tls_key: get("AP_TLS_KEY").map(PathBuf::from),
-            webhook_body_limit: 5 * 1024 * 1024,
+            webhook_body_limit: num::<usize>(
+                "AP_MAX_WEBHOOK_PAYLOAD_SIZE_MB",
+                get("AP_MAX_WEBHOOK_PAYLOAD_SIZE_MB"),
+                5,
+            )? * 1024
+                * 1024,
             api_body_limit: 10 * 1024 * 1024,
             store_key_max_chars: 128,
-            store_value_max_bytes: 512 * 1024,
+            store_value_max_bytes: num::<usize>(
+                "AP_MAX_STORE_ENTRY_VALUE_SIZE_KB",
+                get("AP_MAX_STORE_ENTRY_VALUE_SIZE_KB"),
+                512,
+            )? * 1024,
+            enable_flow_on_publish: match get("AP_ENABLE_FLOW_ON_PUBLISH").as_deref().map(str::trim) {
+                None | Some("true") | Some("1") => true,
+                Some("false") | Some("0") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "AP_ENABLE_FLOW_ON_PUBLISH",
+                        value: other.into(),
+                        reason: "expected true or false".into(),
+                    })
+                }
+            },
+            trigger_timeout: Duration::from_secs(
+                num("AP_TRIGGER_TIMEOUT_SECONDS", get("AP_TRIGGER_TIMEOUT_SECONDS"), 60)?.max(1),
+            ),
+            trigger_failure_threshold: num("AP_TRIGGER_FAILURE_THRESHOLD", get("AP_TRIGGER_FAILURE_THRESHOLD"), 5)?
+                .max(1),
+            max_run_log_bytes: num::<usize>("AP_MAX_FLOW_RUN_LOG_SIZE_MB", get("AP_MAX_FLOW_RUN_LOG_SIZE_MB"), 10)?
+                * 1024
+                * 1024,
             webhook_stream_max_bytes: num(
                 "AP_WEBHOOK_STREAM_MAX_BYTES",
                 get("AP_WEBHOOK_STREAM_MAX_BYTES"),
@@ -263,6 +316,39 @@ mod tests {
         assert_eq!(c.webhook_timeout, Duration::from_secs(30));
         assert_eq!(c.max_concurrent_jobs_per_project, 100);
         assert_eq!(c.container_type, ContainerType::WorkerAndApp);
+    }
+
+    #[test]
+    fn activepieces_names_are_read_with_their_units() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+        };
+        let c = env(&[
+            ("AP_SANDBOX_MEMORY_LIMIT", "262144"),
+            ("AP_MAX_WEBHOOK_PAYLOAD_SIZE_MB", "2"),
+            ("AP_MAX_STORE_ENTRY_VALUE_SIZE_KB", "64"),
+            ("AP_DEFAULT_CONCURRENT_JOBS_LIMIT", "7"),
+            ("AP_ENABLE_FLOW_ON_PUBLISH", "false"),
+            ("AP_TRIGGER_TIMEOUT_SECONDS", "30"),
+            ("AP_WORKER_CONCURRENCY", "3"),
+            ("AP_MAX_FLOW_RUN_LOG_SIZE_MB", "1"),
+        ]);
+        assert_eq!(c.sandbox_memory_limit_mb, 256, "kilobytes");
+        assert_eq!(c.webhook_body_limit, 2 * 1024 * 1024);
+        assert_eq!(c.store_value_max_bytes, 64 * 1024);
+        assert_eq!(c.max_concurrent_jobs_per_project, 7);
+        assert!(!c.enable_flow_on_publish);
+        assert_eq!(c.trigger_timeout, Duration::from_secs(30));
+        assert_eq!(c.sandbox_concurrency, 3);
+        assert_eq!(c.max_run_log_bytes, 1024 * 1024);
+        // Troupe's own names win where both are set; the limiter can be turned off
+        let c = env(&[
+            ("AP_SANDBOX_MEMORY_LIMIT", "262144"),
+            ("AP_SANDBOX_MEMORY_LIMIT_MB", "64"),
+            ("AP_PROJECT_RATE_LIMITER_ENABLED", "false"),
+        ]);
+        assert_eq!(c.sandbox_memory_limit_mb, 64);
+        assert_eq!(c.max_concurrent_jobs_per_project, usize::MAX);
     }
 
     #[test]

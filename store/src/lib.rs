@@ -18,6 +18,7 @@ pub mod ids;
 pub mod lease;
 pub mod message;
 pub mod metric_definitions;
+pub mod migrate;
 pub mod names;
 pub mod piece;
 pub mod publish;

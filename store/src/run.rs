@@ -16,6 +16,8 @@ pub enum RunStatus {
     Canceled,
     QuotaExceeded,
     MemoryLimitExceeded,
+    /// The run's journal grew past `AP_MAX_FLOW_RUN_LOG_SIZE_MB`.
+    LogSizeExceeded,
     InternalError,
 }
 
@@ -31,6 +33,7 @@ impl RunStatus {
                 | RunStatus::Timeout
                 | RunStatus::QuotaExceeded
                 | RunStatus::MemoryLimitExceeded
+                | RunStatus::LogSizeExceeded
                 | RunStatus::InternalError
         )
     }
@@ -46,6 +49,7 @@ impl RunStatus {
             RunStatus::Canceled => "CANCELED",
             RunStatus::QuotaExceeded => "QUOTA_EXCEEDED",
             RunStatus::MemoryLimitExceeded => "MEMORY_LIMIT_EXCEEDED",
+            RunStatus::LogSizeExceeded => "LOG_SIZE_EXCEEDED",
             RunStatus::InternalError => "INTERNAL_ERROR",
         }
     }

@@ -65,6 +65,11 @@ pub(crate) struct Exec<'a> {
     /// A step test (`super::testing`): nothing is journaled in the store, and no shard is
     /// needed.
     pub(crate) testing: bool,
+    /// Bytes of journal records written in this execution, against
+    /// `AP_MAX_FLOW_RUN_LOG_SIZE_MB`.
+    journaled_bytes: usize,
+    /// The version writes step outputs as `step_1['output']` (schema 22 and later).
+    pub(crate) nested: bool,
     /// Expressions of the step being resolved that threw: they join its logs.
     template_warnings: Vec<String>,
     /// Set when a request of the npm step running now was answered 401.
@@ -183,6 +188,8 @@ impl<'a> Exec<'a> {
             testing: false,
             unauthorized: Arc::default(),
             template_warnings: Vec::new(),
+            nested: false,
+            journaled_bytes: 0,
             run,
         };
         // the trigger record (seq 0) holds the output the run started from
@@ -227,6 +234,7 @@ impl<'a> Exec<'a> {
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
+        self.journaled_bytes += json_size(&record);
         // once another worker owns the shard, its journal is not ours to write
         if !self.testing && self.engine.owns(self.run.shard) {
             if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
@@ -261,6 +269,16 @@ impl<'a> Exec<'a> {
                         ActionType::Piece | ActionType::Code => self.piece_step(step, path).instrument(span).await?,
                         ActionType::LoopOnItems => self.loop_step(step, path).instrument(span).await?,
                         ActionType::Router => self.router_step(step, path).instrument(span).await?,
+                    }
+                    let max = self.engine.config.max_run_log_bytes;
+                    if self.journaled_bytes > max {
+                        let msg = format!(
+                            "the run's log reached {} bytes, more than AP_MAX_FLOW_RUN_LOG_SIZE_MB ({} MB), at step {:?}",
+                            self.journaled_bytes,
+                            max / (1024 * 1024),
+                            step.name
+                        );
+                        return Err(Halt::Fail(RunStatus::LogSizeExceeded, failed(step, msg)));
                     }
                 }
                 cur = step.next_action.as_deref();
@@ -485,7 +503,7 @@ impl<'a> Exec<'a> {
         let exprs = template::expressions(value);
         let mut evals = template::Evaluations::new();
         if !exprs.is_empty() {
-            let scope = Value::Object(self.outputs.clone());
+            let scope = template::expression_scope(&self.outputs, self.nested);
             let results = self
                 .engine
                 .code
@@ -495,11 +513,11 @@ impl<'a> Exec<'a> {
             evals.extend(exprs.into_iter().zip(results));
         }
         let (resolved, warnings) = match connections {
-            None => template::resolve(value, &self.outputs, &evals),
+            None => template::resolve(value, &self.outputs, &evals, self.nested),
             Some(conns) => {
                 let mut outputs = self.outputs.clone();
                 outputs.insert(crate::validate::CONNECTIONS.into(), Value::Object(conns));
-                template::resolve(value, &outputs, &evals)
+                template::resolve(value, &outputs, &evals, self.nested)
             }
         };
         // as Activepieces: the expression gives an empty string and the step goes on; the
@@ -902,6 +920,23 @@ fn connection_names(value: &Value) -> Vec<String> {
         }
     }
     names
+}
+
+/// The size of `v` as JSON, without keeping the text.
+fn json_size(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 fn short(v: &Value) -> String {

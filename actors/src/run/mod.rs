@@ -112,6 +112,7 @@ async fn execute_run(engine: &EngineCtx, version: Option<Arc<FlowVersion>>, mut 
     let stretch_start = Instant::now();
     let active_left = engine.config.flow_timeout.saturating_sub(Duration::from_millis(run.active_ms));
     let mut exec = Exec::new(engine, run, &version.trigger.name, fresh, journal, active_left);
+    exec.nested = troupe_store::migrate::nested_outputs(version.schema_version.as_deref());
     let result = AssertUnwindSafe(exec.chain(version.trigger.next_action.as_deref(), &[])).catch_unwind().await;
     let (status, failed_step) = match result {
         Ok(Err(Halt::Pause(pause))) => {

@@ -60,6 +60,7 @@ pub async fn test_step(
     let mut exec =
         Exec::new(engine, run, &version.trigger.name, Some(trigger_output), Vec::new(), engine.config.flow_timeout);
     exec.testing = true;
+    exec.nested = troupe_store::migrate::nested_outputs(version.schema_version.as_deref());
     for (name, data) in sample {
         if name != version.trigger.name {
             exec.outputs.insert(name, data);

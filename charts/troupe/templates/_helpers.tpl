@@ -106,6 +106,20 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .ssrfAllowList | quote }}
 - name: AP_NATIVE_PIECES
   value: {{ .nativePieces | quote }}
+- name: AP_ENABLE_FLOW_ON_PUBLISH
+  value: {{ .enableFlowOnPublish | quote }}
+- name: AP_TRIGGER_TIMEOUT_SECONDS
+  value: {{ .triggerTimeoutSeconds | quote }}
+- name: AP_TRIGGER_FAILURE_THRESHOLD
+  value: {{ .triggerFailureThreshold | quote }}
+- name: AP_MAX_FLOW_RUN_LOG_SIZE_MB
+  value: {{ .maxFlowRunLogSizeMb | quote }}
+- name: AP_MAX_WEBHOOK_PAYLOAD_SIZE_MB
+  value: {{ .maxWebhookPayloadSizeMb | quote }}
+- name: AP_MAX_STORE_ENTRY_VALUE_SIZE_KB
+  value: {{ .maxStoreEntryValueSizeKb | quote }}
+- name: AP_PROJECT_RATE_LIMITER_ENABLED
+  value: {{ .projectRateLimiterEnabled | quote }}
 - name: RUST_LOG
   value: {{ .logLevel | quote }}
 {{- range $k, $v := .extraEnv }}

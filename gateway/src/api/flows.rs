@@ -433,7 +433,12 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
         "IMPORT_FLOW" | "UPDATE_TRIGGER" | "ADD_ACTION" | "UPDATE_ACTION" | "DELETE_ACTION" | "CHANGE_NAME" => {
             let mut draft = draft_for_edit(state, &mut flow)?;
             match kind {
-                "IMPORT_FLOW" => flow_ops::import_flow(&mut draft, parse::<ImportFlowRequest>(kind, op.request)?),
+                "IMPORT_FLOW" => {
+                    // older exports migrate to Troupe's schema first (BRANCH → ROUTER, …)
+                    let mut request = op.request;
+                    troupe_store::migrate::migrate_import(&mut request);
+                    flow_ops::import_flow(&mut draft, parse::<ImportFlowRequest>(kind, request)?)
+                }
                 "UPDATE_TRIGGER" => flow_ops::update_trigger(&mut draft, parse(kind, op.request)?),
                 "ADD_ACTION" => flow_ops::add_action(&mut draft, parse::<AddActionRequest>(kind, op.request)?)
                     .map_err(edit_error)?,
@@ -534,7 +539,9 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
             version.valid = true;
             version.updated = now_iso();
             flow.published_version_id = Some(version.id.clone());
-            flow.status = req.status.unwrap_or(FlowStatus::Enabled);
+            // AP_ENABLE_FLOW_ON_PUBLISH=false publishes without enabling
+            let keep = if state.config.enable_flow_on_publish { FlowStatus::Enabled } else { flow.status };
+            flow.status = req.status.unwrap_or(keep);
             flow.disabled_reason = None;
             edited = Some(version);
         }

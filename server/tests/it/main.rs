@@ -13,6 +13,7 @@ mod code;
 mod connections;
 mod egress;
 mod faults;
+mod fidelity;
 mod lifecycle;
 mod observability;
 mod pauses;
