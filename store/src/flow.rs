@@ -44,6 +44,15 @@ pub struct Flow {
     /// Why the flow was disabled by Troupe itself (for example a trigger that keeps failing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// A client's own data about the flow (`UPDATE_METADATA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// `UPDATE_OWNER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// Minutes a run saves (`UPDATE_MINUTES_SAVED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_saved_per_run: Option<f64>,
 }
 
 /// One version of a flow: a trigger and the chain of steps hanging from it.

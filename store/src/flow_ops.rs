@@ -19,7 +19,12 @@ pub enum EditError {
     NoSuchBranch { step: String, index: usize },
     #[error("the trigger cannot be deleted")]
     TriggerNotDeletable,
+    #[error("note {0:?} does not exist in this flow")]
+    UnknownNote(String),
 }
+
+mod edits;
+pub use edits::*;
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -46,6 +46,8 @@ pub mod trees {
     /// `piece name ‖ 0 ‖ flow id` → the app webhook listeners of an enabled flow's trigger
     /// (`[{events, identifierValue}]`, what its `onEnable` asked for).
     pub const APP_LISTENERS: &str = "app_listeners";
+    /// folder id → folder (Activepieces' folders of flows, per project).
+    pub const FOLDERS: &str = "folders";
 }
 
 /// JetStream streams and subjects.

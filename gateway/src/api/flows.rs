@@ -27,6 +27,8 @@ struct CreateFlowRequest {
     project_id: Option<String>,
     #[serde(default)]
     folder_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
 }
 
 fn populated(state: &AppState, flow: Flow) -> Result<PopulatedFlow, ApiError> {
@@ -69,6 +71,9 @@ pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         external_id: None,
         latest_version_id: version.id.clone(),
         disabled_reason: None,
+        metadata: body.metadata,
+        owner_id: None,
+        time_saved_per_run: None,
     };
     state.store.insert_new_flow(&flow, &version, now_micros())?;
     state.store.flush().await?;
@@ -420,7 +425,7 @@ fn new_draft_from(flow: &mut Flow, source: FlowVersion) -> FlowVersion {
     draft
 }
 
-const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION, DELETE_ACTION, LOCK_AND_PUBLISH, CHANGE_STATUS, CHANGE_NAME, USE_AS_DRAFT, SAVE_SAMPLE_DATA, UPDATE_SAMPLE_DATA_INFO";
+const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION, DELETE_ACTION, MOVE_ACTION, DUPLICATE_ACTION, SET_SKIP_ACTION, ADD_BRANCH, DELETE_BRANCH, DUPLICATE_BRANCH, MOVE_BRANCH, ADD_NOTE, UPDATE_NOTE, DELETE_NOTE, LOCK_AND_PUBLISH, LOCK_FLOW, CHANGE_STATUS, CHANGE_NAME, CHANGE_FOLDER, UPDATE_METADATA, UPDATE_OWNER, UPDATE_MINUTES_SAVED, USE_AS_DRAFT, SAVE_SAMPLE_DATA, UPDATE_SAMPLE_DATA_INFO";
 
 pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
@@ -430,7 +435,9 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
     let kind = op.kind.as_str();
     let mut edited: Option<FlowVersion> = None;
     match kind {
-        "IMPORT_FLOW" | "UPDATE_TRIGGER" | "ADD_ACTION" | "UPDATE_ACTION" | "DELETE_ACTION" | "CHANGE_NAME" => {
+        "IMPORT_FLOW" | "UPDATE_TRIGGER" | "ADD_ACTION" | "UPDATE_ACTION" | "DELETE_ACTION" | "CHANGE_NAME"
+        | "MOVE_ACTION" | "DUPLICATE_ACTION" | "SET_SKIP_ACTION" | "ADD_BRANCH" | "DELETE_BRANCH"
+        | "DUPLICATE_BRANCH" | "MOVE_BRANCH" | "ADD_NOTE" | "UPDATE_NOTE" | "DELETE_NOTE" => {
             let mut draft = draft_for_edit(state, &mut flow)?;
             match kind {
                 "IMPORT_FLOW" => {
@@ -446,6 +453,26 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
                 "DELETE_ACTION" => {
                     let r: DeleteActionRequest = parse(kind, op.request)?;
                     flow_ops::delete_actions(&mut draft, &r.names).map_err(edit_error)?
+                }
+                "MOVE_ACTION" => flow_ops::move_action(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
+                "DUPLICATE_ACTION" => {
+                    #[derive(Deserialize)]
+                    #[serde(rename_all = "camelCase")]
+                    struct Duplicate {
+                        step_name: String,
+                    }
+                    let r: Duplicate = parse(kind, op.request)?;
+                    flow_ops::duplicate_action(&mut draft, &r.step_name).map_err(edit_error)?
+                }
+                "SET_SKIP_ACTION" => flow_ops::set_skip(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
+                "ADD_BRANCH" => flow_ops::add_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
+                "DELETE_BRANCH" => flow_ops::delete_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
+                "DUPLICATE_BRANCH" => {
+                    flow_ops::duplicate_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?
+                }
+                "MOVE_BRANCH" => flow_ops::move_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
+                "ADD_NOTE" | "UPDATE_NOTE" | "DELETE_NOTE" => {
+                    flow_ops::edit_notes(&mut draft, kind, op.request).map_err(edit_error)?
                 }
                 _ => {
                     #[derive(Deserialize)]
@@ -558,6 +585,54 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
             }
             flow.status = status;
             flow.disabled_reason = None;
+        }
+        "LOCK_FLOW" => {
+            // the draft becomes a locked version without being published
+            let mut version = state
+                .store
+                .get_version(&flow.latest_version_id)?
+                .ok_or_else(|| ApiError::internal("flow has lost its version"))?;
+            version.state = VersionState::Locked;
+            version.updated = now_iso();
+            edited = Some(version);
+        }
+        "CHANGE_FOLDER" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct ChangeFolder {
+                #[serde(default)]
+                folder_id: Option<String>,
+            }
+            let folder = parse::<ChangeFolder>(kind, op.request)?.folder_id;
+            if let Some(id) = &folder {
+                crate::api::folders::load(state, scope, id)?;
+            }
+            flow.folder_id = folder;
+        }
+        "UPDATE_METADATA" => {
+            #[derive(Deserialize)]
+            struct Metadata {
+                #[serde(default)]
+                metadata: Option<Value>,
+            }
+            flow.metadata = parse::<Metadata>(kind, op.request)?.metadata;
+        }
+        "UPDATE_OWNER" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Owner {
+                owner_id: String,
+            }
+            flow.owner_id = Some(parse::<Owner>(kind, op.request)?.owner_id);
+        }
+        "UPDATE_MINUTES_SAVED" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Saved {
+                #[serde(default)]
+                time_saved_per_run: Option<f64>,
+            }
+            flow.time_saved_per_run = parse::<Saved>(kind, op.request)?.time_saved_per_run;
         }
         "USE_AS_DRAFT" => {
             #[derive(Deserialize)]

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod connections;
 pub mod engine;
 pub mod flows;
+pub mod folders;
 pub mod pieces;
 pub mod runs;
 pub mod sample_data;

@@ -12,6 +12,7 @@ mod app_listeners;
 mod connections;
 mod entries;
 mod flows;
+mod folders;
 mod group_commit;
 mod journal;
 mod page;
@@ -28,6 +29,7 @@ pub use api_keys::{hash_api_key, ApiKeyRecord};
 pub use connections::EngineToken;
 pub use entries::EntryRefused;
 pub use flows::FlowFilter;
+pub use folders::Folder;
 pub use page::Page;
 pub use projects::Project;
 pub use runs::{RunCreation, RunFilter};
@@ -106,6 +108,7 @@ pub struct Store {
     sample_data: RTree,
     trigger_events: RTree,
     app_listeners: RTree,
+    folders: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
 }
@@ -168,6 +171,7 @@ impl Store {
             sample_data: t(trees::SAMPLE_DATA)?,
             trigger_events: t(trees::TRIGGER_EVENTS)?,
             app_listeners: t(trees::APP_LISTENERS)?,
+            folders: t(trees::FOLDERS)?,
             cipher: Default::default(),
             replication,
             group_commit: GroupCommit::start(db),
@@ -259,6 +263,7 @@ impl Store {
             &self.sample_data,
             &self.trigger_events,
             &self.app_listeners,
+            &self.folders,
         ]
     }
 }
