@@ -162,6 +162,10 @@ impl reqwest::dns::Resolve for CheckingResolver {
 /// The client and its policy.
 pub struct Egress {
     client: reqwest::Client,
+    /// The same, answering 3xx as they are (`redirect: 'manual'`, the http piece's
+    /// `followRedirects` off).
+    manual: reqwest::Client,
+    config: Config,
     /// For Troupe's own API only (a piece calling back with `server.token`): no SSRF policy,
     /// no proxy, since Troupe's address is usually loopback or private.
     own: reqwest::Client,
@@ -172,11 +176,23 @@ pub struct Egress {
 impl Egress {
     pub fn new(config: &Config) -> Result<Egress, EgressError> {
         let policy = Arc::new(SsrfPolicy::new(config.ssrf_protection, &config.ssrf_allow_list)?);
+        let own = reqwest::Client::builder().timeout(config.flow_timeout).no_proxy().build()?;
+        Ok(Egress {
+            client: Self::builder(config, &policy, true)?.build()?,
+            manual: Self::builder(config, &policy, false)?.build()?,
+            config: config.clone(),
+            own,
+            policy,
+            max_response_bytes: (config.max_file_size_mb as usize) << 20,
+        })
+    }
+
+    /// A client under the policy: names resolved through it, every redirect checked (or none
+    /// followed), the extra CAs trusted.
+    fn builder(config: &Config, policy: &Arc<SsrfPolicy>, follow: bool) -> Result<reqwest::ClientBuilder, EgressError> {
         let redirects = policy.clone();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.flow_timeout)
-            .dns_resolver(Arc::new(CheckingResolver(policy.clone())))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+        let redirect = if follow {
+            reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 10 {
                     return attempt.error("more than 10 redirects");
                 }
@@ -184,7 +200,14 @@ impl Egress {
                     Ok(()) => attempt.follow(),
                     Err(b) => attempt.error(b),
                 }
-            }));
+            })
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.flow_timeout)
+            .dns_resolver(Arc::new(CheckingResolver(policy.clone())))
+            .redirect(redirect);
         if let Some(path) = &config.extra_ca_certs {
             let fail = |message: String| EgressError::ExtraCa { path: path.display().to_string(), message };
             let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
@@ -196,13 +219,36 @@ impl Egress {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let own = reqwest::Client::builder().timeout(config.flow_timeout).no_proxy().build()?;
-        Ok(Egress {
-            client: builder.build()?,
-            own,
-            policy,
-            max_response_bytes: (config.max_file_size_mb as usize) << 20,
-        })
+        Ok(builder)
+    }
+
+    /// Sends `req` as [`Egress::send`] does, answering 3xx as they are unless `follow`, and
+    /// through `proxy` (an `http://[user:pass@]host:port` URL, itself under the policy) when
+    /// given.
+    pub async fn send_with(
+        &self,
+        req: reqwest::RequestBuilder,
+        follow: bool,
+        proxy: Option<&str>,
+    ) -> Result<Response, EgressFailure> {
+        let req = req.build().map_err(|e| EgressFailure::Failed(crate::with_causes(&e)))?;
+        if let Err(b) = self.policy.check_url(req.url()) {
+            EGRESS_REQUESTS.with_label_values(&["blocked"]).inc();
+            return Err(EgressFailure::Blocked(b));
+        }
+        let Some(proxy) = proxy else {
+            let client = if follow { &self.client } else { &self.manual };
+            return self.read(client.execute(req).await).await;
+        };
+        let bad = |e: &dyn std::fmt::Display| EgressFailure::Failed(format!("proxy {proxy:?}: {e}"));
+        let proxy_url = reqwest::Url::parse(proxy).map_err(|e| bad(&e))?;
+        self.policy.check_url(&proxy_url).map_err(EgressFailure::Blocked)?;
+        let client = Self::builder(&self.config, &self.policy, follow)
+            .map_err(|e| bad(&e))?
+            .proxy(reqwest::Proxy::all(proxy_url).map_err(|e| bad(&e))?)
+            .build()
+            .map_err(|e| bad(&e))?;
+        self.read(client.execute(req).await).await
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -314,7 +360,14 @@ async fn fetch(egress: &Egress, r: &serde_json::Value, deadline: std::time::Inst
     }
     // the Node layer of pieces asks for bytes; a code step's fetch for text
     let binary = r["binary"] == true;
-    let sent = if own { egress.send_own(req).await } else { egress.send(req).await };
+    // `redirect: 'manual'` (Node's http module, fetch callers that ask) answers a 3xx as it is
+    let sent = if own {
+        egress.send_own(req).await
+    } else if r["redirect"] == "manual" {
+        egress.send_with(req, false, None).await
+    } else {
+        egress.send(req).await
+    };
     match sent {
         Ok(resp) => {
             let mut reply = json!({

@@ -58,7 +58,11 @@ pub static PIECES: &[PieceDef] = &[
     },
     PieceDef {
         name: HTTP,
-        actions: &[action("send_request", &["method", "url"]), action("return_response", &[])],
+        actions: &[
+            action("send_request", &["method", "url"]),
+            action("return_response", &[]),
+            action("parse_url", &["url"]),
+        ],
         triggers: &[],
     },
     PieceDef {

@@ -115,6 +115,7 @@ pub async fn execute(
         catalog::HTTP => http::execute(ctx, action, input).await,
         catalog::STORE => store::execute(ctx, action, input),
         catalog::DATA_MAPPER => data_mapper::execute(action, input),
+        catalog::TEXT_HELPER if action == "replace" => text::replace(ctx, input).await,
         catalog::TEXT_HELPER => text::execute(action, input),
         catalog::MATH_HELPER => math::execute(action, input),
         catalog::DATE_HELPER => date::execute(action, input),

@@ -1,7 +1,28 @@
 //! `@activepieces/piece-text-helper`: `concat`, `replace` (plain text or regex), `split`.
 
-use super::{catalog, required_text, text, unknown_action, ActionError, ActionResult};
-use serde_json::{Map, Value};
+use super::{catalog, required_text, text, unknown_action, ActionError, ActionResult, PieceCtx};
+use serde_json::{json, Map, Value};
+
+/// `replace`, as the package runs it: `searchValue` is a JavaScript regular expression
+/// (look-around, back-references, `$1`/`$<name>`/`$&` in `replaceValue`), evaluated by the
+/// sandbox's JavaScript engine so that its semantics are exactly JavaScript's.
+pub async fn replace(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
+    let scope = json!({
+        "text": required_text(input, "text")?,
+        "searchValue": required_text(input, "searchValue")?,
+        "replaceValue": text(input, "replaceValue").unwrap_or_default(),
+        "replaceOnlyFirst": input.get("replaceOnlyFirst").and_then(Value::as_bool).unwrap_or(false),
+    });
+    const EXPR: &str = "replaceOnlyFirst ? text.replace(RegExp(searchValue), replaceValue || '') \
+        : text.replaceAll(RegExp(searchValue, 'g'), replaceValue || '')";
+    let deadline = std::time::Instant::now() + ctx.engine.config.flow_timeout;
+    let mut results = ctx.engine.code.eval(vec![EXPR.to_string()], scope, deadline).await.map_err(|e| e.to_string())?;
+    match results.pop() {
+        Some(Ok(v)) => Ok(ActionResult::output(v)),
+        Some(Err(e)) => Err(e.to_string().into()),
+        None => Err("the replacement was not evaluated".into()),
+    }
+}
 
 pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
     let out = match action {
@@ -22,20 +43,6 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 })
                 .collect();
             Value::String(parts.join(&sep))
-        }
-        "replace" => {
-            let text_in = required_text(input, "text")?;
-            let search = required_text(input, "searchValue")?;
-            let replacement = text(input, "replaceValue").unwrap_or_default();
-            let re = regex::Regex::new(&search)
-                .map_err(|e| format!("searchValue {search:?} is not a valid regular expression: {e}"))?;
-            let only_first = input.get("replaceOnlyFirst").and_then(Value::as_bool).unwrap_or(false);
-            let replaced = if only_first {
-                re.replace(&text_in, regex::NoExpand(&replacement))
-            } else {
-                re.replace_all(&text_in, regex::NoExpand(&replacement))
-            };
-            Value::String(replaced.into_owned())
         }
         "split" => {
             let text_in = required_text(input, "text")?;

@@ -126,3 +126,177 @@ async fn an_activepieces_client_edits_flows_and_folders_with_activepieces_operat
     let (status, _) = t.post(&path, op("CHANGE_FOLDER", json!({"folderId": folder_id}))).await;
     assert_eq!(status, 404, "a folder that does not exist");
 }
+
+/// A loopback server for the http piece: `/redirect` (302 to `/target`), `/target`,
+/// `/flaky` (503 twice, then 200), `/bad` (400), `/echo` (the request's content type and
+/// body), `/bin` (four bytes).
+async fn http_fixture() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let flaky = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let flaky = flaky.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head, body) = loop {
+                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..at]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0usize);
+                    if buf.len() >= at + 4 + len {
+                        break (head, buf[at + 4..at + 4 + len].to_vec());
+                    }
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            l.split_once(':')
+                                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                                .map(|(_, v)| v.trim().to_string())
+                        })
+                        .unwrap_or_default()
+                };
+                let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
+                    "/redirect" => ("302 Found", "location: /target\r\n".into(), b"{}".to_vec()),
+                    "/target" => ("200 OK", String::new(), br#"{"ok": true}"#.to_vec()),
+                    "/flaky" if flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 => {
+                        ("503 Service Unavailable", String::new(), br#"{"busy": true}"#.to_vec())
+                    }
+                    "/flaky" => ("200 OK", String::new(), br#"{"fine": true}"#.to_vec()),
+                    "/bad" => ("400 Bad Request", String::new(), br#"{"error": "bad"}"#.to_vec()),
+                    "/echo" => {
+                        let echoed = json!({"type": header("content-type"), "accept": header("accept"), "body": String::from_utf8_lossy(&body)});
+                        ("200 OK", String::new(), echoed.to_string().into_bytes())
+                    }
+                    "/bin" => ("200 OK", String::new(), vec![0, 1, 2, 255]),
+                    _ => ("404 Not Found", String::new(), Vec::new()),
+                };
+                let head =
+                    format!("HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_http_piece_behaves_as_todays_package() {
+    let base = http_fixture().await;
+    let t = Troupe::start().await;
+    let send = |name: &str, input: Value| piece(name, "http", "send_request", input);
+    let get = |path: &str, more: Value| {
+        let mut input = json!({"method": "GET", "url": format!("{base}{path}")});
+        input.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        input
+    };
+    let flow = webhook_flow(chain(vec![
+        send("manual", get("/redirect", json!({"followRedirects": false}))),
+        send("followed", get("/redirect", json!({"followRedirects": true}))),
+        send("retried", get("/flaky", json!({"failureMode": "retry_5xx"}))),
+        send("carried", get("/bad", json!({"failureMode": "continue_4xx"}))),
+        send("binary", get("/bin", json!({"response_is_binary": true}))),
+        send(
+            "form",
+            json!({"method": "POST", "url": format!("{base}/echo"), "body_type": "form_data", "body": {"data": [
+            {"fieldName": "name", "fieldType": "text", "textFieldValue": "Ada"},
+            {"fieldName": "empty", "fieldType": "text", "textFieldValue": ""},
+            {"fieldName": "doc", "fieldType": "file", "fileFieldValue": "data:text/plain;base64,aGVsbG8="}]}}),
+        ),
+        send(
+            "json",
+            json!({"method": "POST", "url": format!("{base}/echo"), "body_type": "json", "body": {"data": {"a": 1}}}),
+        ),
+        piece("parsed", "http", "parse_url", json!({"url": "https://ex.com:8443/a/b?x=1&x=2&y=3#top"})),
+        send("strict", get("/bad", json!({}))),
+    ]));
+    let id = t.publish(flow).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    let out = |step: &str| run["steps"][step]["output"].clone();
+    assert_eq!(
+        (out("manual")["status"].clone(), out("manual")["headers"]["location"].clone()),
+        (json!(302), json!("/target"))
+    );
+    assert_eq!(out("followed")["body"], json!({"ok": true}));
+    assert_eq!(out("retried")["body"], json!({"fine": true}), "two 503s retried");
+    assert_eq!(
+        out("carried"),
+        json!({"response": {"status": 400, "body": {"error": "bad"}}, "request": {"body": null}})
+    );
+    assert_eq!(out("binary")["body"], "AAEC/w==");
+    let form = out("form")["body"].clone();
+    assert!(form["type"].as_str().unwrap().starts_with("multipart/form-data; boundary="), "{form}");
+    let text = form["body"].as_str().unwrap();
+    assert!(
+        text.contains("name=\"name\"\r\n\r\nAda") && text.contains("filename=\"file\"") && text.contains("hello"),
+        "{text}"
+    );
+    assert!(!text.contains("name=\"empty\""), "empty text fields are left out: {text}");
+    assert_eq!(
+        out("json")["body"],
+        json!({"type": "application/json", "accept": "application/json", "body": "{\"a\":1}"})
+    );
+    assert_eq!(
+        out("parsed"),
+        json!({"base_url": "https://ex.com:8443", "domain": "ex.com", "path": "/a/b", "query_parameters": {"x": ["1", "2"], "y": ["3"]}, "hash": "top"})
+    );
+    // continue_none (the default) fails the step with the failure as its message
+    assert_eq!(run["status"], "FAILED");
+    let message = run["failedStep"]["message"].as_str().unwrap();
+    let failure: Value = serde_json::from_str(message).unwrap_or_else(|_| panic!("{message}"));
+    assert_eq!(failure["response"]["status"], 400);
+}
+
+#[tokio::test]
+async fn text_helper_replace_has_javascripts_regular_expressions() {
+    let t = Troupe::start().await;
+    let replace = |name: &str, search: &str, with: &str, first: bool| {
+        piece(
+            name,
+            "text-helper",
+            "replace",
+            json!({"text": "{{trigger.body.text}}", "searchValue": search, "replaceValue": with, "replaceOnlyFirst": first}),
+        )
+    };
+    let flow = webhook_flow(chain(vec![
+        replace("groups", r"(\w+)@(\w+)\.com", "$2 at $1", false),
+        replace("named", r"(?<user>\w+)@", "[$<user>]", true),
+        replace("lookahead", r"\d+(?=€)", "#", false),
+        replace("backref", r"(o)\1", "0", false),
+        replace("literal", "$", "USD", false),
+        respond(
+            json!({"groups": "{{groups}}", "named": "{{named}}", "lookahead": "{{lookahead}}", "backref": "{{backref}}", "literal": "{{literal}}"}),
+        ),
+    ]));
+    let id = t.publish(flow).await;
+    let r = t.webhook(&id, "/sync", json!({"text": "ada@example.com paid 12€ and 3$, good boon"})).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({
+            "groups": "example at ada paid 12€ and 3$, good boon",
+            "named": "[ada]example.com paid 12€ and 3$, good boon",
+            "lookahead": "ada@example.com paid #€ and 3$, good boon",
+            "backref": "ada@example.com paid 12€ and 3$, g0d b0n",
+            "literal": "ada@example.com paid 12€ and 3$, good boonUSD",
+        })
+    );
+}
