@@ -18,6 +18,8 @@ type Ready = Option<Result<Arc<(Sandbox, Image)>, Arc<SandboxError>>>;
 pub struct CodeRunner {
     ready: watch::Receiver<Ready>,
     slots: Semaphore,
+    /// TypeScript code steps, stripped to JavaScript once per source.
+    pub typescript: crate::typescript::Stripped,
 }
 
 impl CodeRunner {
@@ -48,7 +50,7 @@ impl CodeRunner {
                 let _ = tx.send(Some(sandbox));
             })
             .expect("spawn the sandbox thread");
-        CodeRunner { ready: rx, slots: Semaphore::new(config.sandbox_concurrency) }
+        CodeRunner { ready: rx, slots: Semaphore::new(config.sandbox_concurrency), typescript: Default::default() }
     }
 
     async fn sandbox(&self) -> Result<Arc<(Sandbox, Image)>, SandboxError> {

@@ -19,6 +19,7 @@ pub mod npm;
 pub mod pieces;
 pub mod router;
 pub mod template;
+pub mod typescript;
 pub mod validate;
 
 pub mod run;

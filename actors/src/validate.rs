@@ -175,6 +175,8 @@ impl Checker<'_> {
                     (None, Some(src)) => {
                         if src.code.trim().is_empty() {
                             self.problem(&a.name, "settings.sourceCode.code", "is required");
+                        } else if let Err(e) = crate::typescript::strip(&src.code) {
+                            self.problem(&a.name, "settings.sourceCode.code", e.to_string());
                         }
                         if let Some(deps) = package_dependencies(&src.package_json) {
                             self.problem(

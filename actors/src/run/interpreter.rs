@@ -628,8 +628,10 @@ impl<'a> Exec<'a> {
         let outcome = match (&step.settings.wasm_module, &step.settings.source_code) {
             (Some(id), _) => code.run_wasi(self.engine.store.clone(), id.clone(), inputs, self.deadline).await,
             (None, Some(src)) => {
+                // Activepieces stores code steps as TypeScript: the types go first
+                let js = code.typescript.javascript(&src.code).map_err(|e| Fault::Failed(e.to_string()))?;
                 let host = troupe_pieces::egress::fetch_handler(self.engine.egress.clone(), self.deadline);
-                code.run_js_with(src.code.clone(), inputs, self.deadline, host).await
+                code.run_js_with(js.to_string(), inputs, self.deadline, host).await
             }
             (None, None) => return Err(Fault::Failed("the step has no sourceCode".into())),
         }

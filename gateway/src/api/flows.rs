@@ -1,7 +1,7 @@
 //! `/api/v1/flows`: create, list, get, delete, and the flow operations.
 
 use crate::error::{json_response, ApiError};
-use crate::http::{query_limit, query_one, query_pairs, read_json, Scope};
+use crate::http::{query_all, query_limit, query_one, query_pairs, read_json, Scope};
 use crate::AppState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -89,14 +89,58 @@ pub async fn list(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Re
                 .map_err(|_| ApiError::bad_request(format!("status {s:?} must be ENABLED or DISABLED")))?,
         ),
     };
-    let filter = FlowFilter {
-        project_id: scope.list_filter(query_one(&q, "projectId"))?,
-        folder_id: query_one(&q, "folderId").map(String::from),
-        status,
-    };
+    let filter = flow_filter(scope, &q, status)?;
     let page = state.store.list_flows(&filter, query_limit(&q)?, query_one(&q, "cursor"))?;
     let data = page.data.into_iter().map(|f| populated(state, f)).collect::<Result<Vec<_>, _>>()?;
     Ok(json_response(StatusCode::OK, &json!({"data": data, "next": page.next, "previous": page.previous})))
+}
+
+/// The filters of a flow list (Activepieces' `ListFlowsRequest`): `projectId`, `folderId`
+/// (`NULL`: in no folder), `status`, `name`, `externalIds`, `versionState`.
+fn flow_filter(scope: &Scope, q: &[(String, String)], status: Option<FlowStatus>) -> Result<FlowFilter, ApiError> {
+    let version_state = match query_one(q, "versionState") {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_value::<VersionState>(Value::String(s.into()))
+                .map_err(|_| ApiError::bad_request(format!("versionState {s:?} must be DRAFT or LOCKED")))?,
+        ),
+    };
+    Ok(FlowFilter {
+        project_id: scope.list_filter(query_one(q, "projectId"))?,
+        folder_id: query_one(q, "folderId").map(String::from),
+        status,
+        name: query_one(q, "name").filter(|n| !n.is_empty()).map(String::from),
+        external_ids: query_all(q, "externalIds").into_iter().map(String::from).collect(),
+        version_state,
+    })
+}
+
+/// `GET /flows/count`: how many flows the filters select (a number, as Activepieces answers).
+pub async fn count(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
+    let q = query_pairs(&req)?;
+    let filter = flow_filter(scope, &q, None)?;
+    Ok(json_response(StatusCode::OK, &state.store.count_flows(&filter)?))
+}
+
+/// `GET /flows/{id}/versions`: the flow's versions, newest first, without their steps.
+pub async fn versions(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
+    let q = query_pairs(&req)?;
+    let flow = load_flow(state, scope, id)?;
+    let limit = query_limit(&q)?;
+    let data: Vec<Value> = state
+        .store
+        .flow_versions(&flow.id)?
+        .into_iter()
+        .take(limit)
+        .map(|v| {
+            let mut m = serde_json::to_value(&v).expect("serializes");
+            if let Some(o) = m.as_object_mut() {
+                o.remove("trigger");
+            }
+            m
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"data": data, "next": null, "previous": null})))
 }
 
 pub fn load_flow(state: &AppState, scope: &Scope, id: &str) -> Result<Flow, ApiError> {
@@ -110,8 +154,18 @@ pub fn load_flow(state: &AppState, scope: &Scope, id: &str) -> Result<Flow, ApiE
     }
 }
 
-pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
+pub async fn get(state: &AppState, scope: &Scope, id: &str, req: &Request<Incoming>) -> Resp {
     let flow = load_flow(state, scope, id)?;
+    let q = query_pairs(req)?;
+    // `?versionId=`: the flow with that version instead of its newest
+    if let Some(version_id) = query_one(&q, "versionId") {
+        let version = state
+            .store
+            .get_version(version_id)?
+            .filter(|v| v.flow_id == flow.id)
+            .ok_or_else(|| ApiError::not_found("flow version", version_id))?;
+        return Ok(json_response(StatusCode::OK, &PopulatedFlow { flow, version }));
+    }
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }
 

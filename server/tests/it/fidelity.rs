@@ -300,3 +300,70 @@ async fn text_helper_replace_has_javascripts_regular_expressions() {
         })
     );
 }
+
+#[tokio::test]
+async fn code_steps_in_typescript_run_as_activepieces_stores_them() {
+    let t = Troupe::start().await;
+    let ts = r#"
+interface Inputs { names: string[]; greeting?: string }
+enum Mood { Happy = "happy", Calm = "calm" }
+function shout<T extends string>(s: T): string { return s.toUpperCase(); }
+export const code = async (inputs: Inputs): Promise<{ text: string; mood: Mood }> => {
+  const names = inputs.names as string[];
+  const text: string = names.map((n) => `${inputs.greeting ?? "hi"} ${shout(n)}`).join(", ");
+  return { text, mood: Mood.Happy };
+};
+"#;
+    let flow = webhook_flow(chain(vec![
+        code("typed", ts, json!({"names": "{{trigger.body.names}}"})),
+        respond(json!("{{typed}}")),
+    ]));
+    let id = t.publish(flow).await;
+    let r = t.webhook(&id, "/sync", json!({"names": ["ada", "alan"]})).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"text": "hi ADA, hi ALAN", "mood": "happy"}));
+    // code that does not parse is refused at publish, naming the step and field
+    let broken = webhook_flow(code("broken", "export const code = async (inputs: => {", json!({})));
+    let body = t.publish_refused(broken).await;
+    assert_eq!(
+        (&body["problems"][0]["step"], &body["problems"][0]["field"]),
+        (&json!("broken"), &json!("settings.sourceCode.code")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn flows_are_listed_counted_and_their_versions_read_as_activepieces_answers() {
+    let t = Troupe::start().await;
+    let mut flow = webhook_flow(respond(json!({"ok": true})));
+    flow["displayName"] = json!("Invoices to Slack");
+    let published = t.publish(flow.clone()).await;
+    flow["displayName"] = json!("Leads");
+    let draft = t.import(flow).await;
+    // a new draft of the published flow: two versions, newest first
+    let (status, _) = t
+        .post(&format!("/flows/{published}"), json!({"type": "CHANGE_NAME", "request": {"displayName": "Invoices v2"}}))
+        .await;
+    assert_eq!(status, 200);
+    let (_, versions) = t.get(&format!("/flows/{published}/versions")).await;
+    let states: Vec<&Value> = versions["data"].as_array().unwrap().iter().map(|v| &v["state"]).collect();
+    assert_eq!(states, [&json!("DRAFT"), &json!("LOCKED")], "{versions}");
+    assert!(versions["data"][0].get("trigger").is_none(), "versions are listed without their steps");
+    let locked = versions["data"][1]["id"].as_str().unwrap();
+    let (_, old) = t.get(&format!("/flows/{published}?versionId={locked}")).await;
+    assert_eq!(old["version"]["displayName"], "Invoices to Slack", "{old}");
+    // filters and count
+    let (_, by_name) = t.get("/flows?name=invoices").await;
+    assert_eq!(by_name["data"].as_array().unwrap().len(), 1);
+    assert_eq!(by_name["data"][0]["id"], published.as_str());
+    let (_, drafts) = t.get("/flows?versionState=DRAFT").await;
+    assert_eq!(drafts["data"].as_array().unwrap().len(), 2, "both newest versions are drafts");
+    let (_, count) = t.get("/flows/count").await;
+    assert_eq!(count, json!(2));
+    let (_, count) = t.get("/flows/count?status=ENABLED").await;
+    assert_eq!(count, json!(2), "status is not a count filter in Activepieces; both count");
+    let (_, none) = t.get("/flows?folderId=NULL").await;
+    assert_eq!(none["data"].as_array().unwrap().len(), 2, "uncategorized");
+    let (status, _) = t.get("/flows?versionState=SOMETIMES").await;
+    assert_eq!(status, 400);
+    let _ = draft;
+}

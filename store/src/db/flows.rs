@@ -2,13 +2,26 @@
 
 use super::page::{paginate, Page};
 use super::{from_json, order_key, to_json, Result, Store};
-use crate::flow::{Flow, FlowStatus, FlowVersion};
+use crate::flow::{Flow, FlowStatus, FlowVersion, VersionState};
 
 #[derive(Default, Debug, Clone)]
 pub struct FlowFilter {
     pub project_id: Option<String>,
+    /// A folder's id; `NULL` (Activepieces' "uncategorized") for flows in no folder.
     pub folder_id: Option<String>,
     pub status: Option<FlowStatus>,
+    /// Part of the flow's name (its newest version's display name), any case.
+    pub name: Option<String>,
+    /// Any of these external ids.
+    pub external_ids: Vec<String>,
+    /// The state of the flow's newest version.
+    pub version_state: Option<VersionState>,
+}
+
+impl FlowFilter {
+    fn needs_version(&self) -> bool {
+        self.name.is_some() || self.version_state.is_some()
+    }
 }
 
 impl Store {
@@ -70,10 +83,57 @@ impl Store {
             let Some(flow) = self.get_flow(id)? else {
                 return Ok(None);
             };
+            let folder_matches = match filter.folder_id.as_deref() {
+                None => true,
+                Some("NULL") => flow.folder_id.is_none(),
+                Some(f) => flow.folder_id.as_deref() == Some(f),
+            };
             let keep = filter.project_id.as_ref().is_none_or(|p| *p == flow.project_id)
-                && filter.folder_id.as_ref().is_none_or(|f| Some(f) == flow.folder_id.as_ref())
-                && filter.status.is_none_or(|s| s == flow.status);
-            Ok(keep.then_some(flow))
+                && folder_matches
+                && filter.status.is_none_or(|s| s == flow.status)
+                && (filter.external_ids.is_empty()
+                    || flow.external_id.as_ref().is_some_and(|e| filter.external_ids.contains(e)));
+            if !keep {
+                return Ok(None);
+            }
+            if filter.needs_version() {
+                let Some(version) = self.get_version(&flow.latest_version_id)? else { return Ok(None) };
+                let named = filter
+                    .name
+                    .as_ref()
+                    .is_none_or(|n| version.display_name.to_lowercase().contains(&n.to_lowercase()));
+                if !named || filter.version_state.is_some_and(|s| s != version.state) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(flow))
         })
+    }
+
+    /// The versions of a flow, newest first.
+    pub fn flow_versions(&self, flow_id: &str) -> Result<Vec<FlowVersion>> {
+        let mut out = Vec::new();
+        for v in self.versions.iter().values() {
+            let version: FlowVersion = from_json(&v?)?;
+            if version.flow_id == flow_id {
+                out.push(version);
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// How many flows `filter` selects.
+    pub fn count_flows(&self, filter: &FlowFilter) -> Result<usize> {
+        let mut n = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_flows(filter, 1000, cursor.as_deref())?;
+            n += page.data.len();
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(n),
+            }
+        }
     }
 }
