@@ -195,6 +195,22 @@ pub struct FlowRun {
     /// When the current running stretch began (set at every start, resume and recovery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<String>,
+    /// When the run was archived (`POST /flow-runs/archive`); archived runs leave the lists
+    /// unless `includeArchived`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+    /// Activepieces' run tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The run that started this one (subflows), and whether this one failing fails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    #[serde(default = "yes")]
+    pub fail_parent_on_failure: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl FlowRun {
@@ -226,6 +242,10 @@ impl FlowRun {
             resume: None,
             active_ms: 0,
             running_since: None,
+            archived_at: None,
+            tags: Vec::new(),
+            parent_run_id: None,
+            fail_parent_on_failure: true,
         }
     }
 

@@ -367,3 +367,60 @@ async fn flows_are_listed_counted_and_their_versions_read_as_activepieces_answer
     assert_eq!(status, 400);
     let _ = draft;
 }
+
+#[tokio::test]
+async fn runs_are_filtered_counted_archived_retried_and_canceled_in_bulk() {
+    let t = Troupe::start().await;
+    let flow = webhook_flow(code(
+        "boom",
+        "export const code = async (inputs) => { if (inputs.fail) throw new Error('boom!'); return 1; };",
+        json!({"fail": "{{trigger.body.fail}}"}),
+    ));
+    let id = t.publish(flow).await;
+    for fail in [true, true, false] {
+        t.webhook(&id, "", json!({"fail": fail})).await;
+    }
+    let runs = t.wait_runs(&id, 3).await;
+    let failed: Vec<String> =
+        runs.iter().filter(|r| r["status"] == "FAILED").map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(runs[0]["failParentOnFailure"], true, "{}", runs[0]);
+    let (_, counts) = t.get("/flow-runs/count-by-status").await;
+    let count = |counts: &Value, status: &str| {
+        counts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == status)
+            .map_or(0, |c| c["count"].as_u64().unwrap())
+    };
+    assert_eq!((count(&counts, "FAILED"), count(&counts, "SUCCEEDED")), (2, 1), "{counts}");
+    let (_, by_step) = t.get(&format!("/flow-runs?flowId={id}&failedStepName=boom")).await;
+    assert_eq!(by_step["data"].as_array().unwrap().len(), 2);
+    // archived runs leave the list unless asked for
+    let (status, _) = t.post("/flow-runs/archive", json!({"flowRunIds": [failed[0]]})).await;
+    assert_eq!(status, 204);
+    let (_, listed) = t.get(&format!("/flow-runs?flowId={id}")).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    let (_, all) = t.get(&format!("/flow-runs?flowId={id}&includeArchived=true")).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 3);
+    assert!(all["data"].as_array().unwrap().iter().any(|r| r["archivedAt"].is_string()));
+    // bulk retry: the failed runs of the flow run again (and fail again)
+    let (status, retried) =
+        t.post("/flow-runs/retry", json!({"flowId": [id], "status": ["FAILED"], "strategy": "FROM_FAILED_STEP"})).await;
+    assert_eq!((status, retried.as_array().map(Vec::len)), (200, Some(2)), "{retried}");
+    // bulk cancel: a paused run ends CANCELED
+    let paused =
+        t.publish(webhook_flow(piece("wait", "delay", "delayFor", json!({"unit": "hours", "delayFor": 1})))).await;
+    t.webhook(&paused, "", json!({})).await;
+    let run = loop {
+        let runs = t.all_runs(&paused).await;
+        if let Some(r) = runs.into_iter().find(|r| r["status"] == "PAUSED") {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let (status, canceled) = t.post("/flow-runs/cancel", json!({"flowId": [paused], "status": ["PAUSED"]})).await;
+    assert_eq!((status, canceled[0]["id"].clone()), (200, run["id"].clone()), "{canceled}");
+    assert_eq!(t.run(run["id"].as_str().unwrap()).await["status"], "CANCELED");
+}

@@ -23,6 +23,33 @@ pub struct RunFilter {
     pub statuses: Vec<RunStatus>,
     pub created_after: Option<String>,
     pub created_before: Option<String>,
+    /// Runs with any of these tags.
+    pub tags: Vec<String>,
+    /// Runs whose failed step has this name.
+    pub failed_step_name: Option<String>,
+    /// Runs whose failure message contains this.
+    pub failed_step_message: Option<String>,
+    /// Only these runs.
+    pub flow_run_ids: Vec<String>,
+    /// Archived runs too.
+    pub include_archived: bool,
+}
+
+impl RunFilter {
+    /// Whether `run` passes the filter.
+    pub fn keeps(&self, run: &FlowRun) -> bool {
+        let failed = run.failed_step.as_ref();
+        self.project_id.as_ref().is_none_or(|p| *p == run.project_id)
+            && (self.flow_ids.is_empty() || self.flow_ids.contains(&run.flow_id))
+            && (self.statuses.is_empty() || self.statuses.contains(&run.status()))
+            && self.created_after.as_ref().is_none_or(|t| run.created >= *t)
+            && self.created_before.as_ref().is_none_or(|t| run.created <= *t)
+            && (self.tags.is_empty() || run.tags.iter().any(|t| self.tags.contains(t)))
+            && self.failed_step_name.as_ref().is_none_or(|n| failed.is_some_and(|f| f.name == *n))
+            && self.failed_step_message.as_ref().is_none_or(|m| failed.is_some_and(|f| f.message.contains(m.as_str())))
+            && (self.flow_run_ids.is_empty() || self.flow_run_ids.contains(&run.id))
+            && (self.include_archived || run.archived_at.is_none())
+    }
 }
 
 impl Store {
@@ -40,19 +67,28 @@ impl Store {
             )?;
             if let Err(existing) = prev {
                 let id = existing.current.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-                if self.runs.contains_key(id.as_bytes())? {
+                if let Some(stored) = self.get_run(&id)? {
+                    // a run recorded before this order of writes may have lost its place in the
+                    // active set in a crash: put it back, so that recovery and the sweeper see it
+                    let key = shard_run_key(stored.shard, &stored.id);
+                    if !stored.status().is_terminal() && !self.active_runs.contains_key(&key)? {
+                        self.active_runs.insert(key, &[])?;
+                    }
                     return Ok(RunCreation::Existing(id));
                 }
                 run.id = id;
             }
         }
-        // the trigger record before the header: a header never exists without its input
+        // The trigger record and the run's place among the active runs before its header: sled
+        // keeps a prefix of writes across a crash, so a header never exists without its input,
+        // nor an unfinished run that the recovery and the sweeper cannot find. (A place whose
+        // header was lost is skipped by `active_runs`.)
         self.journal_step(run.shard, &run.id, trigger)?;
-        self.runs.insert(run.id.as_bytes(), to_json(run))?;
-        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
         if !run.status().is_terminal() {
             self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
         }
+        self.runs.insert(run.id.as_bytes(), to_json(run))?;
+        self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
         Ok(RunCreation::Created)
     }
 
@@ -137,12 +173,7 @@ impl Store {
             let Some(run) = self.get_run(id)? else {
                 return Ok(None);
             };
-            let keep = filter.project_id.as_ref().is_none_or(|p| *p == run.project_id)
-                && (filter.flow_ids.is_empty() || filter.flow_ids.contains(&run.flow_id))
-                && (filter.statuses.is_empty() || filter.statuses.contains(&run.status()))
-                && filter.created_after.as_ref().is_none_or(|t| run.created >= *t)
-                && filter.created_before.as_ref().is_none_or(|t| run.created <= *t);
-            Ok(keep.then_some(run))
+            Ok(filter.keeps(&run).then_some(run))
         })
     }
 
@@ -195,6 +226,19 @@ mod tests {
             "environment": "PRODUCTION", "webhookId": "w1", "shard": shard, "createdMicros": 1
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_run_that_lost_its_active_place_in_a_crash_gets_it_back_at_the_redelivery() {
+        let (_d, store) = temp_store();
+        let mut run = queued_run("r1", 3);
+        store.create_run(&mut run, &trigger_record()).unwrap();
+        // what a crash between the header and the active set left before this order of writes
+        store.active_runs.remove(shard_run_key(3, "r1")).unwrap();
+        assert!(store.active_runs(3).unwrap().is_empty());
+        let mut again = queued_run("r2", 3);
+        assert_eq!(store.create_run(&mut again, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(store.active_runs(3).unwrap()[0].id, "r1", "recovery and the sweeper see it again");
     }
 
     #[test]
