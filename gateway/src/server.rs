@@ -145,7 +145,8 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             crate::metric_definitions::WEBHOOKS_RECEIVED.inc();
             crate::app_events::handle(state, req, alias).await
         }
-        ["api", "v1", "flow-runs", run_id, "requests", request_id, rest @ ..] => {
+        // `/waitpoints/{id}` is today's name of the resume URL; `/requests/{id}` the older one
+        ["api", "v1", "flow-runs", run_id, "requests" | "waitpoints", request_id, rest @ ..] => {
             let sync = match rest {
                 [] => false,
                 ["sync"] => true,
@@ -203,6 +204,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["projects"], &Method::POST) => api::admin::create_project(state, scope, req).await,
                 (["projects"], &Method::GET) => api::admin::list_projects(state, scope).await,
                 (["projects"], _) => Err(method_not_allowed("GET or POST")),
+                (["projects", id], &Method::GET) => api::admin::get_project(state, scope, id).await,
+                (["projects", id], &Method::POST) => api::admin::update_project(state, scope, id, req).await,
+                (["projects", id], &Method::DELETE) => api::admin::delete_project(state, scope, id).await,
+                (["projects", _], _) => Err(method_not_allowed("GET, POST or DELETE")),
                 (["api-keys"], &Method::POST) => api::admin::create_key(state, scope, req).await,
                 (["api-keys"], &Method::GET) => api::admin::list_keys(state, scope).await,
                 (["api-keys"], _) => Err(method_not_allowed("GET or POST")),

@@ -70,6 +70,8 @@ pub(crate) struct Exec<'a> {
     journaled_bytes: usize,
     /// The version writes step outputs as `step_1['output']` (schema 22 and later).
     pub(crate) nested: bool,
+    /// Tags the npm step running now added (`context.tags.add`): they join the run's.
+    added_tags: Arc<std::sync::Mutex<Vec<String>>>,
     /// Expressions of the step being resolved that threw: they join its logs.
     template_warnings: Vec<String>,
     /// Set when a request of the npm step running now was answered 401.
@@ -188,6 +190,7 @@ impl<'a> Exec<'a> {
             testing: false,
             unauthorized: Arc::default(),
             template_warnings: Vec::new(),
+            added_tags: Arc::default(),
             nested: false,
             journaled_bytes: 0,
             run,
@@ -406,6 +409,11 @@ impl<'a> Exec<'a> {
                     let entry = Entry::failed(step, path, msg).input(input).attempts(attempt);
                     return Err(self.abort_step(entry, status));
                 }
+            }
+        }
+        for tag in std::mem::take(&mut *self.added_tags.lock().unwrap()) {
+            if !self.run.tags.contains(&tag) {
+                self.run.tags.push(tag);
             }
         }
         for (kind, secret) in std::mem::take(&mut *self.read_connections.lock().unwrap()) {
@@ -705,6 +713,8 @@ impl<'a> Exec<'a> {
         let mut answer = outcome.output;
         let output = answer["output"].take();
         let hook = &answer["hook"];
+        let tags = hook["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string);
+        self.added_tags.lock().unwrap().extend(tags);
         let response = || {
             let r = &hook["response"];
             json!({

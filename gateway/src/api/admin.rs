@@ -15,18 +15,76 @@ use serde_json::json;
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
+/// Unknown fields an Activepieces client sends (`metadata`, `platformId`, …) are accepted.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct CreateProject {
     display_name: String,
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
 pub async fn create_project(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     scope.require_admin()?;
     let body: CreateProject = read_json(req, state.config.api_body_limit).await?;
-    let project = state.store.create_project(&body.display_name)?;
+    let mut project = state.store.create_project(&body.display_name)?;
+    if body.external_id.is_some() {
+        project.external_id = body.external_id;
+        state.store.put_project(&project)?;
+    }
     state.store.flush().await?;
     Ok(json_response(StatusCode::CREATED, &project))
+}
+
+fn load_project(state: &AppState, scope: &Scope, id: &str) -> Result<troupe_store::db::Project, ApiError> {
+    state.store.get_project(id)?.filter(|p| scope.allows(&p.id)).ok_or_else(|| ApiError::not_found("project", id))
+}
+
+pub async fn get_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    Ok(json_response(StatusCode::OK, &load_project(state, scope, id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateProject {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+/// `POST /projects/{id}`: its name and external id (a project key may rename its own).
+pub async fn update_project(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
+    let mut project = load_project(state, scope, id)?;
+    let body: UpdateProject = read_json(req, state.config.api_body_limit).await?;
+    if let Some(name) = body.display_name.filter(|n| !n.trim().is_empty()) {
+        project.display_name = name;
+    }
+    if body.external_id.is_some() {
+        project.external_id = body.external_id;
+    }
+    project.updated = Some(troupe_store::ids::now_iso());
+    state.store.put_project(&project)?;
+    state.store.flush().await?;
+    Ok(json_response(StatusCode::OK, &project))
+}
+
+/// `DELETE /projects/{id}`: an admin deletes a project that holds no flow (409 otherwise; the
+/// default project stays).
+pub async fn delete_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
+    scope.require_admin()?;
+    load_project(state, scope, id)?;
+    if state.store.default_project()?.as_deref() == Some(id) {
+        return Err(ApiError::conflict("the default project cannot be deleted"));
+    }
+    let filter = troupe_store::db::FlowFilter { project_id: Some(id.to_string()), ..Default::default() };
+    let flows = state.store.count_flows(&filter)?;
+    if flows > 0 {
+        return Err(ApiError::conflict(format!("the project holds {flows} flows; delete them first")));
+    }
+    state.store.delete_project(id)?;
+    state.store.flush().await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
 }
 
 pub async fn list_projects(state: &AppState, scope: &Scope) -> Resp {
@@ -35,7 +93,7 @@ pub async fn list_projects(state: &AppState, scope: &Scope) -> Resp {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct CreateKey {
     display_name: String,
     project_id: String,

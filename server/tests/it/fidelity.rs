@@ -424,3 +424,26 @@ async fn runs_are_filtered_counted_archived_retried_and_canceled_in_bulk() {
     assert_eq!((status, canceled[0]["id"].clone()), (200, run["id"].clone()), "{canceled}");
     assert_eq!(t.run(run["id"].as_str().unwrap()).await["status"], "CANCELED");
 }
+
+#[tokio::test]
+async fn projects_are_read_updated_and_deleted_with_their_external_ids() {
+    let t = Troupe::start().await;
+    let (status, project) =
+        t.post("/projects", json!({"displayName": "Acme", "externalId": "acme-1", "metadata": {"plan": "pro"}})).await;
+    assert_eq!(status, 201, "an Activepieces body with fields Troupe does not use is accepted: {project}");
+    let id = project["id"].as_str().unwrap();
+    assert_eq!(project["externalId"], "acme-1");
+    let (status, updated) = t.post(&format!("/projects/{id}"), json!({"displayName": "Acme Inc"})).await;
+    assert_eq!((status, &updated["displayName"], &updated["externalId"]), (200, &json!("Acme Inc"), &json!("acme-1")));
+    let (_, got) = t.get(&format!("/projects/{id}")).await;
+    assert_eq!(got["displayName"], "Acme Inc");
+    // a project with flows is kept; empty, it goes
+    let (_, flow) = t.post("/flows", json!({"displayName": "x", "projectId": id})).await;
+    let (status, _) = t.api(reqwest::Method::DELETE, &format!("/projects/{id}"), None).await;
+    assert_eq!(status, 409);
+    t.api(reqwest::Method::DELETE, &format!("/flows/{}", flow["id"].as_str().unwrap()), None).await;
+    let (status, _) = t.api(reqwest::Method::DELETE, &format!("/projects/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = t.get(&format!("/projects/{id}")).await;
+    assert_eq!(status, 404);
+}

@@ -82,7 +82,9 @@ async fn return_response_and_wait_resumes_with_the_next_request() {
         resume_url.contains(&format!("/api/v1/flow-runs/{run_id}/requests/")) && resume_url.ends_with("/sync"),
         "{resume_url}"
     );
-    // the resume answers with the run's next response
+    // the resume answers with the run's next response; today's Activepieces names the same
+    // URL `/waitpoints/{id}`, which Troupe serves too
+    let resume_url = resume_url.replace("/requests/", "/waitpoints/");
     let r = t.client.post(format!("{resume_url}?x=1")).json(&json!({"name": "Ada"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"hello": "Ada", "q": "1"}));

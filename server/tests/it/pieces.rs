@@ -110,6 +110,7 @@ exports.probe = new Piece({
   fetch: action('fetch', async (ctx) => { const r = await fetch(ctx.propsValue.url); return { status: r.status, body: await r.text() }; }, { url }),
   memory: action('memory', async () => { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(keep.length)); }),
   conn: action('conn', async (ctx) => ({ read: await ctx.connections.get('probe-secret') })),
+  tag: action('tag', async (ctx) => { await ctx.tags.add({ name: 'vip' }); return 'tagged'; }),
   whoami: { ...action('whoami', async (ctx) => ({ type: ctx.auth.type, tokenEnds: ctx.auth.access_token.slice(-2) })), requireAuth: true },
   remote: { ...action('remote', async (ctx) => {
     const r = await fetch(ctx.propsValue.url, { headers: { authorization: `Bearer ${ctx.auth.access_token}` } });
@@ -1017,4 +1018,21 @@ async fn a_registry_polling_trigger_makes_one_run_per_new_record_and_none_again_
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let runs = t.all_runs(&id).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
+}
+
+#[tokio::test]
+async fn tags_an_npm_piece_adds_are_the_runs_and_filter_the_run_list() {
+    let t = start().await;
+    let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
+    assert_eq!(status, 201, "{body}");
+    let step = json!({"name": "step_1", "type": "PIECE", "valid": true, "displayName": "tag",
+        "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "actionName": "tag", "input": {}}});
+    let id = t.publish(webhook_flow(step)).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    assert_eq!(t.run(run["id"].as_str().unwrap()).await["tags"], json!(["vip"]));
+    let (_, tagged) = t.get("/flow-runs?tags=vip").await;
+    assert_eq!(tagged["data"].as_array().unwrap().len(), 1);
+    let (_, other) = t.get("/flow-runs?tags=other").await;
+    assert!(other["data"].as_array().unwrap().is_empty());
 }

@@ -10,6 +10,11 @@ pub struct Project {
     pub id: String,
     pub created: String,
     pub display_name: String,
+    #[serde(default)]
+    pub updated: Option<String>,
+    /// A client's own id for the project (Activepieces' `externalId`).
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 impl Store {
@@ -22,6 +27,8 @@ impl Store {
             id: crate::ids::new_id(),
             created: crate::ids::now_iso(),
             display_name: "Default Project".into(),
+            updated: None,
+            external_id: None,
         };
         self.projects.insert(project.id.as_bytes(), to_json(&project))?;
         self.meta.insert(meta::DEFAULT_PROJECT, project.id.as_bytes())?;
@@ -29,8 +36,13 @@ impl Store {
     }
 
     pub fn create_project(&self, display_name: &str) -> Result<Project> {
-        let project =
-            Project { id: crate::ids::new_id(), created: crate::ids::now_iso(), display_name: display_name.into() };
+        let project = Project {
+            id: crate::ids::new_id(),
+            created: crate::ids::now_iso(),
+            display_name: display_name.into(),
+            updated: None,
+            external_id: None,
+        };
         self.projects.insert(project.id.as_bytes(), to_json(&project))?;
         Ok(project)
     }
@@ -50,11 +62,32 @@ impl Store {
     /// Sets the default project (in a cluster, the one the cluster agreed on).
     pub fn set_default_project(&self, id: &str) -> Result<()> {
         if !self.projects.contains_key(id.as_bytes())? {
-            let project =
-                Project { id: id.to_string(), created: crate::ids::now_iso(), display_name: "Default project".into() };
+            let project = Project {
+                id: id.to_string(),
+                created: crate::ids::now_iso(),
+                display_name: "Default project".into(),
+                updated: None,
+                external_id: None,
+            };
             self.projects.insert(project.id.as_bytes(), to_json(&project))?;
         }
         self.meta.insert(meta::DEFAULT_PROJECT, id.as_bytes())?;
         Ok(())
+    }
+
+    pub fn put_project(&self, project: &Project) -> Result<()> {
+        self.projects.insert(project.id.as_bytes(), to_json(project))?;
+        Ok(())
+    }
+
+    /// Deletes a project that holds no flow (the caller checks).
+    pub fn delete_project(&self, id: &str) -> Result<()> {
+        self.projects.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    /// The id of the default project, if set.
+    pub fn default_project(&self) -> Result<Option<String>> {
+        Ok(self.meta.get(meta::DEFAULT_PROJECT)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }
