@@ -91,6 +91,7 @@ pub static PIECES: &[PieceDef] = &[
         name: MATH_HELPER,
         actions: &[
             action("addition_math", &["first_number", "second_number"]),
+            action("generateRandom_math", &["first_number", "second_number"]),
             action("subtraction_math", &["first_number", "second_number"]),
             action("multiplication_math", &["first_number", "second_number"]),
             action("division_math", &["first_number", "second_number"]),

@@ -11,8 +11,12 @@ fn number(input: &Map<String, Value>, key: &str) -> Result<f64, ActionError> {
     }
 }
 
-/// A whole result stays an integer in JSON, as JavaScript prints it.
+/// A whole result stays an integer in JSON, as JavaScript prints it; NaN and the infinities
+/// are `null`, as `JSON.stringify` writes them.
 fn js_number(x: f64) -> Value {
+    if !x.is_finite() {
+        return Value::Null;
+    }
     if x.fract() == 0.0 && x.abs() < 9.0e15 {
         Value::Number(Number::from(x as i64))
     } else {
@@ -27,19 +31,45 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "addition_math" => a + b,
         "subtraction_math" => a - b,
         "multiplication_math" => a * b,
-        "division_math" => {
-            if b == 0.0 {
-                return Err("division by zero: second_number is 0".into());
-            }
-            a / b
-        }
-        "modulo_math" => {
-            if b == 0.0 {
-                return Err("modulo by zero: second_number is 0".into());
-            }
-            a % b
-        }
+        // JavaScript's arithmetic: by zero is Infinity or NaN, which the output shows as null
+        "division_math" => a / b,
+        "modulo_math" => a % b,
+        // Math.floor(Math.random() * (max - min + 1) + min)
+        "generateRandom_math" => (rand::random::<f64>() * (b - a + 1.0) + a).floor(),
         other => return Err(unknown_action(catalog::MATH_HELPER, other)),
     };
     Ok(ActionResult::output(js_number(result)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Each row as the package computes it (its `run` is the JavaScript operator).
+    #[test]
+    fn every_action_gives_what_javascript_gives() {
+        let run = |action: &str, a: Value, b: Value| {
+            execute(action, json!({"first_number": a, "second_number": b}).as_object().unwrap()).map(|r| r.output)
+        };
+        let rows = [
+            ("addition_math", json!(2), json!(3), json!(5)),
+            ("addition_math", json!(0.1), json!(0.2), json!(0.30000000000000004)),
+            ("subtraction_math", json!(-4), json!("6"), json!(-10)),
+            ("multiplication_math", json!(1.5), json!(4), json!(6)),
+            ("division_math", json!(7), json!(2), json!(3.5)),
+            ("division_math", json!(7), json!(0), Value::Null),
+            ("modulo_math", json!(-7), json!(3), json!(-1)),
+            ("modulo_math", json!(7.5), json!(2), json!(1.5)),
+            ("modulo_math", json!(7), json!(0), Value::Null),
+        ];
+        for (action, a, b, want) in rows {
+            assert_eq!(run(action, a.clone(), b.clone()).unwrap(), want, "{action}({a}, {b})");
+        }
+        for _ in 0..200 {
+            let n = run("generateRandom_math", json!(3), json!(5)).unwrap().as_i64().unwrap();
+            assert!((3..=5).contains(&n), "{n}");
+        }
+        assert!(run("addition_math", json!("x"), json!(1)).unwrap_err().to_string().contains("first_number"));
+    }
 }
