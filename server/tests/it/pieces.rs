@@ -1036,3 +1036,78 @@ async fn tags_an_npm_piece_adds_are_the_runs_and_filter_the_run_list() {
     let (_, other) = t.get("/flow-runs?tags=other").await;
     assert!(other["data"].as_array().unwrap().is_empty());
 }
+
+/// Generated JSON values (a fixed seed: the same cases every run): nested objects and lists,
+/// numbers (whole, fractional, negative, large), strings (empty, unicode, JSON-looking),
+/// booleans and nulls.
+fn generated(seed: &mut u64, depth: u32) -> Value {
+    fn next(seed: &mut u64) -> u32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+    let pick = next(seed) % if depth == 0 { 6 } else { 8 };
+    match pick {
+        0 => Value::Null,
+        1 => json!(next(seed).is_multiple_of(2)),
+        2 => json!(next(seed) as i64 - (1 << 30)),
+        3 => json!((next(seed) as f64) / 1024.0 - 1000.0),
+        4 => json!(["", "ü ñ 漢字", "{\"a\":1}", "  padded  ", "0", "true"][(next(seed) % 6) as usize]),
+        5 => json!(9_007_199_254_740_000u64 + (next(seed) % 100) as u64),
+        6 => {
+            let n = next(seed) % 4;
+            Value::Array((0..n).map(|_| generated(seed, depth - 1)).collect())
+        }
+        _ => {
+            let n = next(seed) % 4;
+            let mut m = serde_json::Map::new();
+            for i in 0..n {
+                let key = format!("k{i}_{}", next(seed) % 10);
+                m.insert(key, generated(seed, depth - 1));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_npm_and_native_data_mapper_agree_on_generated_mappings() {
+    // one run loops over 150 generated mappings; the data mapper maps each
+    let mut seed = 20261202u64;
+    let cases: Vec<Value> = (0..150).map(|_| json!({"mapping": generated(&mut seed, 3), "n": 1})).collect();
+    let step = json!({"name": "map", "type": "PIECE", "valid": true, "displayName": "Map",
+        "settings": {"pieceName": "@activepieces/piece-data-mapper", "pieceVersion": "0.3.15", "actionName": "advanced_mapping",
+            "input": {"mapping": "{{each.item.mapping}}"},
+            "errorHandlingOptions": {"continueOnFailure": {"value": true}, "retryOnFailure": {"value": false}}}});
+    let each = json!({"name": "each", "type": "LOOP_ON_ITEMS", "valid": true, "displayName": "Each",
+        "settings": {"items": "{{trigger.body.cases}}"}, "firstLoopAction": step});
+    let mut outputs = Vec::new();
+    for native in ["all", NPM_DELAY_AND_MAPPER] {
+        let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", native)]).await;
+        let id = t.publish(webhook_flow(each.clone())).await;
+        t.webhook(&id, "", json!({"cases": cases})).await;
+        let run = t.wait_runs(&id, 1).await.remove(0);
+        let run = t.run(run["id"].as_str().unwrap()).await;
+        assert_eq!(run["status"], "SUCCEEDED", "AP_NATIVE_PIECES={native}: {}", run["failedStep"]);
+        let iterations = run["steps"]["each"]["output"]["iterations"].as_array().cloned().unwrap_or_default();
+        assert_eq!(iterations.len(), cases.len(), "AP_NATIVE_PIECES={native}");
+        // each case's status and output (a mapping the package refuses fails its step)
+        outputs.push(
+            iterations
+                .into_iter()
+                .map(|i| (i["map"]["status"].clone(), i["map"]["output"].clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let differ: Vec<String> = outputs[0]
+        .iter()
+        .zip(&outputs[1])
+        .enumerate()
+        .filter(|(_, (native, npm))| native != npm)
+        .map(|(i, (native, npm))| format!("case {i}: mapping {} native {native:?} npm {npm:?}", cases[i]["mapping"]))
+        .collect();
+    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), cases.len(), differ.join("\n"));
+    assert!(
+        outputs[1].iter().any(|(s, _)| s == "SUCCEEDED") && outputs[1].iter().any(|(s, _)| s == "FAILED"),
+        "both kinds of case"
+    );
+}
