@@ -13,6 +13,27 @@ async fn start() -> Troupe {
     Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache())]).await
 }
 
+/// A troupe whose HTTPS goes through `fake` (trusting its CA), with `env` added.
+async fn behind(fake: &troupe_testkit::mitm::Mitm, env: &[(&str, &str)]) -> Troupe {
+    let (ca, proxy) = (fake.ca_file().display().to_string(), fake.proxy_url());
+    let mut all = vec![
+        ("NPM_CONFIG_CACHE", npm_cache()),
+        ("HTTPS_PROXY", proxy),
+        ("NO_PROXY", "registry.npmjs.org".to_string()),
+        ("NODE_EXTRA_CA_CERTS", ca),
+    ];
+    all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+    let env: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Troupe::start_with(&env).await
+}
+
+/// Fills the `prop` dropdown of `piece`'s `owner` (an action or trigger) with `connection`.
+async fn dropdown(t: &Troupe, piece: &str, version: &str, owner: &str, prop: &str, connection: &str) -> (u16, Value) {
+    let body = json!({"pieceName": piece, "pieceVersion": version, "actionOrTriggerName": owner, "propertyName": prop,
+        "input": {"auth": format!("{{{{connections['{connection}']}}}}")}});
+    t.post("/pieces/options", body).await
+}
+
 /// A `.tgz` as `npm pack` makes it, with these files under `package/`.
 fn tgz(files: &[(&str, &str)]) -> Vec<u8> {
     troupe_testkit::npm::pack(&files.iter().map(|(p, t)| (*p, t.as_bytes())).collect::<Vec<_>>())
@@ -289,14 +310,10 @@ async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack
         }
     })
     .await;
-    let ca = fake.ca_file().display().to_string();
-    let t = Troupe::start_with(&[
-        ("NPM_CONFIG_CACHE", &npm_cache()),
-        ("HTTPS_PROXY", &fake.proxy_url()),
-        ("NO_PROXY", "registry.npmjs.org"),
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("AP_APP_WEBHOOK_SECRETS", r#"{"@activepieces/piece-slack": {"webhookSecret": "slack-signing-secret"}}"#),
-    ])
+    let t = behind(
+        &fake,
+        &[("AP_APP_WEBHOOK_SECRETS", r#"{"@activepieces/piece-slack": {"webhookSecret": "slack-signing-secret"}}"#)],
+    )
     .await;
     let (status, body) = t
         .post(
@@ -334,13 +351,8 @@ async fn an_exported_slack_flow_publishes_installs_and_runs_against_a_fake_slack
     assert!(!run.to_string().contains("xoxb-test-token"), "{run}");
 
     // a dropdown is filled from the fake's data, with the connection the client names
-    let (status, options) = t
-        .post(
-            "/pieces/options",
-            json!({"pieceName": "@activepieces/piece-slack", "pieceVersion": "0.17.9", "actionOrTriggerName": "send_channel_message",
-                "propertyName": "channel", "input": {"auth": "{{connections['slack']}}"}}),
-        )
-        .await;
+    let (status, options) =
+        dropdown(&t, "@activepieces/piece-slack", "0.17.9", "send_channel_message", "channel", "slack").await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["disabled"], false, "{options}");
     assert_eq!(
@@ -853,14 +865,7 @@ async fn registry_pieces_register_their_webhooks_fill_dropdowns_and_use_oauth2_t
         }
     })
     .await;
-    let ca = fake.ca_file().display().to_string();
-    let t = Troupe::start_with(&[
-        ("NPM_CONFIG_CACHE", &npm_cache()),
-        ("HTTPS_PROXY", &fake.proxy_url()),
-        ("NO_PROXY", "registry.npmjs.org"),
-        ("NODE_EXTRA_CA_CERTS", &ca),
-    ])
-    .await;
+    let t = behind(&fake, &[]).await;
     for (name, version) in [("@activepieces/piece-drip", "0.4.7"), ("@activepieces/piece-webflow", "0.3.0")] {
         let (status, body) = t
             .post(
@@ -880,13 +885,8 @@ async fn registry_pieces_register_their_webhooks_fill_dropdowns_and_use_oauth2_t
     assert!(status == 201 || status == 200, "{body}");
 
     // the trigger's account dropdown, filled from Drip
-    let (status, options) = t
-        .post(
-            "/pieces/options",
-            json!({"pieceName": "@activepieces/piece-drip", "pieceVersion": "0.4.7", "actionOrTriggerName": "new_subscriber",
-                "propertyName": "account_id", "input": {"auth": "{{connections['drip']}}"}}),
-        )
-        .await;
+    let (status, options) =
+        dropdown(&t, "@activepieces/piece-drip", "0.4.7", "new_subscriber", "account_id", "drip").await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(
         options["options"],
@@ -987,15 +987,7 @@ async fn a_registry_polling_trigger_makes_one_run_per_new_record_and_none_again_
         }
     })
     .await;
-    let ca = fake.ca_file().display().to_string();
-    let mut t = Troupe::start_with(&[
-        ("NPM_CONFIG_CACHE", &npm_cache()),
-        ("HTTPS_PROXY", &fake.proxy_url()),
-        ("NO_PROXY", "registry.npmjs.org"),
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005"),
-    ])
-    .await;
+    let mut t = behind(&fake, &[("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005")]).await;
     let flow = json!({
         "displayName": "new rows",
         "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New record",
