@@ -1103,3 +1103,50 @@ async fn the_npm_and_native_data_mapper_agree_on_generated_mappings() {
         "both kinds of case"
     );
 }
+
+#[tokio::test]
+async fn the_npm_and_native_webhook_responses_agree_on_generated_responses() {
+    // each case a flow answering the sync webhook with a generated response
+    let mut seed = 4242u64;
+    let statuses = [200, 201, 202, 400, 404, 500];
+    let cases: Vec<Value> = (0..24)
+        .map(|i| {
+            let kind = ["json", "raw"][i % 2];
+            let body = match kind {
+                "json" => generated(&mut seed, 2),
+                _ => json!(format!("plain text {i} ü")),
+            };
+            json!({"responseType": kind, "respond": "stop",
+                "fields": {"status": statuses[i % statuses.len()], "headers": {"x-case": format!("c{i}")}, "body": body}})
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for native in ["all", "http,store,data-mapper,text-helper,math-helper,date-helper,delay,approval,schedule,rss"] {
+        let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", native)]).await;
+        let mut got = Vec::new();
+        for case in &cases {
+            let step = json!({"name": "respond", "type": "PIECE", "valid": true, "displayName": "Respond",
+                "settings": {"pieceName": "@activepieces/piece-webhook", "pieceVersion": "0.1.29", "actionName": "return_response", "input": case}});
+            let id = t.publish(webhook_flow(step)).await;
+            let r = t.webhook(&id, "/sync", json!({})).await;
+            let status = r.status().as_u16();
+            let header = |k: &str| r.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let (case_header, content_type) = (header("x-case"), header("content-type"));
+            let text = r.text().await.unwrap();
+            let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+            got.push(json!({"status": status, "xCase": case_header, "json": content_type.is_some_and(|c| c.contains("json")), "body": body}));
+        }
+        let (_, pieces) = t.get("/pieces").await;
+        let from_npm = pieces.as_array().unwrap().iter().any(|p| p["name"] == "@activepieces/piece-webhook");
+        assert_eq!(from_npm, native != "all", "only the second troupe runs the package: {pieces}");
+        answers.push(got);
+    }
+    let differ: Vec<String> = answers[0]
+        .iter()
+        .zip(&answers[1])
+        .enumerate()
+        .filter(|(_, (native, npm))| native != npm)
+        .map(|(i, (native, npm))| format!("case {i} {}: native {native} npm {npm}", cases[i]))
+        .collect();
+    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), cases.len(), differ.join("\n"));
+}
