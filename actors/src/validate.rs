@@ -143,7 +143,8 @@ impl Checker<'_> {
                 } else if let Some(def) = catalog::action_def(piece, action) {
                     let input = s.input.clone().unwrap_or_default();
                     for req in def.required {
-                        if input.get(*req).is_none_or(Value::is_null) {
+                        // as Activepieces' validation: an empty text is no value
+                        if input.get(*req).is_none_or(|v| v.is_null() || v == "") {
                             self.problem(&a.name, &format!("settings.input.{req}"), "is required");
                         }
                     }

@@ -1150,3 +1150,67 @@ async fn the_npm_and_native_webhook_responses_agree_on_generated_responses() {
         .collect();
     assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), cases.len(), differ.join("\n"));
 }
+
+#[tokio::test]
+async fn the_npm_and_native_store_pieces_agree_on_generated_operations() {
+    // 40 generated operations on two keys, one step each, in one run per troupe
+    let mut seed = 777u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    // (an empty value is refused at publish by both, as a required prop)
+    let words = ["x", "y", "x y", "z", "1", "ü"];
+    let steps: Vec<Value> = (0..40)
+        .map(|i| {
+            let key = ["a", "b"][next() % 2];
+            let word = words[next() % words.len()];
+            let (action, input) = match next() % 6 {
+                0 => ("put", json!({"key": key, "value": word})),
+                1 => ("get", json!({"key": key, "defaultValue": "none"})),
+                2 => {
+                    let separator = [",", ""][next() % 2];
+                    ("append", json!({"key": key, "value": word, "separator": separator}))
+                }
+                3 => {
+                    let (other, ignore) = (words[next() % words.len()], next() % 2 == 0);
+                    ("add_to_list", json!({"key": key, "value": [word, other], "ignore_if_exists": ignore}))
+                }
+                4 => ("remove_from_list", json!({"key": key, "value": word})),
+                _ => ("remove_value", json!({"key": key})),
+            };
+            let mut input = input;
+            input["store_scope"] = json!("COLLECTION");
+            json!({"name": format!("op_{i}"), "type": "PIECE", "valid": true, "displayName": action,
+                "settings": {"pieceName": "@activepieces/piece-store", "pieceVersion": "0.6.20", "actionName": action, "input": input,
+                    "errorHandlingOptions": {"continueOnFailure": {"value": true}, "retryOnFailure": {"value": false}}}})
+        })
+        .collect();
+    let flow = webhook_flow(chain(steps));
+    let mut results = Vec::new();
+    for native in ["all", "webhook,http,data-mapper,text-helper,math-helper,date-helper,delay,approval,schedule,rss"] {
+        let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_NATIVE_PIECES", native)]).await;
+        let id = t.publish(flow.clone()).await;
+        t.webhook(&id, "", json!({})).await;
+        let run = t.wait_runs(&id, 1).await.remove(0);
+        let run = t.run(run["id"].as_str().unwrap()).await;
+        let ops: Vec<Value> = (0..40)
+            .map(|i| {
+                let s = &run["steps"][format!("op_{i}")];
+                json!({"status": s["status"], "output": s["output"]})
+            })
+            .collect();
+        let (_, pieces) = t.get("/pieces").await;
+        let from_npm = pieces.as_array().unwrap().iter().any(|p| p["name"] == "@activepieces/piece-store");
+        assert_eq!(from_npm, native != "all", "only the second troupe runs the package: {pieces}");
+        results.push(ops);
+    }
+    let differ: Vec<String> = results[0]
+        .iter()
+        .zip(&results[1])
+        .enumerate()
+        .filter(|(_, (native, npm))| native != npm)
+        .map(|(i, (native, npm))| format!("op_{i}: native {native} npm {npm}"))
+        .collect();
+    assert!(differ.is_empty(), "{} of 40 operations differ:\n{}", differ.len(), differ.join("\n"));
+}
