@@ -101,6 +101,9 @@ pub struct Connection {
     /// base64 of `nonce ‖ AES-256-GCM ciphertext`; never leaves the store in clear.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub sealed_value: String,
+    /// The piece version the client made it for (Activepieces' `pieceVersion`).
+    #[serde(default)]
+    pub piece_version: String,
 }
 
 impl Connection {
@@ -111,6 +114,10 @@ impl Connection {
             m.remove("sealedValue");
             m.remove("createdMicros");
             m.insert("scope".into(), Value::String("PROJECT".into()));
+            // the rest of Activepieces' shape
+            m.insert("projectIds".into(), Value::Array(vec![Value::String(self.project_id.clone())]));
+            m.insert("preSelectForNewProjects".into(), Value::Bool(false));
+            m.insert("usingSecretManager".into(), Value::Bool(false));
         }
         v
     }

@@ -53,6 +53,13 @@ pub struct Flow {
     /// Minutes a run saves (`UPDATE_MINUTES_SAVED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_saved_per_run: Option<f64>,
+    /// Activepieces' `operationStatus`: Troupe's operations are synchronous, so always `NONE`.
+    #[serde(default = "no_operation")]
+    pub operation_status: String,
+}
+
+fn no_operation() -> String {
+    "NONE".into()
 }
 
 /// One version of a flow: a trigger and the chain of steps hanging from it.
@@ -291,6 +298,28 @@ pub fn visit_actions<'a>(first: Option<&'a Action>, f: &mut impl FnMut(&'a Actio
 }
 
 impl FlowVersion {
+    /// Adds the fields Activepieces' clients expect that Troupe does not keep otherwise:
+    /// `notes` (`[]`), `agentIds` (`[]`) and `connectionIds` (the connections its templates
+    /// name).
+    pub fn with_activepieces_fields(mut self) -> FlowVersion {
+        if !self.extra.get("notes").is_some_and(Value::is_array) {
+            self.extra.insert("notes".into(), Value::Array(Vec::new()));
+        }
+        self.extra.entry("agentIds".to_string()).or_insert_with(|| Value::Array(Vec::new()));
+        let text = serde_json::to_string(&self.trigger).unwrap_or_default();
+        let mut names: Vec<Value> = Vec::new();
+        for part in text.split("connections['").skip(1) {
+            if let Some(name) = part.split('\'').next().filter(|n| !n.is_empty()) {
+                let name = Value::String(name.to_string());
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        self.extra.insert("connectionIds".into(), Value::Array(names));
+        self
+    }
+
     /// Every action of the version, in execution order.
     pub fn actions(&self) -> Vec<&Action> {
         let mut out = Vec::new();

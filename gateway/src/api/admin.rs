@@ -33,7 +33,7 @@ pub async fn create_project(state: &AppState, scope: &Scope, req: Request<Incomi
         state.store.put_project(&project)?;
     }
     state.store.flush().await?;
-    Ok(json_response(StatusCode::CREATED, &project))
+    Ok(json_response(StatusCode::CREATED, &project.activepieces()))
 }
 
 fn load_project(state: &AppState, scope: &Scope, id: &str) -> Result<troupe_store::db::Project, ApiError> {
@@ -41,7 +41,7 @@ fn load_project(state: &AppState, scope: &Scope, id: &str) -> Result<troupe_stor
 }
 
 pub async fn get_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
-    Ok(json_response(StatusCode::OK, &load_project(state, scope, id)?))
+    Ok(json_response(StatusCode::OK, &load_project(state, scope, id)?.activepieces()))
 }
 
 #[derive(Deserialize)]
@@ -66,7 +66,7 @@ pub async fn update_project(state: &AppState, scope: &Scope, id: &str, req: Requ
     project.updated = Some(troupe_store::ids::now_iso());
     state.store.put_project(&project)?;
     state.store.flush().await?;
-    Ok(json_response(StatusCode::OK, &project))
+    Ok(json_response(StatusCode::OK, &project.activepieces()))
 }
 
 /// `DELETE /projects/{id}`: an admin deletes a project that holds no flow (409 otherwise; the
@@ -88,7 +88,8 @@ pub async fn delete_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
 }
 
 pub async fn list_projects(state: &AppState, scope: &Scope) -> Resp {
-    let data: Vec<_> = state.store.list_projects()?.into_iter().filter(|p| scope.allows(&p.id)).collect();
+    let data: Vec<_> =
+        state.store.list_projects()?.into_iter().filter(|p| scope.allows(&p.id)).map(|p| p.activepieces()).collect();
     Ok(json_response(StatusCode::OK, &json!({"data": data, "next": null, "previous": null})))
 }
 

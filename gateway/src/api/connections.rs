@@ -90,6 +90,7 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         status: "ACTIVE".into(),
         created_micros: now_micros(),
         sealed_value: String::new(),
+        piece_version: body.piece_version.clone().unwrap_or_default(),
     };
     let stored = state.store.upsert_connection(conn, &body.value)?;
     state.store.flush().await?;

@@ -36,7 +36,15 @@ fn populated(state: &AppState, flow: Flow) -> Result<PopulatedFlow, ApiError> {
         .store
         .get_version(&flow.latest_version_id)?
         .ok_or_else(|| ApiError::internal(format!("flow {} has lost its version", flow.id)))?;
-    Ok(PopulatedFlow { flow, version })
+    Ok(shaped(flow, version))
+}
+
+/// A flow with a version, in Activepieces' shape (`externalId` defaults to the flow's id).
+fn shaped(mut flow: Flow, version: FlowVersion) -> PopulatedFlow {
+    if flow.external_id.is_none() {
+        flow.external_id = Some(flow.id.clone());
+    }
+    PopulatedFlow { flow, version: version.with_activepieces_fields() }
 }
 
 pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
@@ -74,6 +82,7 @@ pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         metadata: body.metadata,
         owner_id: None,
         time_saved_per_run: None,
+        operation_status: "NONE".into(),
     };
     state.store.insert_new_flow(&flow, &version, now_micros())?;
     state.store.flush().await?;
@@ -133,7 +142,7 @@ pub async fn versions(state: &AppState, scope: &Scope, id: &str, req: Request<In
         .into_iter()
         .take(limit)
         .map(|v| {
-            let mut m = serde_json::to_value(&v).expect("serializes");
+            let mut m = serde_json::to_value(v.with_activepieces_fields()).expect("serializes");
             if let Some(o) = m.as_object_mut() {
                 o.remove("trigger");
             }
@@ -164,7 +173,7 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str, req: &Request<Incomi
             .get_version(version_id)?
             .filter(|v| v.flow_id == flow.id)
             .ok_or_else(|| ApiError::not_found("flow version", version_id))?;
-        return Ok(json_response(StatusCode::OK, &PopulatedFlow { flow, version }));
+        return Ok(json_response(StatusCode::OK, &shaped(flow, version)));
     }
     Ok(json_response(StatusCode::OK, &populated(state, flow)?))
 }

@@ -447,3 +447,57 @@ async fn projects_are_read_updated_and_deleted_with_their_external_ids() {
     let (status, _) = t.get(&format!("/projects/{id}")).await;
     assert_eq!(status, 404);
 }
+
+/// `@activepieces/shared` (the version its clients use) installed once per machine under the
+/// target directory, for its zod schemas.
+fn shared_schemas() -> std::path::PathBuf {
+    let dir = std::path::Path::new(BUILD.tmpdir).join("ap-shared-0.96.2");
+    if !dir.join("node_modules/@activepieces/shared").exists() {
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("@activepieces/shared@0.96.2")
+            .output()
+            .expect("npm runs");
+        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+#[tokio::test]
+async fn what_troupe_answers_validates_against_activepieces_own_schemas() {
+    let t = Troupe::start().await;
+    let (_, folder) = t.post("/folders", json!({"displayName": "Ops"})).await;
+    let (_, conn) = t
+        .post(
+            "/app-connections",
+            json!({"externalId": "k", "displayName": "Key", "pieceName": "@activepieces/piece-http",
+            "type": "SECRET_TEXT", "value": {"type": "SECRET_TEXT", "secret_text": "s3cret-value"}}),
+        )
+        .await;
+    let id = t.publish(fixture("greeting-flow.json")).await;
+    t.webhook(&id, "/sync", json!({"name": "Ada", "items": [1]})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let (_, run) = t.get(&format!("/flow-runs/{}", run["id"].as_str().unwrap())).await;
+    let (_, flow) = t.get(&format!("/flows/{id}")).await;
+    let (_, projects) = t.get("/projects").await;
+    let objects = json!([
+        ["PopulatedFlow", flow],
+        ["FlowVersion", flow["version"]],
+        ["FlowRun", run],
+        ["AppConnectionWithoutSensitiveData", conn],
+        ["Folder", folder],
+        ["Project", projects["data"][0]],
+    ]);
+    let file = t.dir.path().join("objects.json");
+    std::fs::write(&file, objects.to_string()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/validate-shapes.js");
+    let out =
+        std::process::Command::new("node").arg(script).arg(shared_schemas()).arg(&file).output().expect("node runs");
+    let problems = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Troupe's answers fail @activepieces/shared's schemas:\n{problems}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

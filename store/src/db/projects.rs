@@ -17,6 +17,22 @@ pub struct Project {
     pub external_id: Option<String>,
 }
 
+impl Project {
+    /// The project in Activepieces' shape: the fields Troupe has no use for (owner, platform,
+    /// type, icon, releases) at their neutral values.
+    pub fn activepieces(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("serializes");
+        v["updated"] = serde_json::Value::String(self.updated.clone().unwrap_or_else(|| self.created.clone()));
+        v["ownerId"] = "".into();
+        // an id in Activepieces' form (21 alphanumerics): one platform
+        v["platformId"] = "troupeplatform0000000".into();
+        v["type"] = "TEAM".into();
+        v["icon"] = serde_json::json!({"color": "BLUE"});
+        v["releasesEnabled"] = false.into();
+        v
+    }
+}
+
 impl Store {
     /// The default project, created on first start.
     pub fn ensure_default_project(&self) -> Result<String> {
