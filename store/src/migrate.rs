@@ -48,11 +48,12 @@ pub fn migrate_import(request: &mut Value) {
             6 => walk(trigger, &mut input_ui_info),
             // v17: every step gets lastUpdatedDate
             17 => walk(trigger, &mut |step| {
+                // read through the Value (a missing key is null), never a Map's index (it panics)
+                let date = step["settings"]["sampleData"]["lastTestDate"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(crate::ids::now_iso);
                 if let Some(s) = step.as_object_mut() {
-                    let date = s["settings"]["sampleData"]["lastTestDate"]
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(crate::ids::now_iso);
                     s.entry("lastUpdatedDate").or_insert(Value::String(date));
                 }
             }),
