@@ -210,3 +210,49 @@ fn sync_response(resp: WebhookResponse) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"invalid response headers"))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a sender puts in a webhook (any bytes, any content type, any headers and
+        /// query), it becomes a trigger payload: the webhook is never refused for its body.
+        #[test]
+        fn any_webhook_becomes_a_payload(
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            content_type in prop::sample::select(vec![
+                "application/json", "application/json; charset=utf-8", "application/x-www-form-urlencoded",
+                "text/plain", "text/xml", "application/octet-stream", "multipart/form-data; boundary=x", "", "x/\u{7f}",
+            ]),
+            header in "[a-z][a-z0-9-]{0,12}",
+            value in "[ -~]{0,24}",
+            query in "[a-zA-Z0-9=&%+._-]{0,40}",
+        ) {
+            let mut req = hyper::Request::builder().method("POST").uri(format!("/api/v1/webhooks/f?{query}"));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+                req = req.header(hyper::header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
+                req = req.header(header.as_str(), v);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            let payload = trigger_payload(&parts, &body);
+            prop_assert_eq!(&payload["method"], "POST");
+            prop_assert!(payload["headers"].is_object() && payload["queryParams"].is_object());
+            // a JSON body labelled JSON comes through as that JSON
+            if content_type.starts_with("application/json") {
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    prop_assert_eq!(&payload["body"], &v);
+                }
+            }
+        }
+    }
+}
