@@ -1029,6 +1029,19 @@ async fn tags_an_npm_piece_adds_are_the_runs_and_filter_the_run_list() {
     assert!(other["data"].as_array().unwrap().is_empty());
 }
 
+/// Asserts that what the native piece gave (`native`) is what the package gave (`npm`),
+/// case by case; the message lists every case that differs (`name` names it).
+fn assert_agree<T: PartialEq + std::fmt::Debug>(native: &[T], npm: &[T], name: impl Fn(usize) -> String) {
+    let differ: Vec<String> = native
+        .iter()
+        .zip(npm)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| format!("{}: native {a:?} npm {b:?}", name(i)))
+        .collect();
+    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), native.len(), differ.join("\n"));
+}
+
 /// Generated JSON values (a fixed seed: the same cases every run): nested objects and lists,
 /// numbers (whole, fractional, negative, large), strings (empty, unicode, JSON-looking),
 /// booleans and nulls.
@@ -1090,14 +1103,7 @@ async fn the_npm_and_native_data_mapper_agree_on_generated_mappings() {
                 .collect::<Vec<_>>(),
         );
     }
-    let differ: Vec<String> = outputs[0]
-        .iter()
-        .zip(&outputs[1])
-        .enumerate()
-        .filter(|(_, (native, npm))| native != npm)
-        .map(|(i, (native, npm))| format!("case {i}: mapping {} native {native:?} npm {npm:?}", cases[i]["mapping"]))
-        .collect();
-    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), cases.len(), differ.join("\n"));
+    assert_agree(&outputs[0], &outputs[1], |i| format!("case {i}: mapping {}", cases[i]["mapping"]));
     assert!(
         outputs[1].iter().any(|(s, _)| s == "SUCCEEDED") && outputs[1].iter().any(|(s, _)| s == "FAILED"),
         "both kinds of case"
@@ -1141,14 +1147,7 @@ async fn the_npm_and_native_webhook_responses_agree_on_generated_responses() {
         assert_eq!(from_npm, native != "all", "only the second troupe runs the package: {pieces}");
         answers.push(got);
     }
-    let differ: Vec<String> = answers[0]
-        .iter()
-        .zip(&answers[1])
-        .enumerate()
-        .filter(|(_, (native, npm))| native != npm)
-        .map(|(i, (native, npm))| format!("case {i} {}: native {native} npm {npm}", cases[i]))
-        .collect();
-    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), cases.len(), differ.join("\n"));
+    assert_agree(&answers[0], &answers[1], |i| format!("case {i} {}", cases[i]));
 }
 
 #[tokio::test]
@@ -1205,12 +1204,5 @@ async fn the_npm_and_native_store_pieces_agree_on_generated_operations() {
         assert_eq!(from_npm, native != "all", "only the second troupe runs the package: {pieces}");
         results.push(ops);
     }
-    let differ: Vec<String> = results[0]
-        .iter()
-        .zip(&results[1])
-        .enumerate()
-        .filter(|(_, (native, npm))| native != npm)
-        .map(|(i, (native, npm))| format!("op_{i}: native {native} npm {npm}"))
-        .collect();
-    assert!(differ.is_empty(), "{} of 40 operations differ:\n{}", differ.len(), differ.join("\n"));
+    assert_agree(&results[0], &results[1], |i| format!("op_{i}"));
 }
