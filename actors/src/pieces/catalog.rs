@@ -84,6 +84,8 @@ pub static PIECES: &[PieceDef] = &[
             action("concat", &["texts"]),
             action("replace", &["text", "searchValue"]),
             action("split", &["text", "delimiter"]),
+            action("find", &["text", "expression"]),
+            action("defaultValue", &["defaultString"]),
         ],
         triggers: &[],
     },

@@ -116,6 +116,7 @@ pub async fn execute(
         catalog::STORE => store::execute(ctx, action, input),
         catalog::DATA_MAPPER => data_mapper::execute(action, input),
         catalog::TEXT_HELPER if action == "replace" => text::replace(ctx, input).await,
+        catalog::TEXT_HELPER if action == "find" => text::find(ctx, input).await,
         catalog::TEXT_HELPER => text::execute(action, input),
         catalog::MATH_HELPER => math::execute(action, input),
         catalog::DATE_HELPER => date::execute(action, input),

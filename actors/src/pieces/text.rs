@@ -15,12 +15,24 @@ pub async fn replace(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<A
     });
     const EXPR: &str = "replaceOnlyFirst ? text.replace(RegExp(searchValue), replaceValue || '') \
         : text.replaceAll(RegExp(searchValue, 'g'), replaceValue || '')";
+    javascript(ctx, EXPR, scope).await
+}
+
+/// `find`: `text.match(RegExp(expression))`, in the sandbox's JavaScript engine: the match
+/// and its groups as a list, or `null`.
+pub async fn find(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
+    let scope = json!({"text": required_text(input, "text")?, "expression": required_text(input, "expression")?});
+    javascript(ctx, "text.match(RegExp(expression))", scope).await
+}
+
+/// Evaluates `expr` with `scope`'s names in the sandbox; its value is the step's output.
+async fn javascript(ctx: &PieceCtx<'_>, expr: &str, scope: Value) -> Result<ActionResult, ActionError> {
     let deadline = std::time::Instant::now() + ctx.engine.config.flow_timeout;
-    let mut results = ctx.engine.code.eval(vec![EXPR.to_string()], scope, deadline).await.map_err(|e| e.to_string())?;
+    let mut results = ctx.engine.code.eval(vec![expr.to_string()], scope, deadline).await.map_err(|e| e.to_string())?;
     match results.pop() {
         Some(Ok(v)) => Ok(ActionResult::output(v)),
         Some(Err(e)) => Err(e.to_string().into()),
-        None => Err("the replacement was not evaluated".into()),
+        None => Err("the expression was not evaluated".into()),
     }
 }
 
@@ -47,7 +59,28 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "split" => {
             let text_in = required_text(input, "text")?;
             let delimiter = required_text(input, "delimiter")?;
-            Value::Array(text_in.split(delimiter.as_str()).map(|s| Value::String(s.into())).collect())
+            // JavaScript's split: an empty delimiter splits between characters
+            if delimiter.is_empty() {
+                Value::Array(text_in.chars().map(|c| Value::String(c.to_string())).collect())
+            } else {
+                Value::Array(text_in.split(delimiter.as_str()).map(|s| Value::String(s.into())).collect())
+            }
+        }
+        // the package's isEmpty: nothing, empty text, an empty list or object
+        "defaultValue" => {
+            let value = input.get("value").cloned().unwrap_or(Value::Null);
+            let empty = match &value {
+                Value::Null => true,
+                Value::String(s) => s.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::Object(m) => m.is_empty(),
+                _ => false,
+            };
+            if empty {
+                Value::String(required_text(input, "defaultString")?)
+            } else {
+                value
+            }
         }
         other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
     };
@@ -58,6 +91,18 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn split_and_default_value_as_the_package() {
+        let run = |action: &str, input: Value| execute(action, input.as_object().unwrap()).unwrap().output;
+        assert_eq!(run("split", json!({"text": "a,b,,c", "delimiter": ","})), json!(["a", "b", "", "c"]));
+        assert_eq!(run("split", json!({"text": "añb", "delimiter": ""})), json!(["a", "ñ", "b"]));
+        for empty in [json!(null), json!(""), json!([]), json!({})] {
+            assert_eq!(run("defaultValue", json!({"value": empty, "defaultString": "d"})), json!("d"));
+        }
+        assert_eq!(run("defaultValue", json!({"value": "v", "defaultString": "d"})), json!("v"));
+        assert_eq!(run("defaultValue", json!({"value": 0, "defaultString": "d"})), json!(0));
+    }
 
     #[test]
     fn concat_takes_the_separator_by_its_current_name_and_its_old_one() {

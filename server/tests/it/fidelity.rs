@@ -283,8 +283,11 @@ async fn text_helper_replace_has_javascripts_regular_expressions() {
         replace("lookahead", r"\d+(?=€)", "#", false),
         replace("backref", r"(o)\1", "0", false),
         replace("literal", "$", "USD", false),
+        piece("found", "text-helper", "find", json!({"text": "{{trigger.body.text}}", "expression": r"(\d+)€"})),
+        piece("absent", "text-helper", "find", json!({"text": "{{trigger.body.text}}", "expression": "zzz"})),
         respond(
-            json!({"groups": "{{groups}}", "named": "{{named}}", "lookahead": "{{lookahead}}", "backref": "{{backref}}", "literal": "{{literal}}"}),
+            json!({"groups": "{{groups}}", "named": "{{named}}", "lookahead": "{{lookahead}}", "backref": "{{backref}}",
+            "literal": "{{literal}}", "found": "{{found}}", "absent": "{{absent}}"}),
         ),
     ]));
     let id = t.publish(flow).await;
@@ -297,6 +300,8 @@ async fn text_helper_replace_has_javascripts_regular_expressions() {
             "lookahead": "ada@example.com paid #€ and 3$, good boon",
             "backref": "ada@example.com paid 12€ and 3$, g0d b0n",
             "literal": "ada@example.com paid 12€ and 3$, good boonUSD",
+            "found": ["12€", "12"],
+            "absent": "",
         })
     );
 }
