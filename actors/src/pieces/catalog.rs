@@ -103,7 +103,12 @@ pub static PIECES: &[PieceDef] = &[
     },
     PieceDef {
         name: DATE_HELPER,
-        actions: &[action("get_current_date", &[]), action("date_difference", &["startDate", "endDate"])],
+        actions: &[
+            action("get_current_date", &[]),
+            action("date_difference", &["startDate", "endDate"]),
+            action("format_date", &["inputDate"]),
+            action("add_subtract_date", &["inputDate", "expression"]),
+        ],
         triggers: &[],
     },
 ];

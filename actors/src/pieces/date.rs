@@ -1,4 +1,5 @@
-//! `@activepieces/piece-date-helper`: `get_current_date` and `date_difference`.
+//! `@activepieces/piece-date-helper`: `get_current_date`, `date_difference`, `format_date` and
+//! `add_subtract_date`.
 //!
 //! Formats are dayjs patterns as in Activepieces; the common tokens are translated
 //! (`YYYY MM DD HH mm ss SSS`, `MMM`, `MMMM`, `ddd`, `dddd`, `A`, `hh`, `Z`).
@@ -66,6 +67,11 @@ fn dayjs_to_chrono(fmt: &str) -> String {
 }
 
 fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, ActionError> {
+    parse_in(input, format, &chrono_tz::UTC)
+}
+
+/// Parses `input` by the dayjs `format`; a date without an offset is in `zone`.
+fn parse_in(input: &str, format: &str, zone: &chrono_tz::Tz) -> Result<DateTime<Utc>, ActionError> {
     if let Ok(d) = DateTime::parse_from_rfc3339(input) {
         return Ok(d.with_timezone(&Utc));
     }
@@ -73,13 +79,18 @@ fn parse_date(input: &str, format: &str) -> Result<DateTime<Utc>, ActionError> {
     if let Ok(d) = DateTime::parse_from_str(input, &f) {
         return Ok(d.with_timezone(&Utc));
     }
-    if let Ok(d) = NaiveDateTime::parse_from_str(input, &f) {
-        return Ok(Utc.from_utc_datetime(&d));
+    let local = NaiveDateTime::parse_from_str(input, &f)
+        .ok()
+        .or_else(|| NaiveDate::parse_from_str(input, &f).ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")));
+    match local.map(|d| zone.from_local_datetime(&d).earliest()) {
+        Some(Some(d)) => Ok(d.with_timezone(&Utc)),
+        _ => Err(format!("date {input:?} does not match the format {format:?}").into()),
     }
-    if let Ok(d) = NaiveDate::parse_from_str(input, &f) {
-        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")));
-    }
-    Err(format!("date {input:?} does not match the format {format:?}").into())
+}
+
+fn zone(input: &Map<String, Value>, key: &str) -> Result<chrono_tz::Tz, ActionError> {
+    let name = text(input, key).unwrap_or_else(|| "UTC".into());
+    name.parse().map_err(|_| format!("unknown time zone {name:?}").into())
 }
 
 pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
@@ -123,8 +134,109 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             }
             Ok(ActionResult::output(Value::Object(out)))
         }
+        // `{result}`: the date read in its format and zone, written in the other ones
+        "format_date" => {
+            let date = parse_in(
+                &required_text(input, "inputDate")?,
+                &text(input, "inputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
+                &zone(input, "inputTimeZone")?,
+            )?;
+            let format = text(input, "outputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
+            let out = date.with_timezone(&zone(input, "outputTimeZone")?);
+            Ok(ActionResult::output(json!({"result": out.format(&dayjs_to_chrono(&format)).to_string()})))
+        }
+        "add_subtract_date" => add_subtract(input),
         other => Err(unknown_action(catalog::DATE_HELPER, other)),
     }
+}
+
+/// The `+ 1 year - 3 day` of `add_subtract_date`, read as the package reads it: spaces and
+/// line breaks go, the text splits at signs, each part is numbers and units (a unit's `s` is
+/// dropped); an unknown unit adds nothing.
+fn amounts(expression: &str) -> Vec<(i64, String)> {
+    let text: String = expression.chars().filter(|c| !matches!(c, ' ' | '\n' | '\r')).collect();
+    let mut out = Vec::new();
+    let mut sign = 1;
+    let (mut number, mut unit) = (String::new(), String::new());
+    let mut flush = |number: &mut String, unit: &mut String, sign: i64, out: &mut Vec<(i64, String)>| {
+        if !unit.is_empty() {
+            out.push((sign * number.parse::<i64>().unwrap_or(0), std::mem::take(unit)));
+        }
+        number.clear();
+        unit.clear();
+    };
+    for c in text.chars() {
+        match c {
+            '+' | '-' => {
+                flush(&mut number, &mut unit, sign, &mut out);
+                sign = if c == '+' { 1 } else { -1 };
+            }
+            '0'..='9' => {
+                if !unit.is_empty() {
+                    flush(&mut number, &mut unit, sign, &mut out);
+                }
+                number.push(c);
+            }
+            _ if !number.is_empty() => unit.push(c),
+            _ => {}
+        }
+    }
+    flush(&mut number, &mut unit, sign, &mut out);
+    out
+}
+
+/// `add_subtract_date`: `{result}`, the date moved by `expression` (in `timeZone`'s calendar
+/// when given), its time set to `setTime` (`HH:mm`, with a time zone) if asked.
+fn add_subtract(input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
+    use chrono::{Duration, Months, NaiveTime};
+    let tz: chrono_tz::Tz = match text(input, "timeZone") {
+        Some(name) => name.parse().map_err(|_| format!("unknown time zone {name:?}"))?,
+        None => chrono_tz::UTC,
+    };
+    let date = parse_in(
+        &required_text(input, "inputDate")?,
+        &text(input, "inputDateFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
+        &chrono_tz::UTC,
+    )?;
+    let mut local = date.with_timezone(&tz).naive_local();
+    let mut absolute = Duration::zero();
+    for (n, unit) in amounts(&required_text(input, "expression")?) {
+        let unit = unit.to_lowercase();
+        let unit = unit.strip_suffix('s').unwrap_or(&unit);
+        let months = |m: i64| Months::new(m.unsigned_abs() as u32);
+        local = match unit {
+            "year" | "month" => {
+                let m = if unit == "year" { n * 12 } else { n };
+                if m >= 0 { local.checked_add_months(months(m)) } else { local.checked_sub_months(months(m)) }
+                    .ok_or("the date is out of range")?
+            }
+            "day" => local + Duration::days(n),
+            "hour" => {
+                absolute += Duration::hours(n);
+                local
+            }
+            "minute" => {
+                absolute += Duration::minutes(n);
+                local
+            }
+            "second" => {
+                absolute += Duration::seconds(n);
+                local
+            }
+            _ => local,
+        };
+    }
+    let mut moved = tz.from_local_datetime(&local).earliest().ok_or("the date falls in a time zone gap")? + absolute;
+    if let Some(at) = text(input, "setTime").filter(|t| !t.trim().is_empty() && input.get("timeZone").is_some()) {
+        let time =
+            NaiveTime::parse_from_str(at.trim(), "%H:%M").map_err(|_| format!("setTime {at:?} must be HH:mm"))?;
+        moved = tz
+            .from_local_datetime(&moved.date_naive().and_time(time))
+            .earliest()
+            .ok_or("the time falls in a time zone gap")?;
+    }
+    let format = text(input, "outputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
+    Ok(ActionResult::output(json!({"result": moved.format(&dayjs_to_chrono(&format)).to_string()})))
 }
 
 #[cfg(test)]
@@ -136,6 +248,40 @@ mod tests {
         let input = json!({"startDate": "2024-01-01T00:00:00Z", "endDate": "2024-01-03T12:00:00Z", "unitDifference": ["day", "hour"]});
         let out = execute("date_difference", input.as_object().unwrap()).unwrap().output;
         assert_eq!(out, json!({"day": 2, "hour": 60}));
+    }
+
+    #[test]
+    fn format_date_reads_in_one_format_and_zone_and_writes_in_another() {
+        let run = |input: Value| execute("format_date", input.as_object().unwrap()).map(|r| r.output);
+        let out = run(
+            json!({"inputDate": "2026-12-02 09:30", "inputFormat": "YYYY-MM-DD HH:mm", "inputTimeZone": "Europe/Paris",
+            "outputFormat": "DD/MM/YYYY HH:mm", "outputTimeZone": "America/New_York"}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"result": "02/12/2026 03:30"}));
+        let out = run(
+            json!({"inputDate": "2026-12-02T09:30:00.000Z", "outputFormat": "YYYY MMM D", "outputTimeZone": "UTC"}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"result": "2026 Dec 2"}));
+        assert!(run(json!({"inputDate": "not a date", "inputFormat": "YYYY-MM-DD"})).is_err());
+    }
+
+    #[test]
+    fn add_subtract_moves_dates_as_the_package() {
+        assert_eq!(
+            amounts("+ 1 year - 3 day\n- 2 months + 5minute"),
+            [(1, "year".into()), (-3, "day".into()), (-2, "months".into()), (5, "minute".into())]
+        );
+        let run = |expression: &str, more: Value| {
+            let mut input = json!({"inputDate": "2026-01-31T10:00:00.000Z", "expression": expression, "outputFormat": "YYYY-MM-DD HH:mm"});
+            input.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+            execute("add_subtract_date", input.as_object().unwrap()).unwrap().output["result"].clone()
+        };
+        assert_eq!(run("+ 1 month", json!({})), json!("2026-02-28 10:00"), "the end of a shorter month");
+        assert_eq!(run("- 1 year + 2 hours - 30 minute", json!({})), json!("2025-01-31 11:30"));
+        assert_eq!(run("+ 1 day", json!({"timeZone": "Asia/Tokyo", "setTime": "09:00"})), json!("2026-02-01 09:00"));
+        assert_eq!(run("+ 3 fortnight", json!({})), json!("2026-01-31 10:00"), "an unknown unit adds nothing");
     }
 
     #[test]
