@@ -158,7 +158,7 @@ fn amounts(expression: &str) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut sign = 1;
     let (mut number, mut unit) = (String::new(), String::new());
-    let mut flush = |number: &mut String, unit: &mut String, sign: i64, out: &mut Vec<(i64, String)>| {
+    let flush = |number: &mut String, unit: &mut String, sign: i64, out: &mut Vec<(i64, String)>| {
         if !unit.is_empty() {
             out.push((sign * number.parse::<i64>().unwrap_or(0), std::mem::take(unit)));
         }
