@@ -108,6 +108,7 @@ pub static PIECES: &[PieceDef] = &[
             action("date_difference", &["startDate", "endDate"]),
             action("format_date", &["inputDate"]),
             action("add_subtract_date", &["inputDate", "expression"]),
+            action("extract_date_parts", &["inputDate"]),
         ],
         triggers: &[],
     },

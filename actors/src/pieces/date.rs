@@ -146,6 +146,35 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             Ok(ActionResult::output(json!({"result": out.format(&dayjs_to_chrono(&format)).to_string()})))
         }
         "add_subtract_date" => add_subtract(input),
+        // the units asked for, as the date is written (no time zone change)
+        "extract_date_parts" => {
+            use chrono::{Datelike, Timelike};
+            let date = parse_date(
+                &required_text(input, "inputDate")?,
+                &text(input, "inputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
+            )?;
+            let units = match input.get("unitExtract") {
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+                Some(Value::String(s)) => vec![s.clone()],
+                _ => vec!["year".to_string()],
+            };
+            let mut out = Map::new();
+            for unit in units {
+                let v = match unit.as_str() {
+                    "year" => json!(date.year()),
+                    "month" => json!(date.month()),
+                    "day" => json!(date.day()),
+                    "hour" => json!(date.hour()),
+                    "minute" => json!(date.minute()),
+                    "second" => json!(date.second()),
+                    "dayOfWeek" => json!(date.format("%A").to_string()),
+                    "monthName" => json!(date.format("%B").to_string()),
+                    other => return Err(format!("Invalid unit to extract :\n{}", json!(other)).into()),
+                };
+                out.insert(unit, v);
+            }
+            Ok(ActionResult::output(Value::Object(out)))
+        }
         other => Err(unknown_action(catalog::DATE_HELPER, other)),
     }
 }
@@ -282,6 +311,19 @@ mod tests {
         assert_eq!(run("- 1 year + 2 hours - 30 minute", json!({})), json!("2025-01-31 11:30"));
         assert_eq!(run("+ 1 day", json!({"timeZone": "Asia/Tokyo", "setTime": "09:00"})), json!("2026-02-01 09:00"));
         assert_eq!(run("+ 3 fortnight", json!({})), json!("2026-01-31 10:00"), "an unknown unit adds nothing");
+    }
+
+    #[test]
+    fn extract_date_parts_gives_the_units_asked_for() {
+        let input = json!({"inputDate": "2026-12-02T09:05:07.000Z",
+            "unitExtract": ["year", "month", "day", "hour", "minute", "second", "dayOfWeek", "monthName"]});
+        let out = execute("extract_date_parts", input.as_object().unwrap()).unwrap().output;
+        assert_eq!(
+            out,
+            json!({"year": 2026, "month": 12, "day": 2, "hour": 9, "minute": 5, "second": 7, "dayOfWeek": "Wednesday", "monthName": "December"})
+        );
+        let bad = json!({"inputDate": "2026-12-02T09:05:07.000Z", "unitExtract": ["unix_time"]});
+        assert!(execute("extract_date_parts", bad.as_object().unwrap()).is_err());
     }
 
     #[test]
