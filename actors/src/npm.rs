@@ -296,15 +296,20 @@ pub struct NpmTriggers {
     pub config: troupe_store::Config,
 }
 
-/// The strategy of an installed npm piece's trigger (`POLLING`, `WEBHOOK`, `APP_WEBHOOK`),
-/// from its metadata; `None` for Troupe's own triggers, which stay native whatever
+/// The metadata of an installed npm piece's trigger (its `type`, `handshakeConfiguration`,
+/// `renewConfiguration`, …); `None` for Troupe's own triggers, which stay native whatever
 /// `AP_NATIVE_PIECES` says, and for what is not installed.
-pub fn npm_trigger_type(store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
+pub fn trigger_metadata(store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<Value> {
     if crate::pieces::catalog::piece(piece).is_some() {
         return None;
     }
-    let metadata = NpmPieces::resolve_installed(store, piece, version).ok().flatten()?.metadata?;
-    metadata["triggers"][trigger]["type"].as_str().map(str::to_string)
+    let mut metadata = NpmPieces::resolve_installed(store, piece, version).ok().flatten()?.metadata?;
+    Some(metadata["triggers"][trigger].take()).filter(|t| !t.is_null())
+}
+
+/// The strategy of an installed npm piece's trigger (`POLLING`, `WEBHOOK`, `APP_WEBHOOK`).
+pub fn npm_trigger_type(store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
+    trigger_metadata(store, piece, version, trigger)?["type"].as_str().map(str::to_string)
 }
 
 impl troupe_scheduler::PieceTriggers for NpmTriggers {
@@ -313,11 +318,7 @@ impl troupe_scheduler::PieceTriggers for NpmTriggers {
     }
 
     fn renew_cron(&self, store: &Store, piece: &str, version: Option<&str>, trigger: &str) -> Option<String> {
-        if crate::pieces::catalog::piece(piece).is_some() {
-            return None;
-        }
-        let metadata = NpmPieces::resolve_installed(store, piece, version).ok().flatten()?.metadata?;
-        let renew = &metadata["triggers"][trigger]["renewConfiguration"];
+        let renew = trigger_metadata(store, piece, version, trigger)?["renewConfiguration"].take();
         (renew["strategy"] == "CRON").then(|| renew["cronExpression"].as_str().map(str::to_string)).flatten()
     }
 
@@ -347,11 +348,6 @@ impl NpmTriggers {
     /// with the app's secret (`events.verify`), and what `events.parseAndReply` makes of it
     /// (`{reply}`, or `{event, identifierValue}`).
     pub async fn app_event(&self, piece: &str, payload: &Value, secret: &str) -> Result<(bool, Value), String> {
-        let record = NpmPieces::resolve_installed(&self.store, piece, None)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{piece} is not installed"))?;
-        let loaded =
-            self.npm.load(&self.store, &self.code, self.egress.clone(), &record).await.map_err(|e| e.to_string())?;
         let short = piece.strip_prefix("@activepieces/piece-").unwrap_or(piece);
         let request = json!({
             "payload": payload,
@@ -359,19 +355,29 @@ impl NpmTriggers {
             "appWebhookUrl": format!("{}/api/v1/app-events/{short}", self.config.public_url()),
         });
         let facts = RunFacts::of(&self.store, &self.config, "", "");
-        let deadline = Instant::now() + self.config.trigger_timeout;
-        let outcome = call(
-            &self.code,
-            loaded,
-            runtime::Operation::AppEvent,
-            request,
-            deadline,
-            self.egress.clone(),
-            host_ops(facts),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let outcome = self.call_piece(piece, None, runtime::Operation::AppEvent, request, facts).await?;
         Ok((outcome.output["verified"] == true, outcome.output["parsed"].clone()))
+    }
+
+    /// Calls `operation` of the installed version of `piece` that `version` admits, loading it
+    /// if this process has not, within `AP_TRIGGER_TIMEOUT_SECONDS`.
+    async fn call_piece(
+        &self,
+        piece: &str,
+        version: Option<&str>,
+        operation: runtime::Operation,
+        request: Value,
+        facts: RunFacts,
+    ) -> Result<Outcome, String> {
+        let record = NpmPieces::resolve_installed(&self.store, piece, version)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{piece} is not installed"))?;
+        let loaded =
+            self.npm.load(&self.store, &self.code, self.egress.clone(), &record).await.map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + self.config.trigger_timeout;
+        call(&self.code, loaded, operation, request, deadline, self.egress.clone(), host_ops(facts))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The triggers runner of an engine.
@@ -407,71 +413,50 @@ impl NpmTriggers {
         buffered: bool,
     ) -> Result<troupe_scheduler::Polled, troupe_scheduler::PollFailed> {
         use troupe_scheduler::PollFailed;
-        // `run` and `test` answer items; the other hooks do not
-        let enable = !matches!(hook, "run" | "test");
-        {
-            let t = &version.trigger;
-            let piece = t.settings.piece_name.as_deref().unwrap_or_default();
-            let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
-            let fail = |m: String| PollFailed(m);
-            let record = NpmPieces::resolve_installed(&self.store, piece, t.settings.piece_version.as_deref())
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail(format!("{piece} is not installed")))?;
-            let loaded = self
-                .npm
-                .load(&self.store, &self.code, self.egress.clone(), &record)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let lookup = connection_lookup(&self.store, &flow.project_id);
-            let mut input = t.settings.input.clone().unwrap_or_default();
-            if let Some(name) = input.get("auth").and_then(connection_template).map(str::to_string) {
-                let value = lookup(&name)
-                    .map_err(|e| fail(e.to_string()))?
-                    .ok_or_else(|| fail(format!("connection {name:?} does not exist in this project")))?;
-                input.insert("auth".into(), value);
-            }
-            let base = self.config.public_url();
-            let request = json!({
-                "trigger": trigger,
-                "hook": hook,
-                "input": input,
-                "webhookUrl": format!("{base}/api/v1/webhooks/{}", flow.id),
-                "payload": payload,
-                "projectId": flow.project_id,
-                "flowId": flow.id,
-                "flowVersionId": version.id,
-                "storeKeyMax": self.config.store_key_max_chars,
-                "server": server_context(&self.config, ""),
-            });
-            let buffer = StoreBuffer::default();
-            let facts = RunFacts {
-                connections: lookup,
-                buffer: buffered.then(|| buffer.clone()),
-                ..RunFacts::of(&self.store, &self.config, &flow.project_id, &flow.id)
-            };
-            let deadline = Instant::now() + self.config.trigger_timeout;
-            let outcome = call(
-                &self.code,
-                loaded,
-                runtime::Operation::Trigger,
-                request,
-                deadline,
-                self.egress.clone(),
-                host_ops(facts),
-            )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-            let output = outcome.output["output"].clone();
-            let items = match output.clone() {
-                Value::Array(items) if !enable => items,
-                Value::Null | Value::Array(_) => Vec::new(),
-                other if !enable => return Err(fail(format!("the trigger's run gave {other}, not a list"))),
-                _ => Vec::new(),
-            };
-            let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
-            let listeners = outcome.output["listeners"].as_array().cloned().unwrap_or_default();
-            let schedule = outcome.output["schedule"].clone();
-            Ok(troupe_scheduler::Polled { items, output, writes, listeners, schedule })
+        let t = &version.trigger;
+        let piece = t.settings.piece_name.as_deref().unwrap_or_default();
+        let trigger = t.settings.trigger_name.as_deref().unwrap_or_default();
+        let lookup = connection_lookup(&self.store, &flow.project_id);
+        let mut input = t.settings.input.clone().unwrap_or_default();
+        if let Some(name) = input.get("auth").and_then(connection_template).map(str::to_string) {
+            let value = lookup(&name)
+                .map_err(|e| PollFailed(e.to_string()))?
+                .ok_or_else(|| PollFailed(format!("connection {name:?} does not exist in this project")))?;
+            input.insert("auth".into(), value);
         }
+        let request = json!({
+            "trigger": trigger,
+            "hook": hook,
+            "input": input,
+            "webhookUrl": format!("{}/api/v1/webhooks/{}", self.config.public_url(), flow.id),
+            "payload": payload,
+            "projectId": flow.project_id,
+            "flowId": flow.id,
+            "flowVersionId": version.id,
+            "storeKeyMax": self.config.store_key_max_chars,
+            "server": server_context(&self.config, ""),
+        });
+        let buffer = StoreBuffer::default();
+        let facts = RunFacts {
+            connections: lookup,
+            buffer: buffered.then(|| buffer.clone()),
+            ..RunFacts::of(&self.store, &self.config, &flow.project_id, &flow.id)
+        };
+        let version_spec = t.settings.piece_version.as_deref();
+        let outcome = self
+            .call_piece(piece, version_spec, runtime::Operation::Trigger, request, facts)
+            .await
+            .map_err(PollFailed)?;
+        let output = outcome.output["output"].clone();
+        // `run` and `test` answer items; the other hooks do not
+        let items = match (matches!(hook, "run" | "test"), output.clone()) {
+            (true, Value::Array(items)) => items,
+            (true, Value::Null) | (false, _) => Vec::new(),
+            (true, other) => return Err(PollFailed(format!("the trigger's run gave {other}, not a list"))),
+        };
+        let writes = std::mem::take(&mut *buffer.lock().unwrap()).into_iter().collect();
+        let listeners = outcome.output["listeners"].as_array().cloned().unwrap_or_default();
+        let schedule = outcome.output["schedule"].clone();
+        Ok(troupe_scheduler::Polled { items, output, writes, listeners, schedule })
     }
 }

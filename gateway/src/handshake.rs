@@ -131,14 +131,13 @@ pub async fn answer(
 /// strategy other than `NONE`.
 fn configuration(state: &AppState, version_id: &str) -> Option<Value> {
     let version = state.store.get_version(version_id).ok()??;
-    let t = &version.trigger;
-    let piece = t.settings.piece_name.as_deref()?;
-    if troupe_actors::pieces::catalog::piece(piece).is_some() {
-        return None;
-    }
-    let record =
-        troupe_actors::npm::NpmPieces::resolve_installed(&state.store, piece, t.settings.piece_version.as_deref())
-            .ok()??;
-    let config = record.metadata?["triggers"][t.settings.trigger_name.as_deref()?]["handshakeConfiguration"].clone();
+    let s = &version.trigger.settings;
+    let mut trigger = troupe_actors::npm::trigger_metadata(
+        &state.store,
+        s.piece_name.as_deref()?,
+        s.piece_version.as_deref(),
+        s.trigger_name.as_deref()?,
+    )?;
+    let config = trigger["handshakeConfiguration"].take();
     matches!(config["strategy"].as_str(), Some(s) if s != "NONE").then_some(config)
 }
