@@ -237,13 +237,19 @@ impl<'a> Exec<'a> {
         };
         self.next_seq += 1;
         self.run.steps_count += 1;
-        self.journaled_bytes += json_size(&record);
-        // once another worker owns the shard, its journal is not ours to write
-        if !self.testing && self.engine.owns(self.run.shard) {
-            if let Err(e) = self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
-                tracing::error!(run_id = self.run.id, step = step.name, error = %e, "could not journal the step");
+        // once another worker owns the shard, its journal is not ours to write; the size the
+        // store wrote counts against AP_MAX_FLOW_RUN_LOG_SIZE_MB (a test counts its own)
+        self.journaled_bytes += if !self.testing && self.engine.owns(self.run.shard) {
+            match self.engine.store.journal_step(self.run.shard, &self.run.id, &record) {
+                Ok(size) => size,
+                Err(e) => {
+                    tracing::error!(run_id = self.run.id, step = step.name, error = %e, "could not journal the step");
+                    0
+                }
             }
-        }
+        } else {
+            json_size(&record)
+        };
         self.records.push(record);
     }
 

@@ -6,12 +6,14 @@ use crate::run::StepRecord;
 use serde_json::Value;
 
 impl Store {
-    /// Appends one step record to a run's journal.
-    pub fn journal_step(&self, shard: u16, run_id: &str, record: &StepRecord) -> Result<()> {
+    /// Appends one step record to a run's journal; returns its size in bytes.
+    pub fn journal_step(&self, shard: u16, run_id: &str, record: &StepRecord) -> Result<usize> {
         let mut key = shard_run_key(shard, run_id);
         key.extend_from_slice(&record.seq.to_be_bytes());
-        self.journal.insert(key, to_json(record))?;
-        Ok(())
+        let bytes = to_json(record);
+        let size = bytes.len();
+        self.journal.insert(key, bytes)?;
+        Ok(size)
     }
 
     /// The journal of a run, in order.
