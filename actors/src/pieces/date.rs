@@ -88,6 +88,15 @@ fn parse_in(input: &str, format: &str, zone: &chrono_tz::Tz) -> Result<DateTime<
     }
 }
 
+/// A multi-select of units (`year` when none is given).
+fn units(input: &Map<String, Value>, key: &str) -> Vec<String> {
+    match input.get(key) {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => vec!["year".to_string()],
+    }
+}
+
 fn zone(input: &Map<String, Value>, key: &str) -> Result<chrono_tz::Tz, ActionError> {
     let name = text(input, key).unwrap_or_else(|| "UTC".into());
     name.parse().map_err(|_| format!("unknown time zone {name:?}").into())
@@ -112,11 +121,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 &text(input, "endDateFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
             )?;
             let ms = (end - start).num_milliseconds() as f64;
-            let units = match input.get("unitDifference") {
-                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-                Some(Value::String(s)) => vec![s.clone()],
-                _ => vec!["year".to_string()],
-            };
+            let units = units(input, "unitDifference");
             let mut out = Map::new();
             for unit in units {
                 let div = match unit.as_str() {
@@ -153,11 +158,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 &required_text(input, "inputDate")?,
                 &text(input, "inputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
             )?;
-            let units = match input.get("unitExtract") {
-                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-                Some(Value::String(s)) => vec![s.clone()],
-                _ => vec!["year".to_string()],
-            };
+            let units = units(input, "unitExtract");
             let mut out = Map::new();
             for unit in units {
                 let v = match unit.as_str() {

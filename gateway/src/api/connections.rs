@@ -184,7 +184,7 @@ struct Rename {
 /// `POST /app-connections/{id}`: renames a connection (its `displayName`), as Activepieces.
 pub async fn rename(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let body: Rename = read_json(req, state.config.api_body_limit).await?;
-    let conn = visible_connection(state, scope, id)?;
+    let conn = load(state, scope, id)?;
     if body.display_name.trim().is_empty() {
         return Err(ApiError::bad_request("displayName is required"));
     }
@@ -208,8 +208,8 @@ struct Replace {
 /// target when its draft is published again.
 pub async fn replace(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
     let body: Replace = read_json(req, state.config.api_body_limit).await?;
-    let source = visible_connection(state, scope, &body.source_app_connection_id)?;
-    let target = visible_connection(state, scope, &body.target_app_connection_id)?;
+    let source = load(state, scope, &body.source_app_connection_id)?;
+    let target = load(state, scope, &body.target_app_connection_id)?;
     if source.project_id != target.project_id {
         return Err(ApiError::bad_request("the two connections are in different projects"));
     }
@@ -253,13 +253,4 @@ pub async fn replace(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
     state.store.delete_connection(&source)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::OK, &json!({"replacedVersions": changed, "connection": target.public()})))
-}
-
-/// A connection the caller may see, by id.
-fn visible_connection(state: &AppState, scope: &Scope, id: &str) -> Result<Connection, ApiError> {
-    state
-        .store
-        .get_connection(id)?
-        .filter(|c| scope.allows(&c.project_id))
-        .ok_or_else(|| ApiError::not_found("connection", id))
 }

@@ -169,6 +169,16 @@ fn sandbox_piece() -> Vec<u8> {
     ])
 }
 
+/// A flow started by the probe piece's `trigger` (with `input`), then `next`.
+fn probe_trigger_flow(trigger: &str, input: Value, next: Value) -> Value {
+    json!({
+        "displayName": trigger,
+        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": trigger,
+            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": trigger, "input": input},
+            "nextAction": next}
+    })
+}
+
 /// Uploads `archive` as Activepieces' clients do (multipart, `pieceArchive`).
 async fn upload(t: &Troupe, archive: &[u8], scope: &str) -> (u16, Value) {
     let boundary = "troupe-test-boundary";
@@ -554,12 +564,11 @@ async fn an_npm_polling_trigger_makes_one_run_per_new_item_and_none_again_after_
         Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "0.005")]).await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
     assert_eq!(status, 201, "{body}");
-    let flow = json!({
-        "displayName": "poll",
-        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New item",
-            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "new_item", "input": {"url": url}},
-            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}}))}
-    });
+    let flow = probe_trigger_flow(
+        "new_item",
+        json!({"url": url}),
+        piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}})),
+    );
     let id = t.import(flow).await;
     // testing the trigger (its test hook) keeps its items as trigger events, the first as the
     // trigger's sample data, and makes no run
@@ -603,12 +612,11 @@ async fn an_npm_webhook_trigger_registers_its_url_and_turns_one_webhook_into_its
     let t = start().await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
     assert_eq!(status, 201, "{body}");
-    let flow = json!({
-        "displayName": "events",
-        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "Events",
-            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "events", "input": {"remote": remote}},
-            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.n}}"}}))}
-    });
+    let flow = probe_trigger_flow(
+        "events",
+        json!({"remote": remote}),
+        piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.n}}"}})),
+    );
     let id = t.publish(flow).await;
     // onEnable gave the service the flow's webhook URL
     let registered = format!("register=http%3A%2F%2F127.0.0.1%3A{}%2Fapi%2Fv1%2Fwebhooks%2F{id}", t.port);
@@ -954,12 +962,11 @@ async fn an_npm_polling_trigger_polls_on_the_schedule_it_asks_for() {
     let t = Troupe::start_with(&[("NPM_CONFIG_CACHE", &npm_cache()), ("AP_TRIGGER_DEFAULT_POLL_INTERVAL", "60")]).await;
     let (status, body) = upload(&t, &sandbox_piece(), "PLATFORM").await;
     assert_eq!(status, 201, "{body}");
-    let flow = json!({
-        "displayName": "poll on schedule",
-        "trigger": {"name": "trigger", "type": "PIECE_TRIGGER", "valid": true, "displayName": "New item",
-            "settings": {"pieceName": "@me/piece-probe", "pieceVersion": "0.1.0", "triggerName": "new_item", "input": {"url": url, "cron": "* * * * * *"}},
-            "nextAction": piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}}))}
-    });
+    let flow = probe_trigger_flow(
+        "new_item",
+        json!({"url": url, "cron": "* * * * * *"}),
+        piece("seen", "data-mapper", "advanced_mapping", json!({"mapping": {"title": "{{trigger.title}}"}})),
+    );
     let id = t.publish(flow).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     items.lock().unwrap().push(2);
