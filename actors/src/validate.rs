@@ -62,15 +62,18 @@ pub const CONNECTIONS: &str = "connections";
 /// The connections the steps of `version` refer to, by name.
 pub fn connection_names(version: &FlowVersion) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for a in version.actions() {
+    let trigger = (&version.trigger.name, &version.trigger.settings);
+    for (step, settings) in
+        std::iter::once(trigger).chain(version.actions().into_iter().map(|a| (&a.name, &a.settings)))
+    {
         let mut tokens = Vec::new();
-        if let Some(input) = &a.settings.input {
+        if let Some(input) = &settings.input {
             template::tokens(&Value::Object(input.clone()), &mut tokens);
         }
         for t in tokens {
             if let Some(p) = template::parse_path(&t).filter(|p| p.root == CONNECTIONS) {
                 if let Some(template::Segment::Key(name)) = p.segments.first() {
-                    out.push((a.name.clone(), name.clone()));
+                    out.push((step.clone(), name.clone()));
                 }
             }
         }

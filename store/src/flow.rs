@@ -300,23 +300,13 @@ pub fn visit_actions<'a>(first: Option<&'a Action>, f: &mut impl FnMut(&'a Actio
 impl FlowVersion {
     /// Adds the fields Activepieces' clients expect that Troupe does not keep otherwise:
     /// `notes` (`[]`), `agentIds` (`[]`) and `connectionIds` (the connections its templates
-    /// name).
-    pub fn with_activepieces_fields(mut self) -> FlowVersion {
+    /// name, which the caller finds).
+    pub fn with_activepieces_fields(mut self, connection_ids: Vec<String>) -> FlowVersion {
         if !self.extra.get("notes").is_some_and(Value::is_array) {
             self.extra.insert("notes".into(), Value::Array(Vec::new()));
         }
         self.extra.entry("agentIds".to_string()).or_insert_with(|| Value::Array(Vec::new()));
-        let text = serde_json::to_string(&self.trigger).unwrap_or_default();
-        let mut names: Vec<Value> = Vec::new();
-        for part in text.split("connections['").skip(1) {
-            if let Some(name) = part.split('\'').next().filter(|n| !n.is_empty()) {
-                let name = Value::String(name.to_string());
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        self.extra.insert("connectionIds".into(), Value::Array(names));
+        self.extra.insert("connectionIds".into(), connection_ids.into_iter().map(Value::String).collect());
         self
     }
 

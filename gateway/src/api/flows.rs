@@ -44,7 +44,18 @@ fn shaped(mut flow: Flow, version: FlowVersion) -> PopulatedFlow {
     if flow.external_id.is_none() {
         flow.external_id = Some(flow.id.clone());
     }
-    PopulatedFlow { flow, version: version.with_activepieces_fields() }
+    PopulatedFlow { flow, version: with_activepieces_fields(version) }
+}
+
+/// A version with the fields Activepieces' clients expect (`connectionIds` from its templates).
+fn with_activepieces_fields(version: FlowVersion) -> FlowVersion {
+    let mut ids: Vec<String> = Vec::new();
+    for (_, name) in troupe_actors::validate::connection_names(&version) {
+        if !ids.contains(&name) {
+            ids.push(name);
+        }
+    }
+    version.with_activepieces_fields(ids)
 }
 
 pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
@@ -142,7 +153,7 @@ pub async fn versions(state: &AppState, scope: &Scope, id: &str, req: Request<In
         .into_iter()
         .take(limit)
         .map(|v| {
-            let mut m = serde_json::to_value(v.with_activepieces_fields()).expect("serializes");
+            let mut m = serde_json::to_value(with_activepieces_fields(v)).expect("serializes");
             if let Some(o) = m.as_object_mut() {
                 o.remove("trigger");
             }
