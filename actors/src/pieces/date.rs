@@ -1,5 +1,6 @@
-//! `@activepieces/piece-date-helper`: `get_current_date`, `date_difference`, `format_date` and
-//! `add_subtract_date`.
+//! `@activepieces/piece-date-helper`: `get_current_date`, `date_difference`, `format_date`,
+//! `add_subtract_date`, `extract_date_parts`, `next_day_of_week`, `next_day_of_year`,
+//! `first_day_of_previous_month` and `last_day_of_previous_month`.
 //!
 //! Formats are dayjs patterns as in Activepieces; the common tokens are translated
 //! (`YYYY MM DD HH mm ss SSS`, `MMM`, `MMMM`, `ddd`, `dddd`, `A`, `hh`, `Z`).
@@ -176,8 +177,96 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             }
             Ok(ActionResult::output(Value::Object(out)))
         }
+        "next_day_of_week" | "next_day_of_year" | "first_day_of_previous_month" | "last_day_of_previous_month" => {
+            next_date(action, input, Utc::now())
+        }
         other => Err(unknown_action(catalog::DATE_HELPER, other)),
     }
+}
+
+/// The package's `format00`, the default of the actions that compute a date from now.
+const FORMAT_00: &str = "DDD MMM DD YYYY HH:mm:ss";
+
+/// The package's `getCorrectedFormat` (`DDDD`/`DDD` are day names), applied where it applies it.
+fn corrected(format: &str) -> String {
+    format.replace("DDDD", "dddd").replace("DDD", "ddd")
+}
+
+/// A number prop that a dropdown or a template may give as text.
+fn number(input: &Map<String, Value>, key: &str) -> Option<i64> {
+    match input.get(key)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `next_day_of_week`, `next_day_of_year`, `first_day_of_previous_month` and
+/// `last_day_of_previous_month`, computed from `now` in `timeZone` at `time` (`HH:mm`, or now's
+/// when `currentTime`) as the package computes them with dayjs.
+fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Result<ActionResult, ActionError> {
+    use chrono::{Datelike, Duration, Months, Timelike};
+    let tz = zone(input, "timeZone")?;
+    let now = now.with_timezone(&tz);
+    let time = text(input, "time").filter(|t| !t.is_empty()).unwrap_or_else(|| "00:00".into());
+    let valid =
+        time.len() == 5 && time.bytes().enumerate().all(|(i, b)| if i == 2 { b == b':' } else { b.is_ascii_digit() });
+    if !valid {
+        return Err(json!({"time": ["Invalid"]}).to_string().into());
+    }
+    let (hours, minutes) = if input.get("currentTime").and_then(Value::as_bool) == Some(true) {
+        (now.hour(), now.minute())
+    } else {
+        (time[..2].parse().expect("digits"), time[3..].parse().expect("digits"))
+    };
+    let localize = |d: NaiveDateTime| tz.from_local_datetime(&d).earliest().ok_or("the date falls in a time zone gap");
+    let at = |d: NaiveDate| d.and_hms_opt(hours, minutes, 0);
+    let invalid_time = || format!("Invalid input \nhours: {hours} \nminutes: {minutes}");
+    let (date, correct) = match action {
+        "next_day_of_week" => {
+            let day = number(input, "weekday").ok_or("input \"weekday\" is required")?;
+            let Some(start) = at(now.date_naive()).filter(|_| (0..=6).contains(&day)) else {
+                return Err(format!("Invalid input \ndayIndex: {day} \nhours: {hours} \nminutes: {minutes}").into());
+            };
+            let mut diff = day - i64::from(now.weekday().num_days_from_sunday());
+            if diff < 0 || (diff == 0 && localize(start)? < now) {
+                diff += 7;
+            }
+            (localize(start + Duration::days(diff))?, false)
+        }
+        "next_day_of_year" => {
+            let month = number(input, "month").ok_or("input \"month\" is required")?;
+            let day = number(input, "day").unwrap_or(1);
+            if !(1..=31).contains(&day) {
+                return Err(json!({"day": ["Invalid"]}).to_string().into());
+            }
+            if !(1..=12).contains(&month) {
+                return Err(format!("Invalid input \nmonth: {month} \nday: {day}").into());
+            }
+            // dayjs builds the date with JavaScript's Date: 30 February is 2 March
+            let first = NaiveDate::from_ymd_opt(now.year(), month as u32, 1).ok_or("the date is out of range")?;
+            let date = at(first + Duration::days(day - 1)).ok_or_else(invalid_time)?;
+            let mut next = localize(date)?;
+            if next < now {
+                // dayjs adds a year keeping the day when the month has it (29 February: the 28th)
+                next = localize(date.checked_add_months(Months::new(12)).ok_or("the date is out of range")?)?;
+            }
+            (next, false)
+        }
+        _ => {
+            let previous = now.date_naive().with_day(1).expect("the first").checked_sub_months(Months::new(1));
+            let first = previous.ok_or("the date is out of range")?;
+            let day = if action == "first_day_of_previous_month" {
+                first
+            } else {
+                first.checked_add_months(Months::new(1)).expect("a month later") - Duration::days(1)
+            };
+            (localize(at(day).ok_or_else(invalid_time)?)?, true)
+        }
+    };
+    let format = text(input, "timeFormat").filter(|f| !f.is_empty()).unwrap_or_else(|| FORMAT_00.into());
+    let format = if correct { corrected(&format) } else { format };
+    Ok(ActionResult::output(json!({"result": date.format(&dayjs_to_chrono(&format)).to_string()})))
 }
 
 /// The `+ 1 year - 3 day` of `add_subtract_date`, read as the package reads it: spaces and
@@ -325,6 +414,52 @@ mod tests {
         );
         let bad = json!({"inputDate": "2026-12-02T09:05:07.000Z", "unitExtract": ["unix_time"]});
         assert!(execute("extract_date_parts", bad.as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn next_dates_from_now_as_the_package() {
+        // Wednesday 2 December 2026, 09:30 UTC
+        let now = DateTime::parse_from_rfc3339("2026-12-02T09:30:00Z").unwrap().with_timezone(&Utc);
+        let run = |action: &str, input: Value| {
+            next_date(action, input.as_object().unwrap(), now).map(|r| r.output["result"].as_str().unwrap().to_string())
+        };
+        let f = "YYYY-MM-DD HH:mm";
+        let week =
+            |day: Value, time: &str| run("next_day_of_week", json!({"weekday": day, "time": time, "timeFormat": f}));
+        assert_eq!(week(json!(5), "08:00").unwrap(), "2026-12-04 08:00", "Friday of this week");
+        assert_eq!(week(json!(3), "10:00").unwrap(), "2026-12-02 10:00", "today, later");
+        assert_eq!(week(json!(3), "09:00").unwrap(), "2026-12-09 09:00", "today, earlier: next week");
+        assert_eq!(week(json!("1"), "00:00").unwrap(), "2026-12-07 00:00", "Monday, as a text");
+        assert!(week(json!(7), "00:00").unwrap_err().to_string().contains("dayIndex: 7"));
+        assert!(week(json!(1), "9:00").is_err(), "the time must be HH:mm");
+        assert!(week(json!(1), "24:00").unwrap_err().to_string().contains("hours: 24"));
+        let tokyo = run(
+            "next_day_of_week",
+            json!({"weekday": 3, "time": "17:00", "timeZone": "Asia/Tokyo", "timeFormat": "YYYY-MM-DD HH:mm Z"}),
+        );
+        assert_eq!(tokyo.unwrap(), "2026-12-09 17:00 +09:00", "18:30 in Tokyo: a week later");
+        let now_time = run("next_day_of_week", json!({"weekday": 4, "currentTime": true, "timeFormat": f}));
+        assert_eq!(now_time.unwrap(), "2026-12-03 09:30");
+
+        let year = |month: i64, day: i64| {
+            run("next_day_of_year", json!({"month": month, "day": day, "time": "12:00", "timeFormat": f}))
+        };
+        assert_eq!(year(12, 25).unwrap(), "2026-12-25 12:00");
+        assert_eq!(year(1, 1).unwrap(), "2027-01-01 12:00");
+        assert_eq!(year(2, 30).unwrap(), "2027-03-02 12:00", "Date's overflow, then a year on");
+        assert!(year(13, 1).unwrap_err().to_string().contains("month: 13"));
+        assert!(year(1, 32).is_err());
+
+        let first = run("first_day_of_previous_month", json!({"time": "08:15", "timeFormat": "DDD YYYY-MM-DD HH:mm"}));
+        assert_eq!(first.unwrap(), "Sun 2026-11-01 08:15", "DDD is a day name here");
+        let last = run("last_day_of_previous_month", json!({}));
+        assert_eq!(last.unwrap(), "Mon Nov 30 2026 00:00:00", "format00 by default");
+        let january = DateTime::parse_from_rfc3339("2027-01-15T00:00:00Z").unwrap().with_timezone(&Utc);
+        let dec = next_date("last_day_of_previous_month", json!({"timeFormat": f}).as_object().unwrap(), january);
+        assert_eq!(dec.unwrap().output["result"], "2026-12-31 00:00");
+        // next_day_of_week does not correct DDD: dayjs reads it as DD then D
+        let raw = run("next_day_of_week", json!({"weekday": 5, "timeFormat": "DDD"}));
+        assert_eq!(raw.unwrap(), "044");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod http;
 mod math;
 mod store;
 mod text;
+mod text_convert;
 mod webhook;
 
 use crate::context::EngineCtx;

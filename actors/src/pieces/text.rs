@@ -1,6 +1,7 @@
-//! `@activepieces/piece-text-helper`: `concat`, `replace` (plain text or regex), `split`.
+//! `@activepieces/piece-text-helper`: `concat`, `replace` and `find` (JavaScript regular
+//! expressions), `split`, `defaultValue`; the conversions are in `text_convert`.
 
-use super::{catalog, required_text, text, unknown_action, ActionError, ActionResult, PieceCtx};
+use super::{catalog, required_text, text, text_convert, unknown_action, ActionError, ActionResult, PieceCtx};
 use serde_json::{json, Map, Value};
 
 /// `replace`, as the package runs it: `searchValue` is a JavaScript regular expression
@@ -82,6 +83,11 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 value
             }
         }
+        "markdown_to_html" => text_convert::markdown_to_html(input)?,
+        "html_to_markdown" => text_convert::html_to_markdown(input)?,
+        "stripHtml" => text_convert::strip_html(input)?,
+        "slugify" => text_convert::slugify(input)?,
+        "json_to_ascii_table" => text_convert::json_to_ascii_table(input)?,
         other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
     };
     Ok(ActionResult::output(out))
