@@ -47,14 +47,9 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             };
             // today's package reads `separator`; exports made before it was renamed carry `seperator`
             let sep = text(input, "separator").or_else(|| text(input, "seperator")).unwrap_or_default();
-            let parts: Vec<String> = texts
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .collect();
+            // JavaScript's join: nothing is empty, a list its items joined by commas, an object
+            // `[object Object]`
+            let parts: Vec<String> = texts.iter().map(|v| text_convert::js_string(Some(v))).collect();
             Value::String(parts.join(&sep))
         }
         "split" => {

@@ -7,7 +7,7 @@
 //! layout, its HTML-to-markdown writer), docs/compatibility.md says how.
 
 use super::{required_text, ActionError};
-use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde_json::{Map, Value};
 
 /// showdown's options as the package sets them, after `setFlavor` (which overrides them:
@@ -19,6 +19,8 @@ struct Markdown {
     github: bool,
     simple_line_breaks: bool,
     links_in_new_window: bool,
+    /// `omitExtraWLInCodeBlocks`: a code block without its last line break.
+    trim_code: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -42,6 +44,7 @@ impl Markdown {
                 github: false,
                 simple_line_breaks: false,
                 links_in_new_window: false,
+                trim_code: false,
             },
             "original" => Markdown {
                 header_level_start: level,
@@ -50,6 +53,7 @@ impl Markdown {
                 github: false,
                 simple_line_breaks: flag("simpleLineBreaks", false),
                 links_in_new_window: flag("openLinksInNewWindow", false),
+                trim_code: true,
             },
             _ => Markdown {
                 header_level_start: level,
@@ -58,6 +62,7 @@ impl Markdown {
                 github: true,
                 simple_line_breaks: true,
                 links_in_new_window: flag("openLinksInNewWindow", false),
+                trim_code: true,
             },
         }
     }
@@ -99,6 +104,7 @@ pub fn markdown_to_html(input: &Map<String, Value>) -> Result<Value, ActionError
     }
     let mut events: Vec<Event> = Vec::new();
     let mut heading: Option<usize> = None;
+    let mut code: Option<String> = None;
     let mut used_ids: std::collections::HashMap<String, usize> = Default::default();
     for event in Parser::new_ext(&markdown, options) {
         match event {
@@ -145,12 +151,57 @@ pub fn markdown_to_html(input: &Map<String, Value>) -> Result<Value, ActionError
                 events.push(Event::InlineHtml(a.into()));
             }
             Event::End(TagEnd::Link) if opts.links_in_new_window => events.push(Event::InlineHtml("</a>".into())),
+            // showdown's code blocks: the language twice in the class, the last line break
+            // dropped with `omitExtraWLInCodeBlocks`
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let lang = match kind {
+                    CodeBlockKind::Fenced(info) => info.split_whitespace().next().unwrap_or_default().to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                let class = if lang.is_empty() { String::new() } else { format!(" class=\"{lang} language-{lang}\"") };
+                code = Some(format!("<pre><code{class}>"));
+            }
+            Event::Text(t) if code.is_some() => {
+                pulldown_cmark_escape::escape_html(code.as_mut().expect("in code"), &t).expect("a string")
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                let mut block = code.take().unwrap_or_default();
+                if !block.ends_with('\n') {
+                    block.push('\n');
+                }
+                if opts.trim_code {
+                    block.pop();
+                }
+                block.push_str("</code></pre>\n");
+                events.push(Event::Html(block.into()));
+            }
             other => events.push(other),
         }
     }
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    // showdown writes a loose list's paragraphs on the item's line
+    let html = html.replace("<li>\n<p>", "<li><p>").replace("</p>\n</li>", "</p></li>");
+    let html = indent_blockquotes(&html);
     Ok(Value::String(html.trim_end_matches('\n').to_string()))
+}
+
+/// showdown indents what a blockquote holds by two spaces a level.
+fn indent_blockquotes(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut depth = 0usize;
+    for line in html.split_inclusive('\n') {
+        let closes = line.starts_with("</blockquote>");
+        if closes {
+            depth = depth.saturating_sub(1);
+        }
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(line);
+        if line.starts_with("<blockquote>") || (!closes && line.trim_start().starts_with("<blockquote>")) {
+            depth += 1;
+        }
+    }
+    out
 }
 
 /// `html_to_markdown`: the HTML as markdown.
@@ -166,12 +217,18 @@ const INLINE_TAGS: &[&str] = &[
     "label", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var",
 ];
 
-/// `stripHtml`: the text without its tags, as string-strip-html gives it: comments, scripts
-/// and styles go with their content, a tag between words is a space (none for inline tags),
-/// entities are decoded, runs of spaces collapse (line breaks are kept) and the ends are
-/// trimmed. A `<` that opens no tag (`a < b`) stays.
+/// Stand-ins for removed markup while the text is stripped: a tag between words, and an inline
+/// tag (which separates nothing).
+const BLOCK_MARK: char = '\u{0}';
+const INLINE_MARK: char = '\u{1}';
+
+/// `stripHtml`: the text without its tags, as string-strip-html gives it: entities are
+/// decoded first (so `&lt;b&gt;` is a tag too), comments, scripts and styles go with their
+/// content, a tag between words is a space (none for an inline tag such as `<b>`), the blanks
+/// around a removed tag become one space, or the line breaks among them; other blanks stay;
+/// the ends are trimmed. A `<` that opens no tag (`1<2`) stays.
 pub fn strip_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
-    let html = required_text(input, "html")?;
+    let html = html_escape::decode_html_entities(&required_text(input, "html")?).into_owned();
     let mut out = String::with_capacity(html.len());
     let mut rest = html.as_str();
     while let Some(at) = rest.find('<') {
@@ -179,6 +236,7 @@ pub fn strip_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
         let tail = &rest[at..];
         if let Some(after) = tail.strip_prefix("<!--") {
             rest = after.find("-->").map_or("", |end| &after[end + 3..]);
+            out.push(BLOCK_MARK);
             continue;
         }
         let name_start = tail[1..].strip_prefix('/').unwrap_or(&tail[1..]);
@@ -200,28 +258,35 @@ pub fn strip_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
                 let from = &rest[i..];
                 from.find('>').map_or("", |e| &from[e + 1..])
             });
-            out.push(' ');
-        } else if !INLINE_TAGS.contains(&name.as_str()) {
-            out.push(' ');
+            out.push(BLOCK_MARK);
+        } else {
+            out.push(if INLINE_TAGS.contains(&name.as_str()) { INLINE_MARK } else { BLOCK_MARK });
         }
     }
     out.push_str(rest);
-    let decoded = html_escape::decode_html_entities(&out);
-    // a run of blanks is one space, or its line breaks when it has some
-    let mut text = String::with_capacity(decoded.len());
-    let mut blanks = String::new();
-    for c in decoded.chars() {
-        if c.is_whitespace() && c != '\u{a0}' {
-            blanks.push(c);
-            continue;
+    let is_gap = |c: char| c == BLOCK_MARK || c == INLINE_MARK || (c.is_whitespace() && c != '\u{a0}');
+    let mut text = String::with_capacity(out.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, text: &mut String| {
+        let marked = run.contains([BLOCK_MARK, INLINE_MARK]);
+        if !marked {
+            text.push_str(run);
+        } else if run.contains('\n') {
+            text.extend(run.chars().filter(|c| *c == '\n'));
+        } else if run.chars().any(|c| c != INLINE_MARK) {
+            text.push(' ');
         }
-        if !blanks.is_empty() {
-            let breaks: String = blanks.chars().filter(|c| *c == '\n').collect();
-            text.push_str(if breaks.is_empty() { " " } else { &breaks });
-            blanks.clear();
+        run.clear();
+    };
+    for c in out.chars() {
+        if is_gap(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut text);
+            text.push(c);
         }
-        text.push(c);
     }
+    flush(&mut run, &mut text);
     Ok(Value::String(text.trim().to_string()))
 }
 
@@ -242,11 +307,14 @@ pub fn slugify(input: &Map<String, Value>) -> Result<Value, ActionError> {
             // the replacement itself counts as a blank
             '-' => " ".into(),
             c if c.is_ascii() => c.to_string().into(),
-            // Latin, Greek and Cyrillic letters and the common symbols are in slugify's table
-            '\u{a0}'..='\u{52f}' | '\u{1e00}'..='\u{1eff}' | '\u{2000}'..='\u{218f}' => {
-                deunicode::deunicode_char(c).unwrap_or("").into()
-            }
-            _ => "".into(),
+            c => match slugify_spelling(c) {
+                Some(spelled) => spelled.into(),
+                // Latin, Greek and Cyrillic letters are in slugify's table, spelled as here
+                None if matches!(c, '\u{c0}'..='\u{17f}' | '\u{386}'..='\u{3ce}' | '\u{400}'..='\u{45f}') => {
+                    deunicode::deunicode_char(c).unwrap_or("").into()
+                }
+                None => "".into(),
+            },
         };
         slug.extend(
             spelled
@@ -271,8 +339,63 @@ pub fn slugify(input: &Map<String, Value>) -> Result<Value, ActionError> {
     Ok(Value::String(out))
 }
 
+/// Where slugify's table spells a letter otherwise than the common transliteration, or lacks
+/// it (`""`: the letter is dropped).
+fn slugify_spelling(c: char) -> Option<&'static str> {
+    const DROPPED: &str = "×ĈĉĊċĔĕĜĝĠġĤĥĦħĬĭĲĳĴĵĸĹĺĿŀŉŊŋŎŏŖŗŜŝŦŧŬŭſЀЃЅЌЍЎѐѓѕќўЬь";
+    if DROPPED.contains(c) {
+        return Some("");
+    }
+    Some(match c {
+        'Þ' => "TH",
+        'Đ' => "DJ",
+        'đ' => "dj",
+        'Ę' => "e",
+        'Ī' => "i",
+        'Ķ' => "k",
+        'Ū' => "u",
+        'Η' => "H",
+        'η' | 'ή' => "h",
+        'Θ' | 'θ' => "8",
+        'Ξ' | 'ξ' => "3",
+        'Υ' | 'Ϋ' => "Y",
+        'υ' | 'ϋ' | 'ύ' | 'ΰ' => "y",
+        'Φ' => "F",
+        'φ' => "f",
+        'Χ' => "X",
+        'χ' => "x",
+        'Ψ' => "PS",
+        'Ω' => "W",
+        'ω' | 'ώ' => "w",
+        'Ё' => "Yo",
+        'ё' => "yo",
+        'Ђ' => "DJ",
+        'Є' => "Ye",
+        'є' => "ye",
+        'Љ' => "LJ",
+        'Њ' => "NJ",
+        'Ћ' | 'Ц' => "C",
+        'ћ' | 'ц' => "c",
+        'Џ' => "DZ",
+        'џ' => "dz",
+        'Й' => "J",
+        'й' => "j",
+        'Х' => "H",
+        'х' => "h",
+        'Щ' => "Sh",
+        'щ' => "sh",
+        'Ъ' => "U",
+        'ъ' | 'ѝ' => "u",
+        'Ю' => "Yu",
+        'ю' => "yu",
+        'Я' => "Ya",
+        'я' => "ya",
+        _ => return None,
+    })
+}
+
 /// JavaScript's `String(value ?? '')` for a JSON value.
-fn js_string(value: Option<&Value>) -> String {
+pub(super) fn js_string(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),

@@ -16,6 +16,7 @@ mod faults;
 mod fidelity;
 mod lifecycle;
 mod observability;
+mod oracle;
 mod pauses;
 mod pieces;
 mod runs;
