@@ -485,6 +485,9 @@ async fn what_troupe_answers_validates_against_activepieces_own_schemas() {
     let (_, run) = t.get(&format!("/flow-runs/{}", run["id"].as_str().unwrap())).await;
     let (_, flow) = t.get(&format!("/flows/{id}")).await;
     let (_, projects) = t.get("/projects").await;
+    // the lists a client pages through, and the counts it asks for
+    let t = &t;
+    let list = |path: String| async move { t.get(&path).await.1 };
     let objects = json!([
         ["PopulatedFlow", flow],
         ["FlowVersion", flow["version"]],
@@ -492,6 +495,13 @@ async fn what_troupe_answers_validates_against_activepieces_own_schemas() {
         ["AppConnectionWithoutSensitiveData", conn],
         ["Folder", folder],
         ["Project", projects["data"][0]],
+        ["SeekPage<PopulatedFlow>", list("/flows?limit=10".into()).await],
+        ["SeekPage<FlowVersionMetadata>", list(format!("/flows/{id}/versions")).await],
+        ["SeekPage<FlowRun>", list(format!("/flow-runs?flowId={id}&status=SUCCEEDED")).await],
+        ["SeekPage<Folder>", list("/folders".into()).await],
+        ["SeekPage<AppConnectionWithoutSensitiveData>", list("/app-connections".into()).await],
+        ["SeekPage<Project>", projects],
+        ["CountFlowRunsByStatusResponse", list("/flow-runs/count-by-status".into()).await],
     ]);
     let file = t.dir.path().join("objects.json");
     std::fs::write(&file, objects.to_string()).unwrap();
