@@ -9,10 +9,25 @@ use super::{catalog, required_text, text, unknown_action, ActionError, ActionRes
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-/// Activepieces' default format (`format00`).
-const DEFAULT_FORMAT: &str = "YYYY-MM-DDTHH:mm:ss.SSSZ";
+/// The package's `format00`, the default of every format prop.
+const DEFAULT_FORMAT: &str = "DDD MMM DD YYYY HH:mm:ss";
 
 fn dayjs_to_chrono(fmt: &str) -> String {
+    translate(fmt, None)
+}
+
+/// A date written in a dayjs format: `X` is the wall time's seconds as if it were UTC, as
+/// dayjs' timezone plugin gives it.
+fn write<Tz: TimeZone>(date: &DateTime<Tz>, format: &str) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let unix = date.naive_local().and_utc().timestamp();
+    date.format(&translate(format, Some(unix))).to_string()
+}
+
+/// A dayjs format as chrono's; `X` is `unix` when given (writing), `%s` otherwise (reading).
+fn translate(fmt: &str, unix: Option<i64>) -> String {
     const TOKENS: &[(&str, &str)] = &[
         ("YYYY", "%Y"),
         ("YY", "%y"),
@@ -49,6 +64,11 @@ fn dayjs_to_chrono(fmt: &str) -> String {
                 continue;
             }
         }
+        if let (Some(r), Some(unix)) = (rest.strip_prefix('X'), unix) {
+            out.push_str(&unix.to_string());
+            rest = r;
+            continue;
+        }
         for (t, c) in TOKENS {
             if let Some(r) = rest.strip_prefix(t) {
                 out.push_str(c);
@@ -76,7 +96,7 @@ fn parse_in(input: &str, format: &str, zone: &chrono_tz::Tz) -> Result<DateTime<
     if let Ok(d) = DateTime::parse_from_rfc3339(input) {
         return Ok(d.with_timezone(&Utc));
     }
-    let f = dayjs_to_chrono(format);
+    let f = dayjs_to_chrono(&corrected(format));
     if let Ok(d) = DateTime::parse_from_str(input, &f) {
         return Ok(d.with_timezone(&Utc));
     }
@@ -89,12 +109,12 @@ fn parse_in(input: &str, format: &str, zone: &chrono_tz::Tz) -> Result<DateTime<
     }
 }
 
-/// A multi-select of units (`year` when none is given).
-fn units(input: &Map<String, Value>, key: &str) -> Vec<String> {
+/// A multi-select of units (`default` when none is given).
+fn units(input: &Map<String, Value>, key: &str, default: &[&str]) -> Vec<String> {
     match input.get(key) {
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
         Some(Value::String(s)) => vec![s.clone()],
-        _ => vec!["year".to_string()],
+        _ => default.iter().map(|u| u.to_string()).collect(),
     }
 }
 
@@ -110,7 +130,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             let tz_name = text(input, "timeZone").unwrap_or_else(|| "UTC".into());
             let tz: chrono_tz::Tz = tz_name.parse().map_err(|_| format!("unknown time zone {tz_name:?}"))?;
             let now = Utc::now().with_timezone(&tz);
-            Ok(ActionResult::output(json!({"result": now.format(&dayjs_to_chrono(&format)).to_string()})))
+            Ok(ActionResult::output(json!({"result": write(&now, &format)})))
         }
         "date_difference" => {
             let start = parse_date(
@@ -121,22 +141,27 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 &required_text(input, "endDate")?,
                 &text(input, "endDateFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
             )?;
-            let ms = (end - start).num_milliseconds() as f64;
-            let units = units(input, "unitDifference");
+            // dayjs' duration (1.11.9, the package's): the difference split into years of 365
+            // days, months of 30, days, hours, minutes and seconds, each truncated toward zero
+            let mut ms = (end - start).num_milliseconds() as f64;
+            let mut parts = Map::new();
+            for (unit, size) in [
+                ("year", 365.0 * 86_400_000.0),
+                ("month", 30.0 * 86_400_000.0),
+                ("day", 86_400_000.0),
+                ("hour", 3_600_000.0),
+                ("minute", 60_000.0),
+                ("second", 1000.0),
+            ] {
+                parts.insert(unit.into(), json!((ms / size).trunc() as i64));
+                ms %= size;
+            }
             let mut out = Map::new();
-            for unit in units {
-                let div = match unit.as_str() {
-                    "year" => 1000.0 * 60.0 * 60.0 * 24.0 * 365.0,
-                    "month" => 1000.0 * 60.0 * 60.0 * 24.0 * 30.0,
-                    "day" => 1000.0 * 60.0 * 60.0 * 24.0,
-                    "hour" => 1000.0 * 60.0 * 60.0,
-                    "minute" => 1000.0 * 60.0,
-                    "second" => 1000.0,
-                    other => {
-                        return Err(format!("unit {other:?} must be year, month, day, hour, minute or second").into())
-                    }
+            for unit in units(input, "unitDifference", &["day"]) {
+                let Some(n) = parts.get(&unit) else {
+                    return Err(format!("Invalid unit :\n{}", json!(unit)).into());
                 };
-                out.insert(unit, json!((ms / div).floor() as i64));
+                out.insert(unit, n.clone());
             }
             Ok(ActionResult::output(Value::Object(out)))
         }
@@ -149,7 +174,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
             )?;
             let format = text(input, "outputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
             let out = date.with_timezone(&zone(input, "outputTimeZone")?);
-            Ok(ActionResult::output(json!({"result": out.format(&dayjs_to_chrono(&format)).to_string()})))
+            Ok(ActionResult::output(json!({"result": write(&out, &corrected(&format))})))
         }
         "add_subtract_date" => add_subtract(input),
         // the units asked for, as the date is written (no time zone change)
@@ -159,7 +184,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
                 &required_text(input, "inputDate")?,
                 &text(input, "inputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
             )?;
-            let units = units(input, "unitExtract");
+            let units = units(input, "unitExtract", &["year", "month", "day"]);
             let mut out = Map::new();
             for unit in units {
                 let v = match unit.as_str() {
@@ -184,9 +209,6 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
     }
 }
 
-/// The package's `format00`, the default of the actions that compute a date from now.
-const FORMAT_00: &str = "DDD MMM DD YYYY HH:mm:ss";
-
 /// The package's `getCorrectedFormat` (`DDDD`/`DDD` are day names), applied where it applies it.
 fn corrected(format: &str) -> String {
     format.replace("DDDD", "dddd").replace("DDD", "ddd")
@@ -209,11 +231,7 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
     let tz = zone(input, "timeZone")?;
     let now = now.with_timezone(&tz);
     let time = text(input, "time").filter(|t| !t.is_empty()).unwrap_or_else(|| "00:00".into());
-    let valid =
-        time.len() == 5 && time.bytes().enumerate().all(|(i, b)| if i == 2 { b == b':' } else { b.is_ascii_digit() });
-    if !valid {
-        return Err(json!({"time": ["Invalid"]}).to_string().into());
-    }
+    check_time("time", &time)?;
     let (hours, minutes) = if input.get("currentTime").and_then(Value::as_bool) == Some(true) {
         (now.hour(), now.minute())
     } else {
@@ -238,7 +256,8 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
             let month = number(input, "month").ok_or("input \"month\" is required")?;
             let day = number(input, "day").unwrap_or(1);
             if !(1..=31).contains(&day) {
-                return Err(json!({"day": ["Invalid"]}).to_string().into());
+                let errors = json!({"errors": {"day": "Invalid input"}});
+                return Err(serde_json::to_string_pretty(&errors).expect("json").into());
             }
             if !(1..=12).contains(&month) {
                 return Err(format!("Invalid input \nmonth: {month} \nday: {day}").into());
@@ -264,9 +283,9 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
             (localize(at(day).ok_or_else(invalid_time)?)?, true)
         }
     };
-    let format = text(input, "timeFormat").filter(|f| !f.is_empty()).unwrap_or_else(|| FORMAT_00.into());
+    let format = text(input, "timeFormat").filter(|f| !f.is_empty()).unwrap_or_else(|| DEFAULT_FORMAT.into());
     let format = if correct { corrected(&format) } else { format };
-    Ok(ActionResult::output(json!({"result": date.format(&dayjs_to_chrono(&format)).to_string()})))
+    Ok(ActionResult::output(json!({"result": write(&date, &format)})))
 }
 
 /// The `+ 1 year - 3 day` of `add_subtract_date`, read as the package reads it: spaces and
@@ -307,18 +326,27 @@ fn amounts(expression: &str) -> Vec<(i64, String)> {
 /// `add_subtract_date`: `{result}`, the date moved by `expression` (in `timeZone`'s calendar
 /// when given), its time set to `setTime` (`HH:mm`, with a time zone) if asked.
 fn add_subtract(input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
-    use chrono::{Duration, Months, NaiveTime};
-    let tz: chrono_tz::Tz = match text(input, "timeZone") {
-        Some(name) => name.parse().map_err(|_| format!("unknown time zone {name:?}"))?,
-        None => chrono_tz::UTC,
+    use chrono::{Duration, FixedOffset, Months, Offset, Timelike};
+    let tz: Option<chrono_tz::Tz> = match text(input, "timeZone").filter(|z| !z.is_empty()) {
+        Some(name) => Some(name.parse().map_err(|_| format!("unknown time zone {name:?}"))?),
+        None => None,
     };
+    let set_time = text(input, "setTime").filter(|t| !t.trim().is_empty());
+    if let Some(t) = &set_time {
+        check_time("time", t)?;
+    }
     let date = parse_in(
         &required_text(input, "inputDate")?,
         &text(input, "inputDateFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()),
         &chrono_tz::UTC,
     )?;
-    let mut local = date.with_timezone(&tz).naive_local();
-    let mut absolute = Duration::zero();
+    // dayjs' timezone plugin moves a date in the offset it had before it moved (its wall time
+    // plus the amounts, daylight saving or not); without a zone, in UTC
+    let offset_at = |at: &DateTime<Utc>| -> FixedOffset {
+        tz.map_or(Utc.fix(), |tz| tz.offset_from_utc_datetime(&at.naive_utc()).fix())
+    };
+    let fixed = offset_at(&date);
+    let mut local = date.with_timezone(&fixed).naive_local();
     for (n, unit) in amounts(&required_text(input, "expression")?) {
         let unit = unit.to_lowercase();
         let unit = unit.strip_suffix('s').unwrap_or(&unit);
@@ -330,32 +358,57 @@ fn add_subtract(input: &Map<String, Value>) -> Result<ActionResult, ActionError>
                     .ok_or("the date is out of range")?
             }
             "day" => local + Duration::days(n),
-            "hour" => {
-                absolute += Duration::hours(n);
-                local
-            }
-            "minute" => {
-                absolute += Duration::minutes(n);
-                local
-            }
-            "second" => {
-                absolute += Duration::seconds(n);
-                local
-            }
+            "hour" => local + Duration::hours(n),
+            "minute" => local + Duration::minutes(n),
+            "second" => local + Duration::seconds(n),
             _ => local,
         };
     }
-    let mut moved = tz.from_local_datetime(&local).earliest().ok_or("the date falls in a time zone gap")? + absolute;
-    if let Some(at) = text(input, "setTime").filter(|t| !t.trim().is_empty() && input.get("timeZone").is_some()) {
-        let time =
-            NaiveTime::parse_from_str(at.trim(), "%H:%M").map_err(|_| format!("setTime {at:?} must be HH:mm"))?;
-        moved = tz
-            .from_local_datetime(&moved.date_naive().and_time(time))
-            .earliest()
-            .ok_or("the time falls in a time zone gap")?;
+    let mut moved = fixed.from_local_datetime(&local).single().ok_or("the date is out of range")?.with_timezone(&Utc);
+    // Set Time and Use Current Time apply only with a time zone
+    if let Some(tz) = tz {
+        let time = if input.get("useCurrentTime").and_then(Value::as_bool) == Some(true) {
+            let now = Utc::now().with_timezone(&tz);
+            Some(format!("{:02}:{:02}", now.hour(), now.minute()))
+        } else {
+            set_time
+        };
+        if let Some(time) = time {
+            let (hours, minutes) = hours_minutes(&time);
+            if hours > 23 || minutes > 59 {
+                return Err(format!(
+                    "Invalid time value - hours: {hours} (must be 0-23), minutes: {minutes} (must be 0-59)"
+                )
+                .into());
+            }
+            let fixed = offset_at(&moved);
+            let wall = moved.with_timezone(&fixed).date_naive().and_hms_opt(hours, minutes, 0).expect("a valid time");
+            moved = fixed.from_local_datetime(&wall).single().expect("a fixed offset").with_timezone(&Utc);
+        }
     }
-    let format = text(input, "outputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into());
-    Ok(ActionResult::output(json!({"result": moved.format(&dayjs_to_chrono(&format)).to_string()})))
+    let format = corrected(&text(input, "outputFormat").unwrap_or_else(|| DEFAULT_FORMAT.into()));
+    let result = match tz {
+        Some(tz) => write(&moved.with_timezone(&tz), &format),
+        None => write(&moved, &format),
+    };
+    Ok(ActionResult::output(json!({ "result": result })))
+}
+
+/// The package's check of a `HH:mm` prop (`/^\d\d:\d\d$/`), with its error.
+fn check_time(key: &str, time: &str) -> Result<(), ActionError> {
+    let valid =
+        time.len() == 5 && time.bytes().enumerate().all(|(i, b)| if i == 2 { b == b':' } else { b.is_ascii_digit() });
+    if valid {
+        return Ok(());
+    }
+    let errors = json!({"errors": {key: "Invalid input"}});
+    Err(serde_json::to_string_pretty(&errors).expect("json").into())
+}
+
+/// The hours and minutes of a `H:m` text (JavaScript's `Number` of each side).
+fn hours_minutes(time: &str) -> (u32, u32) {
+    let mut parts = time.split(':').map(|p| p.trim().parse::<u32>().unwrap_or(u32::MAX));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -366,7 +419,7 @@ mod tests {
     fn difference_in_days_and_hours() {
         let input = json!({"startDate": "2024-01-01T00:00:00Z", "endDate": "2024-01-03T12:00:00Z", "unitDifference": ["day", "hour"]});
         let out = execute("date_difference", input.as_object().unwrap()).unwrap().output;
-        assert_eq!(out, json!({"day": 2, "hour": 60}));
+        assert_eq!(out, json!({"day": 2, "hour": 12}), "dayjs' duration: parts, not totals");
     }
 
     #[test]

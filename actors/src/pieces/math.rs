@@ -1,7 +1,7 @@
 //! `@activepieces/piece-math-helper`: the arithmetic actions.
 
 use super::{catalog, unknown_action, ActionError, ActionResult};
-use serde_json::{Map, Number, Value};
+use serde_json::{json, Map, Number, Value};
 
 fn number(input: &Map<String, Value>, key: &str) -> Result<f64, ActionError> {
     match input.get(key) {
@@ -17,7 +17,8 @@ fn js_number(x: f64) -> Value {
     if !x.is_finite() {
         return Value::Null;
     }
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+    // JavaScript writes whole numbers below 1e21 without an exponent
+    if x.fract() == 0.0 && x.abs() < 9.2e18 {
         Value::Number(Number::from(x as i64))
     } else {
         Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
@@ -29,9 +30,14 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
     let b = number(input, "second_number")?;
     let result = match action {
         "addition_math" => a + b,
-        "subtraction_math" => a - b,
+        // "Subtract the first number from the second number"
+        "subtraction_math" => b - a,
         "multiplication_math" => a * b,
-        // JavaScript's arithmetic: by zero is Infinity or NaN, which the output shows as null
+        // the package's zod check refuses a zero divisor
+        "division_math" if b == 0.0 => {
+            let errors = json!({"errors": {"second_number": "Second number cannot be zero"}});
+            return Err(serde_json::to_string_pretty(&errors).expect("json").into());
+        }
         "division_math" => a / b,
         "modulo_math" => a % b,
         // Math.floor(Math.random() * (max - min + 1) + min)
@@ -55,10 +61,9 @@ mod tests {
         let rows = [
             ("addition_math", json!(2), json!(3), json!(5)),
             ("addition_math", json!(0.1), json!(0.2), json!(0.30000000000000004)),
-            ("subtraction_math", json!(-4), json!("6"), json!(-10)),
+            ("subtraction_math", json!(-4), json!("6"), json!(10)),
             ("multiplication_math", json!(1.5), json!(4), json!(6)),
             ("division_math", json!(7), json!(2), json!(3.5)),
-            ("division_math", json!(7), json!(0), Value::Null),
             ("modulo_math", json!(-7), json!(3), json!(-1)),
             ("modulo_math", json!(7.5), json!(2), json!(1.5)),
             ("modulo_math", json!(7), json!(0), Value::Null),
@@ -71,5 +76,7 @@ mod tests {
             assert!((3..=5).contains(&n), "{n}");
         }
         assert!(run("addition_math", json!("x"), json!(1)).unwrap_err().to_string().contains("first_number"));
+        let by_zero = run("division_math", json!(7), json!(0)).unwrap_err().to_string();
+        assert!(by_zero.contains("Second number cannot be zero"), "{by_zero}");
     }
 }
