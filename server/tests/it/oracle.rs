@@ -314,7 +314,7 @@ impl Gen {
 #[tokio::test]
 async fn date_and_math_helper_actions_agree_with_the_packages_source_on_generated_inputs() {
     let t = Troupe::start().await;
-    let mut g = Gen(7_2026_12_02);
+    let mut g = Gen(720_261_202);
     let formats: Vec<Value> = (0..60)
         .map(|_| {
             let (date, format) = g.date();
