@@ -69,8 +69,9 @@ pub async fn update_project(state: &AppState, scope: &Scope, id: &str, req: Requ
     Ok(json_response(StatusCode::OK, &project.activepieces()))
 }
 
-/// `DELETE /projects/{id}`: an admin deletes a project that holds no flow (409 otherwise; the
-/// default project stays).
+/// `DELETE /projects/{id}`: an admin deletes a project with what it holds, as Activepieces
+/// does: its flows (their triggers disabled first), folders, connections and API keys. The
+/// default project stays.
 pub async fn delete_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
     scope.require_admin()?;
     load_project(state, scope, id)?;
@@ -78,9 +79,29 @@ pub async fn delete_project(state: &AppState, scope: &Scope, id: &str) -> Resp {
         return Err(ApiError::conflict("the default project cannot be deleted"));
     }
     let filter = troupe_store::db::FlowFilter { project_id: Some(id.to_string()), ..Default::default() };
-    let flows = state.store.count_flows(&filter)?;
-    if flows > 0 {
-        return Err(ApiError::conflict(format!("the project holds {flows} flows; delete them first")));
+    loop {
+        let flows = state.store.list_flows(&filter, 100, None)?.data;
+        if flows.is_empty() {
+            break;
+        }
+        for flow in &flows {
+            super::flows::remove(state, flow).await?;
+        }
+    }
+    for folder in state.store.list_folders(Some(id))? {
+        state.store.delete_folder(&folder.id)?;
+    }
+    loop {
+        let connections = state.store.list_connections(Some(id), 100, None)?.data;
+        if connections.is_empty() {
+            break;
+        }
+        for connection in &connections {
+            state.store.delete_connection(connection)?;
+        }
+    }
+    for key in state.store.list_api_keys()?.into_iter().filter(|k| k.project_id.as_deref() == Some(id)) {
+        state.store.revoke_api_key(&key.id)?;
     }
     state.store.delete_project(id)?;
     state.store.flush().await?;

@@ -460,12 +460,18 @@ fn lock_piece_versions(state: &AppState, version: &mut FlowVersion) -> Result<()
 
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     let before = load_flow(state, scope, id)?;
-    disable_old_trigger(state, &before, None).await;
-    state.store.delete_flow(id)?;
-    state.store.delete_sample_data_of_flow(id)?;
-    sync_triggers(state, id, None)?;
+    remove(state, &before).await?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
+}
+
+/// Removes a flow: its trigger disabled, then the flow, its versions and sample data.
+pub(crate) async fn remove(state: &AppState, flow: &Flow) -> Result<(), ApiError> {
+    disable_old_trigger(state, flow, None).await;
+    state.store.delete_flow(&flow.id)?;
+    state.store.delete_sample_data_of_flow(&flow.id)?;
+    sync_triggers(state, &flow.id, None)?;
+    Ok(())
 }
 
 #[derive(Deserialize)]

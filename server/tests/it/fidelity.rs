@@ -441,15 +441,26 @@ async fn projects_are_read_updated_and_deleted_with_their_external_ids() {
     assert_eq!((status, &updated["displayName"], &updated["externalId"]), (200, &json!("Acme Inc"), &json!("acme-1")));
     let (_, got) = t.get(&format!("/projects/{id}")).await;
     assert_eq!(got["displayName"], "Acme Inc");
-    // a project with flows is kept; empty, it goes
-    let (_, flow) = t.post("/flows", json!({"displayName": "x", "projectId": id})).await;
-    let (status, _) = t.api(reqwest::Method::DELETE, &format!("/projects/{id}"), None).await;
-    assert_eq!(status, 409);
-    t.api(reqwest::Method::DELETE, &format!("/flows/{}", flow["id"].as_str().unwrap()), None).await;
+    // a project goes with what it holds: flows (their webhooks answer 410), folders, keys
+    let (_, created) = t.post("/flows", json!({"displayName": "in Acme", "projectId": id})).await;
+    let flow_id = created["id"].as_str().unwrap().to_string();
+    let import = json!({"type": "IMPORT_FLOW", "request": webhook_flow(respond(json!({"ok": true})))});
+    assert_eq!(t.post(&format!("/flows/{flow_id}"), import).await.0, 200);
+    assert_eq!(t.post(&format!("/flows/{flow_id}"), json!({"type": "LOCK_AND_PUBLISH", "request": {}})).await.0, 200);
+    assert_eq!(t.webhook(&flow_id, "/sync", json!({})).await.status(), 200);
+    let (_, folder) = t.post("/folders", json!({"displayName": "F", "projectId": id})).await;
+    let (_, key) = t.post("/api-keys", json!({"displayName": "k", "projectId": id})).await;
     let (status, _) = t.api(reqwest::Method::DELETE, &format!("/projects/{id}"), None).await;
     assert_eq!(status, 204);
     let (status, _) = t.get(&format!("/projects/{id}")).await;
     assert_eq!(status, 404);
+    let (status, _) = t.get(&format!("/flows/{flow_id}")).await;
+    assert_eq!(status, 410, "a deleted flow is gone");
+    assert_eq!(t.webhook(&flow_id, "/sync", json!({})).await.status(), 410, "the flow is gone");
+    let (status, _) = t.get(&format!("/folders/{}", folder["id"].as_str().unwrap())).await;
+    assert_eq!(status, 404);
+    let (_, keys) = t.get("/api-keys").await;
+    assert!(!keys.to_string().contains(key["id"].as_str().unwrap()), "{keys}");
 }
 
 /// `@activepieces/shared` (the version its clients use) installed once per machine under the
