@@ -81,7 +81,7 @@ pub static PIECES: &[PieceDef] = &[
     PieceDef {
         name: TEXT_HELPER,
         actions: &[
-            action("concat", &["texts"]),
+            action("concat", &[]),
             action("replace", &["text", "searchValue"]),
             action("split", &["text", "delimiter"]),
             action("find", &["text", "expression"]),
@@ -91,6 +91,8 @@ pub static PIECES: &[PieceDef] = &[
             action("stripHtml", &["html"]),
             action("slugify", &["text"]),
             action("json_to_ascii_table", &["data"]),
+            action("find_all", &["text", "expression"]),
+            action("extract_from_html", &["html"]),
         ],
         triggers: &[],
     },

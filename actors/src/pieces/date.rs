@@ -240,7 +240,7 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
     let localize = |d: NaiveDateTime| tz.from_local_datetime(&d).earliest().ok_or("the date falls in a time zone gap");
     let at = |d: NaiveDate| d.and_hms_opt(hours, minutes, 0);
     let invalid_time = || format!("Invalid input \nhours: {hours} \nminutes: {minutes}");
-    let (date, correct) = match action {
+    let date = match action {
         "next_day_of_week" => {
             let day = number(input, "weekday").ok_or("input \"weekday\" is required")?;
             let Some(start) = at(now.date_naive()).filter(|_| (0..=6).contains(&day)) else {
@@ -250,7 +250,7 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
             if diff < 0 || (diff == 0 && localize(start)? < now) {
                 diff += 7;
             }
-            (localize(start + Duration::days(diff))?, false)
+            localize(start + Duration::days(diff))?
         }
         "next_day_of_year" => {
             let month = number(input, "month").ok_or("input \"month\" is required")?;
@@ -270,7 +270,7 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
                 // dayjs adds a year keeping the day when the month has it (29 February: the 28th)
                 next = localize(date.checked_add_months(Months::new(12)).ok_or("the date is out of range")?)?;
             }
-            (next, false)
+            next
         }
         _ => {
             let previous = now.date_naive().with_day(1).expect("the first").checked_sub_months(Months::new(1));
@@ -280,11 +280,11 @@ fn next_date(action: &str, input: &Map<String, Value>, now: DateTime<Utc>) -> Re
             } else {
                 first.checked_add_months(Months::new(1)).expect("a month later") - Duration::days(1)
             };
-            (localize(at(day).ok_or_else(invalid_time)?)?, true)
+            localize(at(day).ok_or_else(invalid_time)?)?
         }
     };
     let format = text(input, "timeFormat").filter(|f| !f.is_empty()).unwrap_or_else(|| DEFAULT_FORMAT.into());
-    let format = if correct { corrected(&format) } else { format };
+    let format = corrected(&format);
     Ok(ActionResult::output(json!({"result": write(&date, &format)})))
 }
 
@@ -510,9 +510,8 @@ mod tests {
         let january = DateTime::parse_from_rfc3339("2027-01-15T00:00:00Z").unwrap().with_timezone(&Utc);
         let dec = next_date("last_day_of_previous_month", json!({"timeFormat": f}).as_object().unwrap(), january);
         assert_eq!(dec.unwrap().output["result"], "2026-12-31 00:00");
-        // next_day_of_week does not correct DDD: dayjs reads it as DD then D
-        let raw = run("next_day_of_week", json!({"weekday": 5, "timeFormat": "DDD"}));
-        assert_eq!(raw.unwrap(), "044");
+        let day_name = run("next_day_of_week", json!({"weekday": 5, "timeFormat": "DDD"}));
+        assert_eq!(day_name.unwrap(), "Fri", "DDD is a day name in every action of today's package");
     }
 
     #[test]

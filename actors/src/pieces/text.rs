@@ -19,11 +19,21 @@ pub async fn replace(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<A
     javascript(ctx, EXPR, scope).await
 }
 
-/// `find`: `text.match(RegExp(expression))`, in the sandbox's JavaScript engine: the match
-/// and its groups as a list, or `null`.
-pub async fn find(ctx: &PieceCtx<'_>, input: &Map<String, Value>) -> Result<ActionResult, ActionError> {
-    let scope = json!({"text": required_text(input, "text")?, "expression": required_text(input, "expression")?});
-    javascript(ctx, "text.match(RegExp(expression))", scope).await
+/// `find` and `find_all`: `text.match(RegExp(expression, flags))`, in the sandbox's JavaScript
+/// engine: the match and its groups as a list, or `null`; `find_all` the whole matches, as a
+/// list. `ignoreCase` adds the `i` flag.
+pub async fn find(ctx: &PieceCtx<'_>, input: &Map<String, Value>, all: bool) -> Result<ActionResult, ActionError> {
+    let scope = json!({
+        "text": required_text(input, "text")?,
+        "expression": required_text(input, "expression")?,
+        "ignoreCase": input.get("ignoreCase").and_then(Value::as_bool).unwrap_or(false),
+    });
+    const FIND: &str = "(() => { let r; try { r = new RegExp(expression, ignoreCase ? 'i' : ''); } \
+        catch (e) { throw new Error('Invalid regular expression: ' + expression); } return text.match(r); })()";
+    const FIND_ALL: &str = "(() => { let r; try { r = new RegExp(expression, ignoreCase ? 'gi' : 'g'); } \
+        catch (e) { throw new Error('Invalid regular expression: ' + expression); } \
+        return [...text.matchAll(r)].map((m) => m[0]); })()";
+    javascript(ctx, if all { FIND_ALL } else { FIND }, scope).await
 }
 
 /// Evaluates `expr` with `scope`'s names in the sandbox; its value is the step's output.
@@ -42,7 +52,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "concat" => {
             let texts = match input.get("texts") {
                 Some(Value::Array(a)) => a.clone(),
-                Some(Value::Null) | None => return Err("input \"texts\" is required".into()),
+                Some(Value::Null) | None => Vec::new(),
                 Some(other) => vec![other.clone()],
             };
             // today's package reads `separator`; exports made before it was renamed carry `seperator`
@@ -83,6 +93,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
         "stripHtml" => text_convert::strip_html(input)?,
         "slugify" => text_convert::slugify(input)?,
         "json_to_ascii_table" => text_convert::json_to_ascii_table(input)?,
+        "extract_from_html" => text_convert::extract_from_html(input)?,
         other => return Err(unknown_action(catalog::TEXT_HELPER, other)),
     };
     Ok(ActionResult::output(out))

@@ -94,6 +94,18 @@ fn heading_level(n: usize) -> HeadingLevel {
 /// `markdown_to_html`: the markdown as HTML.
 pub fn markdown_to_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
     let markdown = required_text(input, "markdown")?;
+    // the package's zod check of the header level (before the flavor resets it)
+    let level = input.get("headerLevelStart").unwrap_or(&Value::Null);
+    let problem = match level.as_f64() {
+        None if !level.is_null() => Some(format!("Invalid input: expected number, received {}", js_type(level))),
+        Some(n) if n < 1.0 => Some("Too small: expected number to be >=1".to_string()),
+        Some(n) if n > 6.0 => Some("Too big: expected number to be <=6".to_string()),
+        _ => None,
+    };
+    if let Some(message) = problem {
+        let errors = serde_json::json!({"errors": {"headerLevelStart": message}});
+        return Err(serde_json::to_string_pretty(&errors).expect("json").into());
+    }
     let opts = Markdown::from_props(input);
     let mut options = Options::empty();
     if opts.tables {
@@ -204,10 +216,44 @@ fn indent_blockquotes(html: &str) -> String {
     out
 }
 
+/// JavaScript's `typeof` of a JSON value, as zod names it.
+fn js_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 /// `html_to_markdown`: the HTML as markdown.
 pub fn html_to_markdown(input: &Map<String, Value>) -> Result<Value, ActionError> {
     let html = required_text(input, "html")?;
-    let markdown = htmd::convert(&html).map_err(|e| format!("the HTML could not be read: {e}"))?;
+    // turndown's defaults: setext headings, indented code, `* ` bullets, `_` emphasis
+    let options = htmd::options::Options {
+        heading_style: htmd::options::HeadingStyle::Setex,
+        code_block_style: htmd::options::CodeBlockStyle::Indented,
+        ul_bullet_spacing: 1,
+        ..Default::default()
+    };
+    let underscores = |handlers: &dyn htmd::element_handler::Handlers, element: htmd::Element| {
+        let mut result = handlers.fallback(element)?;
+        if let (Some(first), Some(last)) = (result.content.find('*'), result.content.rfind('*')) {
+            if first < last {
+                result.content.replace_range(last..=last, "_");
+                result.content.replace_range(first..=first, "_");
+            }
+        }
+        Some(result)
+    };
+    let converter = htmd::HtmlToMarkdown::builder()
+        .options(options)
+        .skip_tags(vec!["script"])
+        .add_handler(vec!["em", "i"], underscores)
+        .build();
+    let markdown = converter.convert(&html).map_err(|e| format!("the HTML could not be read: {e}"))?;
     Ok(Value::String(markdown))
 }
 
@@ -226,7 +272,8 @@ const INLINE_MARK: char = '\u{1}';
 /// decoded first (so `&lt;b&gt;` is a tag too), comments, scripts and styles go with their
 /// content, a tag between words is a space (none for an inline tag such as `<b>`), the blanks
 /// around a removed tag become one space, or the line breaks among them; other blanks stay;
-/// the ends are trimmed. A `<` that opens no tag (`1<2`) stays.
+/// the ends are trimmed. A `<` that opens no tag (`1<2`) stays, with what follows it through the
+/// next `>` (string-strip-html 8.5, the package's version, keeps `1<2</b>` so).
 pub fn strip_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
     let html = html_escape::decode_html_entities(&required_text(input, "html")?).into_owned();
     let mut out = String::with_capacity(html.len());
@@ -242,8 +289,15 @@ pub fn strip_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
         let name_start = tail[1..].strip_prefix('/').unwrap_or(&tail[1..]);
         let opens_tag = name_start.starts_with(|c: char| c.is_ascii_alphabetic() || c == '!');
         let Some(end) = tail.find('>').filter(|_| opens_tag) else {
-            out.push('<');
-            rest = &tail[1..];
+            // string-strip-html 8.5 keeps what a `<` that opens no tag reaches, through the next `>`
+            let mut keep = tail.find('>').map_or(1, |e| e + 1);
+            // …but a script or style in the way is removed still
+            let lower = tail[..keep].to_ascii_lowercase();
+            if let Some(i) = ["<script", "<style"].iter().filter_map(|t| lower[1..].find(t)).min() {
+                keep = i + 1;
+            }
+            out.push_str(&tail[..keep]);
+            rest = &tail[keep..];
             continue;
         };
         let name: String = name_start
@@ -392,6 +446,51 @@ fn slugify_spelling(c: char) -> Option<&'static str> {
         'я' => "ya",
         _ => return None,
     })
+}
+
+/// `extract_from_html`: what the elements a CSS selector finds hold (their text, inner or
+/// outer HTML, or an attribute): the first one's, or every one's with `returnMultiple`.
+pub fn extract_from_html(input: &Map<String, Value>) -> Result<Value, ActionError> {
+    let html = required_text(input, "html")?;
+    let text_of = |key: &str, default: &str| {
+        super::text(input, key).filter(|t| !t.is_empty()).unwrap_or_else(|| default.to_string())
+    };
+    let selector = match text_of("target", "title").as_str() {
+        "custom" => super::text(input, "selector")
+            .filter(|s| !s.is_empty())
+            .ok_or("You must provide a \"Custom CSS Selector\" when the target is set to Custom.")?,
+        "links" => "a[href]".into(),
+        "images" => "img[src]".into(),
+        "headings" => "h1, h2, h3".into(),
+        "paragraphs" => "p".into(),
+        _ => "title".into(),
+    };
+    let multiple = input.get("returnMultiple").and_then(Value::as_bool).unwrap_or(false);
+    let parsed = scraper::Selector::parse(&selector).map_err(|e| {
+        format!("Invalid CSS selector: \"{selector}\". Error: '{selector}' is not a valid selector ({e})")
+    })?;
+    let document = scraper::Html::parse_document(&html);
+    let kind = text_of("extractionType", "textContent");
+    let attribute = super::text(input, "attributeName").filter(|a| !a.is_empty());
+    let mut out = Vec::new();
+    for element in document.select(&parsed) {
+        out.push(Value::String(match kind.as_str() {
+            "textContent" => element.text().collect::<String>().trim().to_string(),
+            "innerHtml" => element.inner_html(),
+            "outerHtml" => element.html(),
+            "attribute" => {
+                let name = attribute
+                    .as_deref()
+                    .ok_or("You must provide an \"Attribute Name\" when the extraction type is Attribute.")?;
+                element.value().attr(name).unwrap_or_default().to_string()
+            }
+            _ => String::new(),
+        }));
+        if !multiple {
+            break;
+        }
+    }
+    Ok(if multiple { Value::Array(out) } else { out.into_iter().next().unwrap_or(Value::Null) })
 }
 
 /// JavaScript's `String(value ?? '')` for a JSON value.

@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 /// machine beside the oracle's scripts.
 fn oracle() -> std::path::PathBuf {
     let dir = std::path::Path::new(BUILD.tmpdir).join("ap-oracle");
-    if !dir.join("node_modules/string-strip-html").exists() {
+    if !dir.join("node_modules/jsdom").exists() {
         let out = std::process::Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .args(["showdown@2.1.0", "slugify@1.6.6", "string-strip-html@13.6.2", "dayjs@1.11.9"])
+            .args(["showdown@2.1.0", "slugify@1.6.6", "string-strip-html@8.5.0", "dayjs@1.11.9", "zod@4.3.6"])
+            .args(["@joplin/turndown@4.0.85", "@joplin/turndown-plugin-gfm@1.0.67", "jsdom@24.1.3"])
             .output()
             .expect("npm runs");
         assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
@@ -224,9 +225,58 @@ async fn text_helper_actions_agree_with_the_packages_source_on_generated_inputs(
         })
         .collect();
     assert_as_the_source(&t, "text-helper", "replace", replaces).await;
-    let finds: Vec<Value> =
-        (0..30).map(|_| json!({"text": g.text("abcxy12 aab", 14), "expression": g.choose(&patterns)})).collect();
-    assert_as_the_source(&t, "text-helper", "find", finds).await;
+    let patterns_and_bad = [&patterns[..], &["(", "a{2"]].concat();
+    for action in ["find", "find_all"] {
+        let finds: Vec<Value> = (0..30)
+            .map(|_| {
+                json!({"text": g.text("abcxy12 aAB", 14), "expression": g.choose(&patterns_and_bad),
+                    "ignoreCase": g.below(2) == 0})
+            })
+            .collect();
+        assert_as_the_source(&t, "text-helper", action, finds).await;
+    }
+    let defaults: Vec<Value> =
+        (0..20).map(|_| json!({"value": g.pick(&values).clone(), "defaultString": g.choose(&["d", "none"])})).collect();
+    assert_as_the_source(&t, "text-helper", "defaultValue", defaults).await;
+
+    let pages = [
+        "<html><head><title> Home page </title></head><body><h1>Hi <b>there</b></h1><p>One <a href=\"/a\">a</a></p>\
+         <p class=\"x\">Two<img src=\"i.png\" alt=\"I\"></p><h3>End</h3></body></html>",
+        "<p>alone</p><a href=\"https://x.y/?q=1&amp;r=2\" title=\"t\">link</a><h2>Sub</h2>",
+        "<div><p>Tom &amp; Jerry</p><ul><li>1</li><li>2</li></ul></div>",
+        "no markup at all",
+    ];
+    let extracts: Vec<Value> = (0..40)
+        .map(|_| {
+            let target = g.choose(&["title", "links", "images", "headings", "paragraphs", "custom"]);
+            let kind = g.choose(&["textContent", "innerHtml", "outerHtml", "attribute"]);
+            json!({"html": g.choose(&pages), "target": target, "selector": g.choose(&["p.x", "li", "ul > li:first-child", "div p", "["]),
+                "extractionType": kind, "attributeName": g.choose(&["href", "src", "alt", "class"]), "returnMultiple": g.below(2) == 0})
+        })
+        .collect();
+    assert_as_the_source(&t, "text-helper", "extract_from_html", extracts).await;
+
+    let fragments = [
+        "<h1>Title</h1>",
+        "<p>Some <strong>bold</strong> and <em>em</em> text.</p>",
+        "<p><a href=\"https://x.y/z\">a link</a></p>",
+        "<ul><li>one</li><li>two</li></ul>",
+        "<ol><li>first</li><li>second</li></ol>",
+        "<p>line<br>break</p>",
+        "<pre><code>let a = 1;</code></pre>",
+        "<p>inline <code>x</code></p>",
+        "<blockquote><p>quoted</p></blockquote>",
+        "<hr>",
+        "<h2>Sub</h2>",
+        "<p><img src=\"i.png\" alt=\"I\"></p>",
+    ];
+    let htmls: Vec<Value> = (0..30)
+        .map(|_| {
+            let html: Vec<&str> = (0..1 + g.below(4)).map(|_| g.choose(&fragments)).collect();
+            json!({"html": html.concat(), "gfm": true})
+        })
+        .collect();
+    assert_as_the_source(&t, "text-helper", "html_to_markdown", htmls).await;
 
     let blocks = [
         "# Title words",
