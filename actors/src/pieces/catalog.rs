@@ -27,6 +27,12 @@ pub const MATH_HELPER: &str = "@activepieces/piece-math-helper";
 pub const DATE_HELPER: &str = "@activepieces/piece-date-helper";
 pub const DELAY: &str = "@activepieces/piece-delay";
 pub const APPROVAL: &str = "@activepieces/piece-approval";
+pub const CRYPTO: &str = "@activepieces/piece-crypto";
+pub const CSV: &str = "@activepieces/piece-csv";
+pub const JSON: &str = "@activepieces/piece-json";
+/// `read_connection` is answered by the interpreter, which keeps the connection's secrets out
+/// of the journal.
+pub const CONNECTIONS: &str = "@activepieces/piece-connections";
 /// Trigger-only pieces, run by `troupe-scheduler`.
 pub const SCHEDULE: &str = "@activepieces/piece-schedule";
 pub const RSS: &str = "@activepieces/piece-rss";
@@ -123,6 +129,32 @@ pub static PIECES: &[PieceDef] = &[
         ],
         triggers: &[],
     },
+    PieceDef {
+        name: CRYPTO,
+        actions: &[
+            action("hash-text", &["method", "text"]),
+            action("hmac-signature", &["secretKey", "secretKeyEncoding", "method", "text"]),
+            action("base64-encode", &["text"]),
+            action("base64-decode", &["text"]),
+            action("generate-password", &["length"]),
+        ],
+        triggers: &[],
+    },
+    PieceDef {
+        name: CSV,
+        actions: &[action("convert_csv_to_json", &["csv_text"]), action("convert_json_to_csv", &["json_array"])],
+        triggers: &[],
+    },
+    PieceDef {
+        name: JSON,
+        actions: &[
+            action("convert_json_to_text", &["json"]),
+            action("convert_text_to_json", &["text"]),
+            action("merge_json", &["jsonArray"]),
+        ],
+        triggers: &[],
+    },
+    PieceDef { name: CONNECTIONS, actions: &[action("read_connection", &["connection_name"])], triggers: &[] },
 ];
 
 static DEBUG_PIECE: PieceDef = PieceDef {

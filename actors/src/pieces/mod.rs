@@ -6,11 +6,14 @@
 
 mod approval;
 pub mod catalog;
+mod crypto;
+mod csv;
 mod data_mapper;
 mod date;
 mod debug;
 mod delay;
 mod http;
+pub(crate) mod json;
 mod math;
 mod store;
 mod text;
@@ -122,6 +125,10 @@ pub async fn execute(
         catalog::TEXT_HELPER => text::execute(action, input),
         catalog::MATH_HELPER => math::execute(action, input),
         catalog::DATE_HELPER => date::execute(action, input),
+        catalog::CRYPTO => crypto::execute(action, input),
+        catalog::CSV => csv::execute(action, input),
+        catalog::JSON => json::execute(action, input),
+        catalog::CONNECTIONS => Err("read_connection runs in the interpreter".into()),
         catalog::DEBUG if catalog::debug_pieces_enabled() => debug::execute(ctx, action, input).await,
         other => Err(format!("piece {other:?} is not available in Troupe").into()),
     }

@@ -338,6 +338,9 @@ impl<'a> Exec<'a> {
                 }
                 let piece = step.settings.piece_name.as_deref().unwrap_or_default();
                 let action = step.settings.action_name.as_deref().unwrap_or_default();
+                if piece == pieces::catalog::CONNECTIONS && action == "read_connection" {
+                    return self.read_connection(&input_map).await;
+                }
                 let ctx = PieceCtx { engine: self.engine, run: &self.run, resume: resume_payload.as_ref() };
                 pieces::execute(&ctx, piece, action, &input_map)
                     .await
@@ -570,6 +573,29 @@ impl<'a> Exec<'a> {
             found.insert(name.clone(), value);
         }
         Ok((!found.is_empty()).then_some(found))
+    }
+
+    /// `@activepieces/piece-connections`' `read_connection`: the named connection's value, as
+    /// `{{connections['name']}}` gives it (its secrets redacted from the journal).
+    async fn read_connection(
+        &mut self,
+        input: &Map<String, Value>,
+    ) -> Result<(pieces::ActionResult, Option<String>), Fault> {
+        let name = pieces::text(input, "connection_name").unwrap_or_default();
+        let not_found = || {
+            let message = serde_json::json!({"message": format!("connection ({name}) not found")});
+            Fault::Failed(serde_json::to_string_pretty(&message).expect("json"))
+        };
+        if name.is_empty() || name.contains(['\'', '"']) {
+            return Err(not_found());
+        }
+        let template = Value::String(format!("{{{{connections['{name}']}}}}"));
+        let found = match self.connections(&template, false).await {
+            Err(Fault::Failed(_)) => return Err(not_found()),
+            other => other?,
+        };
+        let value = found.and_then(|mut m| m.remove(&name)).ok_or_else(not_found)?;
+        Ok((pieces::ActionResult::output(value), None))
     }
 
     /// Refreshes the OAuth2 connections `raw_input` names, whatever their expiry, and

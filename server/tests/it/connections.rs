@@ -300,3 +300,27 @@ async fn connections_are_renamed_replaced_in_drafts_and_may_carry_no_auth() {
     let (status, _) = t.get(&format!("/app-connections/{old_id}")).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn read_connection_gives_a_step_the_value_and_the_journal_keeps_it_redacted() {
+    let t = Troupe::start().await;
+    let secret = "s3cret-value-1234";
+    assert_eq!(upsert(&t, secret_text("vault", secret)).await.0, 201);
+    let read = piece("read", "connections", "read_connection", json!({"connection_name": "vault"}));
+    let length = code("len", "export const code = async (inputs) => inputs.v.length;", json!({"v": "{{read}}"}));
+    let id = t.publish(webhook_flow(chain(vec![read, length]))).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["steps"]["len"]["output"], json!(secret.len()), "the next step had the value");
+    assert!(!run.to_string().contains(secret), "the value is not in the run: {run}");
+    // a name that is not a connection of the project fails the step, as the package's resolver
+    let missing = piece("read", "connections", "read_connection", json!({"connection_name": "nope"}));
+    let id = t.publish(webhook_flow(missing)).await;
+    t.webhook(&id, "", json!({})).await;
+    let run = t.wait_runs(&id, 1).await.remove(0);
+    let run = t.run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "FAILED");
+    assert!(run["steps"]["read"]["errorMessage"].as_str().unwrap().contains("connection (nope) not found"), "{run}");
+}
