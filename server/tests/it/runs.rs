@@ -355,7 +355,7 @@ async fn text_math_and_date_helpers_give_activepieces_outputs() {
     let year = chrono::Utc::now().format("%Y").to_string();
     assert_eq!(
         r,
-        json!({"concat": "a-b-3", "replace": "a/b/c", "split": ["x", "y"], "add": 3.5, "div": 3, "diff": {"day": 1, "hour": 30}, "now": year})
+        json!({"concat": "a-b-3", "replace": "a/b/c", "split": ["x", "y"], "add": 3.5, "div": 3, "diff": {"day": 1, "hour": 6}, "now": year})
     );
 }
 
