@@ -85,6 +85,11 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize
         return Err(e);
     }
     let body = read_body(req.into_body(), limit).await?;
+    parse_json(&body)
+}
+
+/// A whole JSON body as `T`, or a 400 saying why not ([`read_json`] once the body is read).
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -92,7 +97,7 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize
             "request body is empty; a JSON object is expected",
         ));
     }
-    serde_json::from_slice(&body).map_err(ApiError::from_json)
+    serde_json::from_slice(body).map_err(ApiError::from_json)
 }
 
 /// Query parameters in order; a name may repeat (`status=FAILED&status=TIMEOUT`).
@@ -126,9 +131,17 @@ pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub project: Option<String>,
+    /// Who asks, as audit events name them (`{type: API_KEY, id, displayName}`); `None` for
+    /// Troupe itself (a webhook finding its flow).
+    pub principal: Option<serde_json::Value>,
 }
 
 impl Scope {
+    /// Troupe itself: every project, no principal.
+    pub fn troupe() -> Scope {
+        Scope { project: None, principal: None }
+    }
+
     pub fn allows(&self, project: &str) -> bool {
         self.project.as_deref().is_none_or(|p| p == project)
     }
@@ -167,7 +180,10 @@ pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Scope, 
         .map(str::trim)
         .ok_or_else(|| unauthorized("Authorization header must be `Bearer <api key>`"))?;
     match state.store.api_key(key)? {
-        Some(rec) => Ok(Scope { project: rec.project_id }),
+        Some(rec) => Ok(Scope {
+            principal: Some(serde_json::json!({"type": "API_KEY", "id": rec.id, "displayName": rec.display_name})),
+            project: rec.project_id,
+        }),
         None => Err(unauthorized("invalid API key")),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app_events;
+pub mod audit;
 pub mod error;
 pub mod handshake;
 pub mod http;

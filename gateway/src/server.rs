@@ -235,6 +235,8 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["trigger-events"], &Method::POST) => api::sample_data::save_trigger_event(state, scope, req).await,
                 (["step-run" | "test-trigger"] | ["sample-data", "test-step"], _) => Err(method_not_allowed("POST")),
                 (["trigger-events"], _) => Err(method_not_allowed("GET or POST")),
+                (["audit-events"], &Method::GET) => crate::audit::list(state, scope, req).await,
+                (["audit-events"], _) => Err(method_not_allowed("GET")),
                 (["wasm-modules"], &Method::POST) => api::wasm_modules::upload(state, req).await,
                 (["wasm-modules"], _) => Err(method_not_allowed("POST")),
                 (["wasm-modules", id], &Method::GET) => api::wasm_modules::get(state, id).await,

@@ -85,7 +85,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, flow_id: &str, res
             ))
         }
     };
-    let flow = match crate::api::flows::load_flow(state, &crate::http::Scope { project: None }, flow_id) {
+    let flow = match crate::api::flows::load_flow(state, &crate::http::Scope::troupe(), flow_id) {
         Ok(f) => f,
         Err(e) => {
             crate::http::discard(req.into_body()).await;

@@ -48,6 +48,10 @@ pub mod trees {
     pub const APP_LISTENERS: &str = "app_listeners";
     /// folder id → folder (Activepieces' folders of flows, per project).
     pub const FOLDERS: &str = "folders";
+    /// event id → audit event (who did what to which object, when).
+    pub const AUDIT_EVENTS: &str = "audit_events";
+    /// `created (u64 be) ‖ event id` → `()`: the seek-pagination order of audit events.
+    pub const AUDIT_ORDER: &str = "audit_order";
 }
 
 /// JetStream streams and subjects.

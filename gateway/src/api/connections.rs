@@ -19,14 +19,14 @@ type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Upsert {
+pub(super) struct Upsert {
     external_id: String,
     display_name: String,
     piece_name: String,
     project_id: Option<String>,
     #[serde(rename = "type")]
-    kind: ConnectionType,
-    value: Value,
+    pub(super) kind: ConnectionType,
+    pub(super) value: Value,
     /// Accepted for compatibility with Activepieces clients; Troupe's connections are per project.
     #[serde(default)]
     #[allow(dead_code)]
@@ -93,6 +93,7 @@ pub async fn upsert(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         piece_version: body.piece_version.clone().unwrap_or_default(),
     };
     let stored = state.store.upsert_connection(conn, &body.value)?;
+    crate::audit::connection(state, scope, "connection.upserted", &stored)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::CREATED, &stored.public()))
 }
@@ -120,6 +121,7 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     let conn = load(state, scope, id)?;
     state.store.delete_connection(&conn)?;
+    crate::audit::connection(state, scope, "connection.deleted", &conn)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
 }
@@ -191,6 +193,7 @@ pub async fn rename(state: &AppState, scope: &Scope, id: &str, req: Request<Inco
     let value = state.store.connection_value(&conn)?;
     let renamed = Connection { display_name: body.display_name, updated: now_iso(), ..conn };
     let stored = state.store.upsert_connection(renamed, &value)?;
+    crate::audit::connection(state, scope, "connection.upserted", &stored)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::OK, &stored.public()))
 }
@@ -251,6 +254,7 @@ pub async fn replace(state: &AppState, scope: &Scope, req: Request<Incoming>) ->
         }
     }
     state.store.delete_connection(&source)?;
+    crate::audit::connection(state, scope, "connection.deleted", &source)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::OK, &json!({"replacedVersions": changed, "connection": target.public()})))
 }

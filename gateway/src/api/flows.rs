@@ -21,7 +21,7 @@ type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateFlowRequest {
+pub(super) struct CreateFlowRequest {
     display_name: String,
     #[serde(default)]
     project_id: Option<String>,
@@ -96,6 +96,7 @@ pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         operation_status: "NONE".into(),
     };
     state.store.insert_new_flow(&flow, &version, now_micros())?;
+    crate::audit::flow(state, scope, "flow.created", &flow, &version, None)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::CREATED, &populated(state, flow)?))
 }
@@ -460,6 +461,9 @@ fn lock_piece_versions(state: &AppState, version: &mut FlowVersion) -> Result<()
 
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
     let before = load_flow(state, scope, id)?;
+    if let Some(version) = state.store.get_version(&before.latest_version_id)? {
+        crate::audit::flow(state, scope, "flow.deleted", &before, &version, None)?;
+    }
     remove(state, &before).await?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
@@ -475,15 +479,63 @@ pub(crate) async fn remove(state: &AppState, flow: &Flow) -> Result<(), ApiError
 }
 
 #[derive(Deserialize)]
-struct OperationEnvelope {
+pub(super) struct OperationEnvelope {
     #[serde(rename = "type")]
-    kind: String,
+    pub(super) kind: String,
     #[serde(default)]
-    request: Value,
+    pub(super) request: Value,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(kind: &str, request: Value) -> Result<T, ApiError> {
     serde_json::from_value(request).map_err(|e| ApiError::bad_request(format!("{kind} request: {e}")))
+}
+
+/// An edit of the draft (the operations from `IMPORT_FLOW` to `DELETE_NOTE`, and
+/// `CHANGE_NAME`): its request parsed, then the draft reshaped; a request that does not parse
+/// or an edit that does not apply is a 400, and the draft is as it was.
+pub(super) fn apply_edit(draft: &mut FlowVersion, kind: &str, request: Value) -> Result<(), ApiError> {
+    let edit_error = |e: flow_ops::EditError| ApiError::bad_request(e.to_string());
+    match kind {
+        "IMPORT_FLOW" => {
+            // older exports migrate to Troupe's schema first (BRANCH → ROUTER, …)
+            let mut request = request;
+            troupe_store::migrate::migrate_import(&mut request);
+            flow_ops::import_flow(draft, parse::<ImportFlowRequest>(kind, request)?)
+        }
+        "UPDATE_TRIGGER" => flow_ops::update_trigger(draft, parse(kind, request)?),
+        "ADD_ACTION" => flow_ops::add_action(draft, parse::<AddActionRequest>(kind, request)?).map_err(edit_error)?,
+        "UPDATE_ACTION" => flow_ops::update_action(draft, parse(kind, request)?).map_err(edit_error)?,
+        "DELETE_ACTION" => {
+            let r: DeleteActionRequest = parse(kind, request)?;
+            flow_ops::delete_actions(draft, &r.names).map_err(edit_error)?
+        }
+        "MOVE_ACTION" => flow_ops::move_action(draft, parse(kind, request)?).map_err(edit_error)?,
+        "DUPLICATE_ACTION" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Duplicate {
+                step_name: String,
+            }
+            let r: Duplicate = parse(kind, request)?;
+            flow_ops::duplicate_action(draft, &r.step_name).map_err(edit_error)?
+        }
+        "SET_SKIP_ACTION" => flow_ops::set_skip(draft, parse(kind, request)?).map_err(edit_error)?,
+        "ADD_BRANCH" => flow_ops::add_branch(draft, parse(kind, request)?).map_err(edit_error)?,
+        "DELETE_BRANCH" => flow_ops::delete_branch(draft, parse(kind, request)?).map_err(edit_error)?,
+        "DUPLICATE_BRANCH" => flow_ops::duplicate_branch(draft, parse(kind, request)?).map_err(edit_error)?,
+        "MOVE_BRANCH" => flow_ops::move_branch(draft, parse(kind, request)?).map_err(edit_error)?,
+        "ADD_NOTE" | "UPDATE_NOTE" | "DELETE_NOTE" => flow_ops::edit_notes(draft, kind, request).map_err(edit_error)?,
+        "CHANGE_NAME" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct ChangeName {
+                display_name: String,
+            }
+            draft.display_name = parse::<ChangeName>(kind, request)?.display_name;
+        }
+        other => return Err(ApiError::bad_request(format!("{other:?} is not an edit of the draft"))),
+    }
+    Ok(())
 }
 
 /// The draft to edit: the newest version if it is a draft, else a new draft copied from it.
@@ -509,6 +561,7 @@ const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION
 
 pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
+    let audited_request = json!({"type": op.kind, "request": op.request});
     let mut flow = load_flow(state, scope, id)?;
     let before = flow.clone();
     let edit_error = |e: flow_ops::EditError| ApiError::bad_request(e.to_string());
@@ -519,50 +572,7 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
         | "MOVE_ACTION" | "DUPLICATE_ACTION" | "SET_SKIP_ACTION" | "ADD_BRANCH" | "DELETE_BRANCH"
         | "DUPLICATE_BRANCH" | "MOVE_BRANCH" | "ADD_NOTE" | "UPDATE_NOTE" | "DELETE_NOTE" => {
             let mut draft = draft_for_edit(state, &mut flow)?;
-            match kind {
-                "IMPORT_FLOW" => {
-                    // older exports migrate to Troupe's schema first (BRANCH → ROUTER, …)
-                    let mut request = op.request;
-                    troupe_store::migrate::migrate_import(&mut request);
-                    flow_ops::import_flow(&mut draft, parse::<ImportFlowRequest>(kind, request)?)
-                }
-                "UPDATE_TRIGGER" => flow_ops::update_trigger(&mut draft, parse(kind, op.request)?),
-                "ADD_ACTION" => flow_ops::add_action(&mut draft, parse::<AddActionRequest>(kind, op.request)?)
-                    .map_err(edit_error)?,
-                "UPDATE_ACTION" => flow_ops::update_action(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "DELETE_ACTION" => {
-                    let r: DeleteActionRequest = parse(kind, op.request)?;
-                    flow_ops::delete_actions(&mut draft, &r.names).map_err(edit_error)?
-                }
-                "MOVE_ACTION" => flow_ops::move_action(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "DUPLICATE_ACTION" => {
-                    #[derive(Deserialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct Duplicate {
-                        step_name: String,
-                    }
-                    let r: Duplicate = parse(kind, op.request)?;
-                    flow_ops::duplicate_action(&mut draft, &r.step_name).map_err(edit_error)?
-                }
-                "SET_SKIP_ACTION" => flow_ops::set_skip(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "ADD_BRANCH" => flow_ops::add_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "DELETE_BRANCH" => flow_ops::delete_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "DUPLICATE_BRANCH" => {
-                    flow_ops::duplicate_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?
-                }
-                "MOVE_BRANCH" => flow_ops::move_branch(&mut draft, parse(kind, op.request)?).map_err(edit_error)?,
-                "ADD_NOTE" | "UPDATE_NOTE" | "DELETE_NOTE" => {
-                    flow_ops::edit_notes(&mut draft, kind, op.request).map_err(edit_error)?
-                }
-                _ => {
-                    #[derive(Deserialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct ChangeName {
-                        display_name: String,
-                    }
-                    draft.display_name = parse::<ChangeName>(kind, op.request)?.display_name;
-                }
-            }
+            apply_edit(&mut draft, kind, op.request)?;
             let problems = problems_of(state, &draft, kind == "IMPORT_FLOW").await;
             if kind == "IMPORT_FLOW" {
                 // a piece that cannot be installed makes the import fail, naming the step
@@ -741,6 +751,34 @@ pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Inc
     }
     flow.updated = now_iso();
     state.store.put_flow(&flow)?;
+    let version = match &edited {
+        Some(v) => v.clone(),
+        None => state
+            .store
+            .get_version(&flow.latest_version_id)?
+            .ok_or_else(|| ApiError::internal("flow has lost its version"))?,
+    };
+    let mut audited_request = audited_request;
+    if kind == "IMPORT_FLOW" {
+        // the flow as imported (migrated, in Activepieces' shape), not the export as sent
+        let v = serde_json::to_value(with_activepieces_fields(version.clone())).expect("serializes");
+        let notes = v.get("notes").cloned().filter(|n| !n.is_null()).unwrap_or_else(|| json!([]));
+        audited_request["request"] = json!({"displayName": v["displayName"], "trigger": v["trigger"],
+            "schemaVersion": v["schemaVersion"], "notes": notes});
+    }
+    crate::audit::flow(state, scope, "flow.updated", &flow, &version, Some(audited_request))?;
+    if kind == "LOCK_AND_PUBLISH" {
+        crate::audit::flow(state, scope, "flow.published", &flow, &version, None)?;
+    }
+    match (before.status, flow.status) {
+        (FlowStatus::Disabled, FlowStatus::Enabled) => {
+            crate::audit::flow(state, scope, "flow.activated", &flow, &version, None)?
+        }
+        (FlowStatus::Enabled, FlowStatus::Disabled) => {
+            crate::audit::flow(state, scope, "flow.deactivated", &flow, &version, None)?
+        }
+        _ => {}
+    }
     if matches!(kind, "LOCK_AND_PUBLISH" | "CHANGE_STATUS") {
         disable_old_trigger(state, &before, Some(&flow)).await;
         enable_webhook_trigger(state, &before, &flow).await?;

@@ -29,7 +29,7 @@ fn dto(folder: &Folder, flows: usize) -> Value {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateFolder {
+pub(super) struct CreateFolder {
     display_name: String,
     #[serde(default)]
     project_id: Option<String>,
@@ -61,6 +61,7 @@ pub async fn create(state: &AppState, scope: &Scope, req: Request<Incoming>) -> 
         external_id: body.external_id,
     };
     state.store.put_folder(&folder)?;
+    crate::audit::folder(state, scope, "folder.created", &folder)?;
     state.store.flush().await?;
     Ok(json_response(StatusCode::CREATED, &dto(&folder, 0)))
 }
@@ -88,7 +89,7 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UpdateFolder {
+pub(super) struct UpdateFolder {
     display_name: String,
 }
 
@@ -106,14 +107,16 @@ pub async fn update(state: &AppState, scope: &Scope, id: &str, req: Request<Inco
     folder.display_name = name;
     folder.updated = now_iso();
     state.store.put_folder(&folder)?;
+    crate::audit::folder(state, scope, "folder.updated", &folder)?;
     state.store.flush().await?;
     let flows = state.store.flows_per_folder()?.get(id).copied().unwrap_or(0);
     Ok(json_response(StatusCode::OK, &dto(&folder, flows)))
 }
 
 pub async fn delete(state: &AppState, scope: &Scope, id: &str) -> Resp {
-    load(state, scope, id)?;
+    let folder = load(state, scope, id)?;
     state.store.delete_folder(id)?;
+    crate::audit::folder(state, scope, "folder.deleted", &folder)?;
     state.store.flush().await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
 }

@@ -336,7 +336,7 @@ pub async fn save_trigger_event(state: &AppState, scope: &Scope, req: Request<In
 /// (an npm webhook trigger's `run`, or the catch-webhook's payload itself) turns it into trigger
 /// events and the trigger's sample data; no run is made.
 pub async fn webhook_test(state: &AppState, req: Request<Incoming>, flow_id: &str) -> Resp {
-    let flow = match crate::api::flows::load_flow(state, &Scope { project: None }, flow_id) {
+    let flow = match crate::api::flows::load_flow(state, &Scope::troupe(), flow_id) {
         Ok(f) => f,
         Err(e) => {
             crate::http::discard(req.into_body()).await;

@@ -465,7 +465,7 @@ async fn projects_are_read_updated_and_deleted_with_their_external_ids() {
 
 /// `@activepieces/shared` (the version its clients use) installed once per machine under the
 /// target directory, for its zod schemas.
-fn shared_schemas() -> std::path::PathBuf {
+pub(crate) fn shared_schemas() -> std::path::PathBuf {
     let dir = std::path::Path::new(BUILD.tmpdir).join("ap-shared-0.96.2");
     if !dir.join("node_modules/@activepieces/shared").exists() {
         let out = std::process::Command::new("npm")

@@ -7,6 +7,7 @@
 mod support;
 
 mod api;
+mod audit;
 mod chart;
 mod cluster;
 mod code;

@@ -9,6 +9,7 @@
 
 mod api_keys;
 mod app_listeners;
+pub mod audit;
 mod connections;
 mod entries;
 mod flows;
@@ -109,6 +110,8 @@ pub struct Store {
     trigger_events: RTree,
     app_listeners: RTree,
     folders: RTree,
+    audit_events: RTree,
+    audit_order: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
 }
@@ -172,6 +175,8 @@ impl Store {
             trigger_events: t(trees::TRIGGER_EVENTS)?,
             app_listeners: t(trees::APP_LISTENERS)?,
             folders: t(trees::FOLDERS)?,
+            audit_events: t(trees::AUDIT_EVENTS)?,
+            audit_order: t(trees::AUDIT_ORDER)?,
             cipher: Default::default(),
             replication,
             group_commit: GroupCommit::start(db),
@@ -264,6 +269,8 @@ impl Store {
             &self.trigger_events,
             &self.app_listeners,
             &self.folders,
+            &self.audit_events,
+            &self.audit_order,
         ]
     }
 }

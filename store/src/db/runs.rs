@@ -89,6 +89,7 @@ impl Store {
         }
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
         self.run_order.insert(order_key(run.created_micros, &run.id), &[])?;
+        self.audit_run(run, "flow.run.started")?;
         Ok(RunCreation::Created)
     }
 
@@ -99,8 +100,8 @@ impl Store {
     /// Writes the run header; a terminal run leaves the set of active runs.
     pub fn put_run(&self, run: &FlowRun) -> Result<()> {
         self.runs.insert(run.id.as_bytes(), to_json(run))?;
-        if run.status().is_terminal() {
-            self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+        if run.status().is_terminal() && self.active_runs.remove(shard_run_key(run.shard, &run.id))?.is_some() {
+            self.audit_run(run, "flow.run.finished")?;
         }
         Ok(())
     }
@@ -139,6 +140,7 @@ impl Store {
                 match (was_terminal, run.status().is_terminal()) {
                     (false, true) => {
                         self.active_runs.remove(shard_run_key(run.shard, &run.id))?;
+                        self.audit_run(&run, "flow.run.finished")?;
                     }
                     (true, false) => {
                         self.active_runs.insert(shard_run_key(run.shard, &run.id), &[])?;
