@@ -128,6 +128,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             (child.url.clone(), Some(child))
         }
     };
+    // the embedded server's user for this process's role; for a cluster, AP_NATS_CREDS or
+    // AP_NATS_USER and AP_NATS_PASSWORD
+    let mut config = config;
+    if let Some(child) = &child {
+        use troupe_store::names::nats_permissions::{APP_USER, WORKER_USER};
+        config.nats_user = Some(match config.container_type {
+            ContainerType::Worker => (WORKER_USER.to_string(), child.users.worker.clone()),
+            _ => (APP_USER.to_string(), child.users.app.clone()),
+        });
+    }
     let result = run_with_nats(&config, &nats_url).await;
     if let Some(child) = child {
         child.stop().await;
@@ -142,7 +152,16 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("AP_NATS_URL={nats_url:?} is not a NATS URL (or a comma-separated list of them)"))?;
-    let nats = async_nats::ConnectOptions::new()
+    let options = match (&config.nats_creds, &config.nats_user) {
+        (Some(creds), _) => async_nats::ConnectOptions::with_credentials_file(creds)
+            .await
+            .with_context(|| format!("reading AP_NATS_CREDS {}", creds.display()))?,
+        (None, Some((user, password))) => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        (None, None) => async_nats::ConnectOptions::new(),
+    };
+    let nats = options
         .retry_on_initial_connect()
         .connect(servers)
         .await

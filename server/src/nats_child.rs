@@ -1,5 +1,10 @@
 //! The embedded `nats-server`: when `AP_NATS_URL` is unset, Troupe starts its own with
 //! JetStream on a free loopback port, waits until it answers, and stops it on exit.
+//!
+//! It admits no anonymous client: one user per role (`troupe-app`, `troupe-worker`) with the
+//! permissions of `troupe_store::names::nats_permissions`, and `troupe-admin` for an operator.
+//! Their passwords are made at first start and kept in `nats-users.json` (mode 0600) beside the
+//! server's store.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -15,6 +20,7 @@ pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 /// and store, and the NATS client reconnects by itself.
 pub struct NatsChild {
     pub url: String,
+    pub users: NatsUsers,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     supervisor: tokio::task::JoinHandle<()>,
 }
@@ -77,6 +83,58 @@ async fn stop_server(mut child: Child) {
     let _ = child.kill().await;
 }
 
+/// The passwords of the embedded server's users.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct NatsUsers {
+    pub app: String,
+    pub worker: String,
+    pub admin: String,
+}
+
+impl NatsUsers {
+    /// The users of `dir`'s server, made (and written, readable by this user only) when there
+    /// are none yet.
+    fn load_or_create(dir: &Path) -> anyhow::Result<NatsUsers> {
+        let path = dir.join("nats-users.json");
+        if let Ok(bytes) = std::fs::read(&path) {
+            return serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()));
+        }
+        let password = || {
+            use rand::Rng;
+            let bytes: [u8; 24] = rand::rng().random();
+            hex::encode(bytes)
+        };
+        let users = NatsUsers { app: password(), worker: password(), admin: password() };
+        let text = serde_json::to_vec_pretty(&users).expect("serializes");
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        std::io::Write::write_all(&mut file, &text)?;
+        Ok(users)
+    }
+
+    /// The server configuration's `authorization` block.
+    fn authorization(&self) -> String {
+        use troupe_store::names::nats_permissions::{ADMIN_USER, APP_USER, DESTRUCTIVE, WORKER_ONLY, WORKER_USER};
+        let list = |subjects: Vec<&str>| subjects.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        let worker_deny: Vec<&str> = DESTRUCTIVE.iter().chain(WORKER_ONLY).copied().collect();
+        format!(
+            "authorization {{\n  users = [\n    {{user: {ADMIN_USER:?}, password: {:?}}}\n    \
+             {{user: {APP_USER:?}, password: {:?}, permissions: {{publish: {{allow: \">\", deny: [{}]}}}}}}\n    \
+             {{user: {WORKER_USER:?}, password: {:?}, permissions: {{publish: {{allow: \">\", deny: [{}]}}}}}}\n  ]\n}}\n",
+            self.admin,
+            self.app,
+            list(DESTRUCTIVE.to_vec()),
+            self.worker,
+            list(worker_deny),
+        )
+    }
+}
+
 impl NatsChild {
     pub async fn start(store_dir: &Path) -> anyhow::Result<NatsChild> {
         let Some(bin) = find_nats_server() else {
@@ -87,11 +145,23 @@ impl NatsChild {
         // A config file, because max_payload has no command-line flag: webhook bodies reach
         // 5 MB, and the default of 1 MB would refuse them.
         let conf = store_dir.join("nats.conf");
+        let users = NatsUsers::load_or_create(store_dir)?;
         let conf_text = format!(
-            "listen: \"127.0.0.1:{port}\"\nmax_payload: {MAX_PAYLOAD}\njetstream {{\n  store_dir: {:?}\n}}\n",
-            store_dir.display().to_string()
+            "listen: \"127.0.0.1:{port}\"\nmax_payload: {MAX_PAYLOAD}\njetstream {{\n  store_dir: {:?}\n}}\n{}",
+            store_dir.display().to_string(),
+            users.authorization(),
         );
-        std::fs::write(&conf, conf_text).with_context(|| format!("writing {}", conf.display()))?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&conf)
+                .with_context(|| format!("writing {}", conf.display()))?;
+            std::io::Write::write_all(&mut file, conf_text.as_bytes())?;
+        }
         let mut child = spawn_server(&bin, &conf)?;
         wait_listening(port).await?;
         let url = format!("nats://127.0.0.1:{port}");
@@ -119,7 +189,7 @@ impl NatsChild {
                 }
             }
         });
-        Ok(NatsChild { url, stop: Some(stop_tx), supervisor })
+        Ok(NatsChild { url, users, stop: Some(stop_tx), supervisor })
     }
 
     /// Stops the server gracefully (SIGTERM lets JetStream flush), then waits for it.

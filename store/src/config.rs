@@ -11,6 +11,10 @@ pub struct Config {
     pub port: u16,
     pub frontend_url: Option<String>,
     pub nats_url: Option<String>,
+    /// `AP_NATS_CREDS`: a NATS `.creds` file (JWT and seed) to connect to an external cluster.
+    pub nats_creds: Option<PathBuf>,
+    /// `AP_NATS_USER` and `AP_NATS_PASSWORD`: a user of an external cluster.
+    pub nats_user: Option<(String, String)>,
     pub shards: u16,
     pub flow_timeout: Duration,
     pub webhook_timeout: Duration,
@@ -165,6 +169,8 @@ impl Config {
             port: num("AP_PORT", get("AP_PORT"), 8080)?,
             frontend_url: get("AP_FRONTEND_URL"),
             nats_url: get("AP_NATS_URL"),
+            nats_creds: get("AP_NATS_CREDS").map(PathBuf::from),
+            nats_user: get("AP_NATS_USER").map(|u| (u, lookup("AP_NATS_PASSWORD").unwrap_or_default())),
             shards,
             flow_timeout: Duration::from_secs(num("AP_FLOW_TIMEOUT_SECONDS", get("AP_FLOW_TIMEOUT_SECONDS"), 600)?),
             webhook_timeout: Duration::from_secs(num(

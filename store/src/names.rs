@@ -135,3 +135,26 @@ pub mod entries {
         format!("flow/{flow_id}/__trigger_poll_state")
     }
 }
+
+/// What each role's NATS user may not publish (the rest is allowed): no process may delete
+/// or purge a stream, a bucket or a consumer; a WORKER may not publish webhooks either (APP
+/// processes ingest them). The embedded server is configured with these, and
+/// docs/deployment.md shows them for a cluster you run.
+pub mod nats_permissions {
+    /// Denied to every Troupe process.
+    pub const DESTRUCTIVE: &[&str] = &[
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        "$JS.API.CONSUMER.DELETE.>",
+        "$JS.API.ACCOUNT.PURGE.>",
+        "$JS.API.STREAM.MSG.DELETE.AP_STATE",
+        "$JS.API.STREAM.MSG.DELETE.AP_EVENTS",
+    ];
+    /// Denied to WORKER processes besides.
+    pub const WORKER_ONLY: &[&str] = &["ap.webhook.>"];
+    /// The users of the embedded server.
+    pub const APP_USER: &str = "troupe-app";
+    pub const WORKER_USER: &str = "troupe-worker";
+    /// For an operator (maintenance, `nats` CLI): no restriction; no Troupe process uses it.
+    pub const ADMIN_USER: &str = "troupe-admin";
+}

@@ -53,10 +53,19 @@ impl NatsServer {
         Self::start_with(Some(bytes)).await
     }
 
+    /// One with `extra` added to its configuration (an `authorization` block, say).
+    pub async fn with_config(extra: &str) -> NatsServer {
+        Self::start_configured(None, extra).await
+    }
+
     async fn start_with(max_file_store: Option<u64>) -> NatsServer {
+        Self::start_configured(max_file_store, "").await
+    }
+
+    async fn start_configured(max_file_store: Option<u64>, extra: &str) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = spawn(&node_config(dir.path(), port, max_file_store, ""));
+        let child = spawn(&node_config(dir.path(), port, max_file_store, extra));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(Instant::now() < deadline, "nats-server did not start");

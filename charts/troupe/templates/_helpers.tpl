@@ -53,6 +53,21 @@ app.kubernetes.io/component: {{ .component }}
   value: /data
 - name: AP_NATS_URL
   value: {{ include "troupe.natsUrl" .root | quote }}
+{{- with .root.Values.natsAuth }}
+- name: AP_NATS_USER
+  value: {{ if .enabled }}{{ if eq $.role "WORKER" }}troupe-worker{{ else }}troupe-app{{ end }}{{ end }}
+- name: AP_NATS_PASSWORD
+  {{- if .enabled }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ if eq $.role "WORKER" }}worker{{ else }}app{{ end }}
+  {{- else }}
+  value: ""
+  {{- end }}
+- name: AP_NATS_CREDS
+  value: {{ .credsFile | quote }}
+{{- end }}
 - name: AP_API_KEY
   valueFrom:
     secretKeyRef:

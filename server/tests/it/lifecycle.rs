@@ -148,3 +148,69 @@ async fn sigterm_lets_the_run_in_flight_finish_and_exits_zero() {
     assert_eq!(run["status"], "SUCCEEDED", "finished during the grace period");
     assert_eq!(run["steps"]["s2"]["status"], "SUCCEEDED");
 }
+
+/// The embedded nats-server's address and the users Troupe made for it.
+fn embedded_nats(t: &Troupe) -> (String, Value) {
+    let dir = t.dir.path().join("nats");
+    let conf = std::fs::read_to_string(dir.join("nats.conf")).unwrap();
+    let listen = conf.lines().find_map(|l| l.strip_prefix("listen: ")).unwrap().trim_matches('"').to_string();
+    let users: Value = serde_json::from_slice(&std::fs::read(dir.join("nats-users.json")).unwrap()).unwrap();
+    (format!("nats://{listen}"), users)
+}
+
+#[tokio::test]
+async fn the_embedded_nats_admits_no_anonymous_client_and_a_worker_cannot_destroy_data() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = Troupe::start().await;
+    let (url, users) = embedded_nats(&t);
+    let mode = std::fs::metadata(t.dir.path().join("nats/nats-users.json")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the passwords are readable by their owner only");
+    assert!(async_nats::connect(&url).await.is_err(), "anonymous clients are refused");
+    let wrong = async_nats::ConnectOptions::with_user_and_password("troupe-worker".into(), "guess".into());
+    assert!(wrong.connect(&url).await.is_err(), "a wrong password is refused");
+
+    let as_user = |user: &str, password: &Value| {
+        async_nats::ConnectOptions::with_user_and_password(user.into(), password.as_str().unwrap().into())
+    };
+    // a denied request gets no answer: wait one second, not the default five
+    let context = |client| {
+        let mut js = async_nats::jetstream::new(client);
+        js.set_timeout(std::time::Duration::from_secs(1));
+        js
+    };
+    let admin = context(as_user("troupe-admin", &users["admin"]).connect(&url).await.unwrap());
+    let bucket = async_nats::jetstream::kv::Config { bucket: "probe".into(), ..Default::default() };
+    admin.create_key_value(bucket).await.expect("the operator's user may do anything");
+    let js = context(as_user("troupe-worker", &users["worker"]).connect(&url).await.unwrap());
+    assert!(js.delete_stream("AP_WEBHOOKS").await.is_err(), "a worker cannot delete a stream");
+    let mut stream = js.get_stream("AP_WEBHOOKS").await.expect("a worker reads streams");
+    assert!(stream.purge().await.is_err(), "a worker cannot purge a stream");
+    assert!(js.delete_key_value("probe").await.is_err(), "a worker cannot delete a bucket");
+    assert!(admin.get_key_value("probe").await.is_ok(), "the bucket is still there");
+    let published =
+        async { js.publish("ap.webhook.0", "forged".into()).await?.await.map(drop).map_err(async_nats::Error::from) };
+    let denied = tokio::time::timeout(std::time::Duration::from_secs(3), published).await;
+    assert!(!matches!(denied, Ok(Ok(()))), "a worker cannot publish a webhook");
+    let app_js = context(as_user("troupe-app", &users["app"]).connect(&url).await.unwrap());
+    assert!(app_js.delete_stream("AP_WEBHOOKS").await.is_err(), "nor can an APP process delete one");
+    assert!(stream.info().await.is_ok());
+
+    // Troupe itself works with its user, across a restart (the passwords are kept)
+    let id = t.publish(webhook_flow(respond(json!({"ok": true})))).await;
+    assert_eq!(t.webhook(&id, "/sync", json!({})).await.status(), 200);
+    t.kill();
+    t.spawn().await;
+    assert_eq!(embedded_nats(&t).1, users, "the same users after a restart");
+    assert_eq!(t.webhook(&id, "/sync", json!({})).await.status(), 200);
+}
+
+#[tokio::test]
+async fn troupe_connects_to_a_cluster_it_does_not_run_with_the_user_it_is_given() {
+    let users = r#"authorization { users = [{user: "svc", password: "s3cret"}] }"#;
+    let nats = troupe_testkit::NatsServer::with_config(&format!("{users}\n")).await;
+    assert!(async_nats::connect(&nats.url).await.is_err(), "the server admits no anonymous client");
+    let t = Troupe::start_with(&[("AP_NATS_URL", &nats.url), ("AP_NATS_USER", "svc"), ("AP_NATS_PASSWORD", "s3cret")])
+        .await;
+    let id = t.publish(webhook_flow(respond(json!({"ok": true})))).await;
+    assert_eq!(t.webhook(&id, "/sync", json!({})).await.status(), 200);
+}
