@@ -76,7 +76,7 @@ pub fn connection(state: &AppState, scope: &Scope, action: &str, conn: &Connecti
 
 /// `GET /api/v1/audit-events`: newest first, seek-paged (`limit`, `cursor`), filtered by
 /// `action` and `projectId` (each may repeat), `userId`, `createdBefore`, `createdAfter`.
-/// A project's key sees its project's events only.
+/// A project's admin (a user, a key) sees its projects' events only.
 pub async fn list(
     state: &AppState,
     scope: &Scope,
@@ -85,11 +85,17 @@ pub async fn list(
     use crate::http::{query_all, query_limit, query_one, query_pairs};
     let q = query_pairs(&req)?;
     let mut project_ids: Vec<String> = query_all(&q, "projectId").into_iter().map(String::from).collect();
-    if let Some(own) = &scope.project {
-        if project_ids.iter().any(|p| p != own) {
-            return Err(ApiError::not_found("project", project_ids.iter().find(|p| *p != own).expect("found")));
+    if let Some(mine) = scope.projects() {
+        // a project's admin sees its projects' events only
+        if let Some(other) = project_ids.iter().find(|p| !mine.contains(p)) {
+            return Err(ApiError::not_found("project", other));
         }
-        project_ids = vec![own.clone()];
+        if project_ids.is_empty() {
+            project_ids = mine;
+            if project_ids.is_empty() {
+                project_ids.push(String::new());
+            }
+        }
     }
     let filter = troupe_store::db::audit::AuditFilter {
         actions: query_all(&q, "action").into_iter().map(String::from).collect(),

@@ -125,48 +125,174 @@ pub fn query_limit(q: &[(String, String)]) -> Result<usize, ApiError> {
     }
 }
 
-/// `Authorization: Bearer <key>` against the stored (hashed) keys.
-/// Who is asking: an admin key sees every project, a project key only its own. Objects of
-/// other projects answer 404, as if they did not exist, so that ids do not leak.
+/// A permission of Activepieces' project roles (its `Permission` names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    ReadFlow,
+    WriteFlow,
+    UpdateFlowStatus,
+    ReadRun,
+    WriteRun,
+    ReadAppConnection,
+    WriteAppConnection,
+    ReadFolder,
+    WriteFolder,
+    ReadProjectMember,
+    WriteProjectMember,
+    ReadInvitation,
+    WriteInvitation,
+    ReadProject,
+}
+
+/// A project role: the seed's "Project Permissions" (Admin, Editor, Operator, Viewer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Editor,
+    Operator,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Editor, Role::Operator, Role::Viewer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "Admin",
+            Role::Editor => "Editor",
+            Role::Operator => "Operator",
+            Role::Viewer => "Viewer",
+        }
+    }
+
+    /// `Admin`, `EDITOR`, `operator`…: any case.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The seed's table: Admin does everything in its project; Editor all but members and
+    /// invitations; Operator runs, connections and turning flows on and off (reading them);
+    /// Viewer reads.
+    pub fn permits(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Editor => !matches!(p, WriteProjectMember | ReadInvitation | WriteInvitation),
+            Role::Operator => matches!(
+                p,
+                ReadFlow
+                    | ReadFolder
+                    | UpdateFlowStatus
+                    | ReadRun
+                    | WriteRun
+                    | ReadAppConnection
+                    | WriteAppConnection
+                    | ReadProjectMember
+                    | ReadProject
+            ),
+            Role::Viewer => {
+                matches!(p, ReadFlow | ReadFolder | ReadRun | ReadAppConnection | ReadProjectMember | ReadProject)
+            }
+        }
+    }
+}
+
+/// What a principal may do: everything (the platform's admin: `AP_API_KEY`, an admin key, a
+/// user whose platform role is ADMIN), or what its role allows in each of its projects.
+#[derive(Clone, Debug)]
+pub enum Grants {
+    Platform,
+    Projects(std::collections::BTreeMap<String, Role>),
+}
+
+/// Who is asking, and what this request needs. Objects of a project the principal may not
+/// see (or may not act on as asked) answer 404, as if they did not exist, so that ids do not
+/// leak; a request no role of the principal allows answers 403.
 #[derive(Clone, Debug)]
 pub struct Scope {
+    /// The one project of a principal that has one (a project's key, a member of one project).
     pub project: Option<String>,
-    /// Who asks, as audit events name them (`{type: API_KEY, id, displayName}`); `None` for
+    /// Who asks, as audit events name them (`{type: API_KEY | USER, id, …}`); `None` for
     /// Troupe itself (a webhook finding its flow).
     pub principal: Option<serde_json::Value>,
+    pub grants: Grants,
+    /// The permission this request needs in the object's project (set by the router).
+    pub need: Option<Permission>,
 }
 
 impl Scope {
     /// Troupe itself: every project, no principal.
     pub fn troupe() -> Scope {
-        Scope { project: None, principal: None }
+        Scope { project: None, principal: None, grants: Grants::Platform, need: None }
+    }
+
+    fn with_grants(principal: serde_json::Value, grants: Grants) -> Scope {
+        let project = match &grants {
+            Grants::Projects(m) if m.len() == 1 => m.keys().next().cloned(),
+            _ => None,
+        };
+        Scope { project, principal: Some(principal), grants, need: None }
+    }
+
+    /// This scope for a request that needs `p`: 403 when no project of the principal allows it.
+    pub fn needing(&self, p: Permission) -> Result<Scope, ApiError> {
+        let allowed = match &self.grants {
+            Grants::Platform => true,
+            Grants::Projects(m) => m.values().any(|r| r.permits(p)),
+        };
+        if !allowed {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                format!("your role does not allow this ({p:?})"),
+            ));
+        }
+        Ok(Scope { need: Some(p), ..self.clone() })
     }
 
     pub fn allows(&self, project: &str) -> bool {
-        self.project.as_deref().is_none_or(|p| p == project)
+        match &self.grants {
+            Grants::Platform => true,
+            Grants::Projects(m) => m.get(project).is_some_and(|r| self.need.is_none_or(|p| r.permits(p))),
+        }
     }
 
-    /// The project a list is about: a project key's own; for an admin, the one asked for (if any).
+    /// The projects this scope may act on as it needs (`None`: every project).
+    pub fn projects(&self) -> Option<Vec<String>> {
+        match &self.grants {
+            Grants::Platform => None,
+            Grants::Projects(m) => Some(m.keys().filter(|p| self.allows(p)).cloned().collect()),
+        }
+    }
+
+    /// The project a list is about: the one asked for, which the principal must see; else its
+    /// one project; for the platform's admin, the one asked for (if any).
     pub fn list_filter(&self, asked: Option<&str>) -> Result<Option<String>, ApiError> {
-        match (&self.project, asked) {
-            (Some(own), Some(other)) if own != other => Err(ApiError::not_found("project", other)),
-            (Some(own), _) => Ok(Some(own.clone())),
-            (None, asked) => Ok(asked.map(String::from)),
+        match (&self.grants, asked) {
+            (Grants::Platform, asked) => Ok(asked.map(String::from)),
+            (Grants::Projects(_), Some(p)) if self.allows(p) => Ok(Some(p.to_string())),
+            (Grants::Projects(_), Some(p)) => Err(ApiError::not_found("project", p)),
+            (Grants::Projects(_), None) => match self.projects().unwrap_or_default().as_slice() {
+                [one] => Ok(Some(one.clone())),
+                [] => Err(ApiError::not_found("project", "any")),
+                _ => Err(ApiError::bad_request("projectId is required: you are a member of several projects")),
+            },
         }
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.project {
-            None => Ok(()),
-            Some(_) => Err(ApiError::new(
+        match self.grants {
+            Grants::Platform => Ok(()),
+            Grants::Projects(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
-                "this API key belongs to a project; managing projects and keys needs an admin key",
+                "managing projects, keys and pieces needs the platform's admin (an admin key or an admin user)",
             )),
         }
     }
 }
 
+/// `Authorization: Bearer <token>`: an API key (stored hashed), or a user's session.
 pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Scope, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m);
     let header = req
@@ -179,11 +305,38 @@ pub fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Scope, 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| unauthorized("Authorization header must be `Bearer <api key>`"))?;
+    if key.starts_with("ses-") {
+        let now = chrono::Utc::now().timestamp();
+        let session = state
+            .store
+            .session(key, now)?
+            .ok_or_else(|| unauthorized("the session has expired or ended; sign in again"))?;
+        let user = state.store.get_user(&session.user_id)?.ok_or_else(|| unauthorized("the user no longer exists"))?;
+        if user.status != "ACTIVE" {
+            return Err(unauthorized("the user is not active"));
+        }
+        let principal = serde_json::json!({"type": "USER", "id": user.id, "userId": user.id, "userEmail": user.email});
+        let grants = if user.platform_role == "ADMIN" {
+            Grants::Platform
+        } else {
+            let roles = state.store.list_members(None, Some(&user.id))?;
+            Grants::Projects(
+                roles.into_iter().filter_map(|m| Role::parse(&m.role).map(|r| (m.project_id, r))).collect(),
+            )
+        };
+        return Ok(Scope::with_grants(principal, grants));
+    }
     match state.store.api_key(key)? {
-        Some(rec) => Ok(Scope {
-            principal: Some(serde_json::json!({"type": "API_KEY", "id": rec.id, "displayName": rec.display_name})),
-            project: rec.project_id,
-        }),
+        Some(rec) => {
+            let principal = serde_json::json!({"type": "API_KEY", "id": rec.id, "displayName": rec.display_name});
+            let grants = match rec.project_id {
+                None => Grants::Platform,
+                Some(p) => {
+                    Grants::Projects([(p, rec.role.as_deref().and_then(Role::parse).unwrap_or(Role::Admin))].into())
+                }
+            };
+            Ok(Scope::with_grants(principal, grants))
+        }
         None => Err(unauthorized("invalid API key")),
     }
 }

@@ -15,6 +15,7 @@ pub mod metric_definitions;
 pub mod replies;
 pub mod resume;
 pub mod server;
+pub mod users;
 pub mod webhooks;
 
 use async_nats::jetstream;

@@ -2,6 +2,7 @@
 //! connection cap, and the routing table.
 
 use crate::error::{json_response, ApiError};
+use crate::http::Permission;
 use crate::{api, http, webhooks, AppState};
 use anyhow::Context;
 use bytes::Bytes;
@@ -102,6 +103,42 @@ fn method_not_allowed(allowed: &str) -> ApiError {
     )
 }
 
+/// What a route of `/api/v1` needs of the principal.
+#[derive(Debug, PartialEq)]
+pub enum Need {
+    /// A permission of the principal's role in the object's project.
+    Permission(Permission),
+    /// The platform's admin (projects, keys, pieces, modules).
+    PlatformAdmin,
+    /// Any principal (what it reads is filtered to its projects; flow operations check their
+    /// own permission: publishing and turning on or off is `UpdateFlowStatus`).
+    Authenticated,
+}
+
+/// The permission table of the API: every route of `/api/v1` and what it needs.
+pub fn need(rest: &[&str], method: &Method) -> Need {
+    use Permission::*;
+    let read = method == Method::GET;
+    let p = Need::Permission;
+    match rest {
+        ["flows", _] if method == Method::POST => Need::Authenticated,
+        ["flows", ..] => p(if read { ReadFlow } else { WriteFlow }),
+        ["folders", ..] => p(if read { ReadFolder } else { WriteFolder }),
+        ["flow-runs", ..] => p(if read { ReadRun } else { WriteRun }),
+        ["app-connections", ..] => p(if read { ReadAppConnection } else { WriteAppConnection }),
+        ["project-members", ..] => p(if read { ReadProjectMember } else { WriteProjectMember }),
+        ["user-invitations", ..] => p(if read { ReadInvitation } else { WriteInvitation }),
+        ["audit-events", ..] => p(WriteProjectMember),
+        ["sample-data" | "trigger-events", ..] => p(if read { ReadFlow } else { WriteFlow }),
+        ["step-run" | "test-trigger", ..] => p(WriteFlow),
+        ["pieces", "options"] => p(WriteFlow),
+        ["projects"] | ["pieces", ..] if read => Need::Authenticated,
+        ["projects", _] if read => p(ReadProject),
+        ["wasm-modules", ..] if read => p(ReadFlow),
+        _ => Need::PlatformAdmin,
+    }
+}
+
 async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -161,8 +198,19 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
             let token = api::engine::token(state, &req)?.expect("checked");
             api::engine::store_entries(state, &token, req).await
         }
+        ["api", "v1", "authentication", action] if method == Method::POST => {
+            crate::users::authentication(state, action, req).await
+        }
         ["api", "v1", rest @ ..] => {
             let scope = &http::authenticate(state, &req)?;
+            let scope = &match need(rest, &method) {
+                Need::Permission(p) => scope.needing(p)?,
+                Need::PlatformAdmin => {
+                    scope.require_admin()?;
+                    scope.clone()
+                }
+                Need::Authenticated => scope.clone(),
+            };
             match (rest, &method) {
                 (["flows"], &Method::POST) => api::flows::create(state, scope, req).await,
                 (["flows"], &Method::GET) => api::flows::list(state, scope, req).await,
@@ -235,6 +283,14 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
                 (["trigger-events"], &Method::POST) => api::sample_data::save_trigger_event(state, scope, req).await,
                 (["step-run" | "test-trigger"] | ["sample-data", "test-step"], _) => Err(method_not_allowed("POST")),
                 (["trigger-events"], _) => Err(method_not_allowed("GET or POST")),
+                (["project-members"], &Method::GET) => crate::users::list_members(state, scope, req).await,
+                (["project-members", id], &Method::POST) => crate::users::update_member(state, scope, id, req).await,
+                (["project-members", id], &Method::DELETE) => crate::users::delete_member(state, scope, id).await,
+                (["project-members", ..], _) => Err(method_not_allowed("GET, POST or DELETE")),
+                (["user-invitations"], &Method::POST) => crate::users::invite(state, scope, req).await,
+                (["user-invitations"], &Method::GET) => crate::users::list_invitations(state, scope, req).await,
+                (["user-invitations", id], &Method::DELETE) => crate::users::delete_invitation(state, scope, id).await,
+                (["user-invitations", ..], _) => Err(method_not_allowed("GET, POST or DELETE")),
                 (["audit-events"], &Method::GET) => crate::audit::list(state, scope, req).await,
                 (["audit-events"], _) => Err(method_not_allowed("GET")),
                 (["wasm-modules"], &Method::POST) => api::wasm_modules::upload(state, req).await,

@@ -202,6 +202,11 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     unlock_store(config, &store)?;
     if config.container_type != ContainerType::Worker {
         ensure_api_key(config, &store)?;
+        troupe_gateway::users::ensure_first_admin(
+            &store,
+            config.admin_email.as_deref(),
+            config.admin_password.as_deref(),
+        )?;
     }
     store.flush().await?;
 

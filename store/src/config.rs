@@ -15,6 +15,10 @@ pub struct Config {
     pub nats_creds: Option<PathBuf>,
     /// `AP_NATS_USER` and `AP_NATS_PASSWORD`: a user of an external cluster.
     pub nats_user: Option<(String, String)>,
+    /// `AP_ADMIN_EMAIL` and `AP_ADMIN_PASSWORD`: the platform's first admin user, made at
+    /// start when no user has that email.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
     pub shards: u16,
     pub flow_timeout: Duration,
     pub webhook_timeout: Duration,
@@ -171,6 +175,8 @@ impl Config {
             nats_url: get("AP_NATS_URL"),
             nats_creds: get("AP_NATS_CREDS").map(PathBuf::from),
             nats_user: get("AP_NATS_USER").map(|u| (u, lookup("AP_NATS_PASSWORD").unwrap_or_default())),
+            admin_email: get("AP_ADMIN_EMAIL"),
+            admin_password: get("AP_ADMIN_PASSWORD"),
             shards,
             flow_timeout: Duration::from_secs(num("AP_FLOW_TIMEOUT_SECONDS", get("AP_FLOW_TIMEOUT_SECONDS"), 600)?),
             webhook_timeout: Duration::from_secs(num(

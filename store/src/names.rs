@@ -52,6 +52,16 @@ pub mod trees {
     pub const AUDIT_EVENTS: &str = "audit_events";
     /// `created (u64 be) ‖ event id` → `()`: the seek-pagination order of audit events.
     pub const AUDIT_ORDER: &str = "audit_order";
+    /// user id → user (email, argon2id password hash, platform role).
+    pub const USERS: &str = "users";
+    /// lower-cased email → user id.
+    pub const USER_EMAILS: &str = "user_emails";
+    /// sha-256 of a session token (hex) → session (user, expiry).
+    pub const SESSIONS: &str = "sessions";
+    /// member id → project member (project, user, role).
+    pub const MEMBERS: &str = "project_members";
+    /// invitation id → user invitation (email, project, role, status).
+    pub const INVITATIONS: &str = "user_invitations";
 }
 
 /// JetStream streams and subjects.

@@ -78,6 +78,14 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "troupe.secretName" .root }}
       key: AP_ENCRYPTION_KEY
+- name: AP_ADMIN_EMAIL
+  value: {{ .root.Values.admin.email | quote }}
+- name: AP_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "troupe.secretName" .root }}
+      key: AP_ADMIN_PASSWORD
+      optional: true
 - name: AP_APP_WEBHOOK_SECRETS
   valueFrom:
     secretKeyRef:

@@ -119,6 +119,9 @@ pub async fn list_projects(state: &AppState, scope: &Scope) -> Resp {
 struct CreateKey {
     display_name: String,
     project_id: String,
+    /// The key's role in its project (`Admin` when not given).
+    #[serde(default)]
+    role: Option<String>,
 }
 
 pub async fn create_key(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Resp {
@@ -127,7 +130,15 @@ pub async fn create_key(state: &AppState, scope: &Scope, req: Request<Incoming>)
     if !state.store.project_exists(&body.project_id)? {
         return Err(ApiError::not_found("project", &body.project_id));
     }
-    let (rec, key) = state.store.create_project_key(&body.project_id, &body.display_name)?;
+    let role = match body.role.as_deref() {
+        None => None,
+        Some(r) => Some(
+            crate::http::Role::parse(r)
+                .ok_or_else(|| ApiError::bad_request(format!("role {r:?} must be Admin, Editor, Operator or Viewer")))?
+                .name(),
+        ),
+    };
+    let (rec, key) = state.store.create_project_key(&body.project_id, &body.display_name, role)?;
     state.store.flush().await?;
     let mut out = serde_json::to_value(&rec).expect("serializes");
     out["value"] = json!(key);

@@ -562,6 +562,12 @@ const OPERATIONS: &str = "IMPORT_FLOW, UPDATE_TRIGGER, ADD_ACTION, UPDATE_ACTION
 pub async fn operate(state: &AppState, scope: &Scope, id: &str, req: Request<Incoming>) -> Resp {
     let op: OperationEnvelope = read_json(req, state.config.api_body_limit).await?;
     let audited_request = json!({"type": op.kind, "request": op.request});
+    // publishing and turning a flow on or off is its own permission (an Operator's)
+    let permission = match op.kind.as_str() {
+        "LOCK_AND_PUBLISH" | "CHANGE_STATUS" => crate::http::Permission::UpdateFlowStatus,
+        _ => crate::http::Permission::WriteFlow,
+    };
+    let scope = &scope.needing(permission)?;
     let mut flow = load_flow(state, scope, id)?;
     let before = flow.clone();
     let edit_error = |e: flow_ops::EditError| ApiError::bad_request(e.to_string());

@@ -20,5 +20,6 @@ mod observability;
 mod oracle;
 mod pauses;
 mod pieces;
+mod roles;
 mod runs;
 mod sample_data;

@@ -14,6 +14,9 @@ pub struct ApiKeyRecord {
     /// key), which sees every project and manages keys and projects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
+    /// A project key's role there (`Admin`, `Editor`, `Operator`, `Viewer`); Admin when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Hashes an API key for storage; the key itself is never stored.
@@ -28,19 +31,26 @@ impl Store {
             created: crate::ids::now_iso(),
             display_name: display_name.into(),
             project_id: None,
+            role: None,
         };
         self.api_keys.insert(hash_api_key(key).as_bytes(), to_json(&rec))?;
         Ok(())
     }
 
     /// A new key for one project; the key itself is returned once and only its hash is kept.
-    pub fn create_project_key(&self, project_id: &str, display_name: &str) -> Result<(ApiKeyRecord, String)> {
+    pub fn create_project_key(
+        &self,
+        project_id: &str,
+        display_name: &str,
+        role: Option<&str>,
+    ) -> Result<(ApiKeyRecord, String)> {
         let key = format!("sk-{}{}", crate::ids::new_id(), crate::ids::new_id());
         let rec = ApiKeyRecord {
             id: crate::ids::new_id(),
             created: crate::ids::now_iso(),
             display_name: display_name.into(),
             project_id: Some(project_id.into()),
+            role: role.map(String::from),
         };
         self.api_keys.insert(hash_api_key(&key).as_bytes(), to_json(&rec))?;
         Ok((rec, key))

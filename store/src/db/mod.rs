@@ -24,6 +24,7 @@ mod replicated_tree;
 mod runs;
 mod sample_data;
 mod timers;
+pub mod users;
 mod wasm_modules;
 
 pub use api_keys::{hash_api_key, ApiKeyRecord};
@@ -112,6 +113,11 @@ pub struct Store {
     folders: RTree,
     audit_events: RTree,
     audit_order: RTree,
+    users: RTree,
+    user_emails: RTree,
+    sessions: RTree,
+    members: RTree,
+    invitations: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
 }
@@ -177,6 +183,11 @@ impl Store {
             folders: t(trees::FOLDERS)?,
             audit_events: t(trees::AUDIT_EVENTS)?,
             audit_order: t(trees::AUDIT_ORDER)?,
+            users: t(trees::USERS)?,
+            user_emails: t(trees::USER_EMAILS)?,
+            sessions: t(trees::SESSIONS)?,
+            members: t(trees::MEMBERS)?,
+            invitations: t(trees::INVITATIONS)?,
             cipher: Default::default(),
             replication,
             group_commit: GroupCommit::start(db),
@@ -271,6 +282,11 @@ impl Store {
             &self.folders,
             &self.audit_events,
             &self.audit_order,
+            &self.users,
+            &self.user_emails,
+            &self.sessions,
+            &self.members,
+            &self.invitations,
         ]
     }
 }
