@@ -83,8 +83,8 @@ bench-cluster: nats toolchain
     cargo build --release -p troupe -p troupe-loadtest
     ./scripts/bench-cluster.sh
 
-# The property tests (generated imports, flow operations, templates, webhooks) run long: `cases` per
-# property (`just test` runs 256).
+# The property tests (generated imports, flow operations, templates and expressions, webhooks, API
+# bodies) run long: `cases` per property (`just test` runs 256).
 fuzz cases="20000": toolchain
     PROPTEST_CASES={{cases}} cargo nextest run -p troupe-store -p troupe-actors --test fuzz --no-capture
-    PROPTEST_CASES={{cases}} cargo nextest run -p troupe-gateway any_webhook_becomes_a_payload
+    PROPTEST_CASES={{cases}} cargo nextest run -p troupe-gateway any_webhook_becomes_a_payload api::fuzz::

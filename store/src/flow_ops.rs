@@ -21,6 +21,8 @@ pub enum EditError {
     TriggerNotDeletable,
     #[error("note {0:?} does not exist in this flow")]
     UnknownNote(String),
+    #[error("a note must be an object")]
+    NoteNotAnObject,
 }
 
 mod edits;

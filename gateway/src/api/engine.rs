@@ -31,11 +31,19 @@ pub fn token(state: &AppState, req: &Request<Incoming>) -> Result<Option<EngineT
 }
 
 /// The entry key of an Activepieces store key, for the token's project.
-fn entry_key(token: &EngineToken, key: &str) -> String {
+pub(super) fn entry_key(token: &EngineToken, key: &str) -> String {
     match key.strip_prefix("flow_").and_then(|rest| rest.split_once('/')) {
         Some((flow, k)) => format!("flow/{flow}/{k}"),
         None => format!("project/{}/{key}", token.project_id),
     }
+}
+
+/// The body of `POST /store-entries`.
+#[derive(serde::Deserialize)]
+pub(super) struct Put {
+    pub(super) key: String,
+    #[serde(default)]
+    value: Value,
 }
 
 pub async fn store_entries(state: &AppState, token: &EngineToken, req: Request<Incoming>) -> Resp {
@@ -49,12 +57,6 @@ pub async fn store_entries(state: &AppState, token: &EngineToken, req: Request<I
     };
     match *req.method() {
         Method::POST => {
-            #[derive(serde::Deserialize)]
-            struct Put {
-                key: String,
-                #[serde(default)]
-                value: Value,
-            }
             let put: Put = read_json(req, state.config.api_body_limit).await?;
             check(&put.key)?;
             let size = serde_json::to_vec(&put.value).map(|v| v.len()).unwrap_or(0);

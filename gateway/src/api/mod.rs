@@ -5,6 +5,8 @@ pub mod connections;
 pub mod engine;
 pub mod flows;
 pub mod folders;
+#[cfg(test)]
+mod fuzz;
 pub mod pieces;
 pub mod runs;
 pub mod sample_data;

@@ -15,7 +15,7 @@ use troupe_store::run::{steps_object, FlowRun, RunConflict, RunStatus};
 
 type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
-fn statuses(list: Vec<&str>) -> Result<Vec<RunStatus>, ApiError> {
+pub(super) fn statuses(list: Vec<&str>) -> Result<Vec<RunStatus>, ApiError> {
     list.into_iter()
         .map(|s| RunStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown run status {s:?}"))))
         .collect()
@@ -47,7 +47,7 @@ pub async fn list(state: &AppState, scope: &Scope, req: Request<Incoming>) -> Re
 /// kin): the runs named, or every run the filters select, less the excluded.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Bulk {
+pub(super) struct Bulk {
     #[serde(default)]
     project_id: Option<String>,
     #[serde(default)]
@@ -55,7 +55,7 @@ struct Bulk {
     #[serde(default)]
     exclude_flow_run_ids: Vec<String>,
     #[serde(default)]
-    status: Vec<String>,
+    pub(super) status: Vec<String>,
     #[serde(default)]
     flow_id: Vec<String>,
     #[serde(default)]
@@ -178,7 +178,7 @@ pub async fn get(state: &AppState, scope: &Scope, id: &str) -> Resp {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RetryRequest {
+pub(super) struct RetryRequest {
     strategy: RetryStrategy,
 }
 

@@ -338,10 +338,12 @@ pub fn edit_notes(version: &mut FlowVersion, kind: &str, request: Value) -> Resu
     let now = Value::String(crate::ids::now_iso());
     match kind {
         "ADD_NOTE" => {
-            let mut note = request;
-            note["createdAt"] = now.clone();
-            note["updatedAt"] = now;
-            list.push(note);
+            let Value::Object(mut note) = request else {
+                return Err(EditError::NoteNotAnObject);
+            };
+            note.insert("createdAt".into(), now.clone());
+            note.insert("updatedAt".into(), now);
+            list.push(Value::Object(note));
         }
         "UPDATE_NOTE" => {
             let note = list.iter_mut().find(|n| n["id"] == id.as_str()).ok_or(EditError::UnknownNote(id))?;

@@ -139,4 +139,9 @@ fn steps_are_skipped_and_notes_kept() {
     edit_notes(&mut v, "DELETE_NOTE", json!({"id": "n1"})).unwrap();
     assert_eq!(v.extra["notes"], json!([]));
     assert!(matches!(edit_notes(&mut v, "DELETE_NOTE", json!({"id": "n1"})), Err(EditError::UnknownNote(_))));
+    // found by the API's property tests: a note that is no object was indexed as one (a panic)
+    for request in [json!(false), json!([]), json!(null), json!("n1")] {
+        assert_eq!(edit_notes(&mut v, "ADD_NOTE", request), Err(EditError::NoteNotAnObject));
+    }
+    assert_eq!(v.extra["notes"], json!([]));
 }
