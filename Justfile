@@ -69,6 +69,12 @@ check: toolchain
 
 # The fault-injection suite alone (the `faults` module of the integration tests), with its
 # counts printed.
+# The chaos soak: a 3-node NATS cluster, an APP and three WORKERs under steady webhook load,
+# a random process SIGKILLed every 20-60 s; every accepted webhook must run exactly once.
+chaos seconds="1800": nats toolchain
+    cargo build -p troupe
+    TROUPE_CHAOS_SECONDS={{seconds}} cargo nextest run -p troupe --test it --run-ignored only --no-capture chaos::
+
 faults: nats toolchain
     cargo build -p troupe
     cargo nextest run -p troupe --test it --no-capture faults::

@@ -48,6 +48,15 @@ pub static CONSUMER_LAG: LazyLock<GaugeVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+pub static CONSUMER_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "troupe_consumer_restarts_total",
+        "Times a shard's consumer task ended (a panic) and was started again",
+        &["shard"]
+    )
+    .unwrap()
+});
+
 pub static LIVE_ACTORS: LazyLock<IntGaugeVec> =
     LazyLock::new(|| register_int_gauge_vec!("troupe_live_actors", "Live actors by kind", &["kind"]).unwrap());
 
@@ -82,6 +91,7 @@ pub fn register() {
     LazyLock::force(&RUNS_PAUSED);
     LazyLock::force(&PAUSED_RUNS);
     LazyLock::force(&CONSUMER_LAG);
+    LazyLock::force(&CONSUMER_RESTARTS);
     LazyLock::force(&LIVE_ACTORS);
     LazyLock::force(&OWNED_SHARDS);
     LazyLock::force(&RUNS_CREATED);

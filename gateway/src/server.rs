@@ -42,7 +42,28 @@ pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcce
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves until `shutdown` turns true, then stops accepting.
+/// How long a shutdown waits for the requests in flight (a sync webhook waiting for its run,
+/// an upload) before the process goes on stopping.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves one connection until it ends; when `stop` turns true, an idle connection closes at
+/// once and a busy one after its response (hyper's graceful shutdown).
+macro_rules! serve_until_stopped {
+    ($conn:expr, $stop:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = async { drop($stop.wait_for(|s| *s).await) } => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+
+/// Serves until `shutdown` turns true, then stops accepting and waits (up to
+/// [`SHUTDOWN_GRACE`]) for the open connections to finish what they were answering.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -53,18 +74,19 @@ pub async fn serve(
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("never closed"),
-            _ = shutdown.changed() => return,
+            _ = shutdown.wait_for(|s| *s) => break,
         };
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
@@ -72,19 +94,30 @@ pub async fn serve(
             });
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => http1::Builder::new().serve_connection(TokioIo::new(s), svc).await,
+                    Ok(s) => serve_until_stopped!(http1::Builder::new().serve_connection(TokioIo::new(s), svc), stop),
                     Err(e) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
                 },
-                None => http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await,
+                None => serve_until_stopped!(http1::Builder::new().serve_connection(TokioIo::new(stream), svc), stop),
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
         });
+    }
+    drop(listener);
+    // every permit back: every connection has ended
+    let open = MAX_CONNECTIONS - permits.available_permits();
+    if open > 0 {
+        tracing::info!(open, "waiting for open HTTP connections to finish");
+        let all = permits.acquire_many(MAX_CONNECTIONS as u32);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            let left = MAX_CONNECTIONS - permits.available_permits();
+            tracing::warn!(left, "HTTP connections still open after the grace period; closing them");
+        }
     }
 }
 

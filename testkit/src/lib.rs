@@ -107,6 +107,7 @@ fn spawn(conf: &Path) -> Child {
 /// Three nats-server nodes in one cluster, JetStream on each; `url` lists all three.
 pub struct NatsCluster {
     nodes: Vec<Option<Child>>,
+    confs: Vec<PathBuf>,
     pub url: String,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -118,12 +119,15 @@ impl NatsCluster {
         let routes = ports.iter().map(|(_, c)| format!("\"nats://127.0.0.1:{c}\"")).collect::<Vec<_>>().join(", ");
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
+        let mut confs = Vec::new();
         for (i, (port, cport)) in ports.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let cluster = format!(
                 "server_name: n{i}\ncluster {{\n  name: troupe\n  listen: \"127.0.0.1:{cport}\"\n  routes: [{routes}]\n}}\n"
             );
-            nodes.push(Some(spawn(&node_config(dir.path(), *port, max_file_store, &cluster))));
+            let conf = node_config(dir.path(), *port, max_file_store, &cluster);
+            nodes.push(Some(spawn(&conf)));
+            confs.push(conf);
             dirs.push(dir);
         }
         let url = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
@@ -148,7 +152,7 @@ impl NatsCluster {
             assert!(Instant::now() < deadline, "the NATS cluster did not form");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        NatsCluster { nodes, url, _dirs: dirs }
+        NatsCluster { nodes, confs, url, _dirs: dirs }
     }
 
     /// kill -9 one node.
@@ -156,6 +160,13 @@ impl NatsCluster {
         if let Some(mut c) = self.nodes[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed node again, on its port and store.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].is_none() {
+            self.nodes[i] = Some(spawn(&self.confs[i]));
         }
     }
 }

@@ -136,6 +136,21 @@ fn crash_before_ack_if_asked(created: usize) {
     }
 }
 
+/// Fault injection for tests: `TROUPE_FAULT_CONSUMER_PANIC=n` panics the consumer task once,
+/// after `n` runs were recorded and before their messages are acked (they come back).
+fn panic_if_asked(created: usize) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let Some(limit) = *LIMIT.get_or_init(|| std::env::var("TROUPE_FAULT_CONSUMER_PANIC").ok()?.parse().ok()) else {
+        return;
+    };
+    if SEEN.fetch_add(created, Ordering::SeqCst) + created >= limit && !DONE.swap(true, Ordering::SeqCst) {
+        panic!("TROUPE_FAULT_CONSUMER_PANIC reached: the consumer panics");
+    }
+}
+
 /// What became of one shard message.
 enum Handled {
     /// Ack it; with the runs to start.
@@ -327,6 +342,7 @@ pub(super) async fn consume(
                 continue;
             }
             crash_before_ack_if_asked(n_created);
+            panic_if_asked(n_created);
             for m in to_ack {
                 if let Err(e) = m.ack().await {
                     tracing::warn!(shard, error = %e, "ack failed; the redelivery will find its run");

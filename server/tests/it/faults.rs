@@ -220,3 +220,32 @@ async fn webhooks_a_consumer_never_delivers_are_taken_from_the_stream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_shard_consumer_that_panics_is_started_again_and_loses_no_webhook() {
+    let t = Troupe::start_logged(&[("TROUPE_FAULT_CONSUMER_PANIC", "3")]).await;
+    let echo = piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}}));
+    let id = t.publish(webhook_flow(echo)).await;
+    for n in 0..20u64 {
+        assert!(t.webhook(&id, "", json!({"n": n})).await.status().is_success());
+    }
+    // the runs of the batch it panicked on were recorded; their messages come back (ack_wait)
+    // to a new consumer, which finds them made: every webhook once, the later ones too
+    let runs = t.wait_runs(&id, 20).await;
+    let mut seen = HashSet::new();
+    for r in &runs {
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        let run = t.run(r["id"].as_str().unwrap()).await;
+        assert!(seen.insert(run["steps"]["step_1"]["output"]["n"].as_u64().unwrap()), "a webhook ran twice");
+    }
+    assert_eq!(seen.len(), 20);
+    let metrics = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let restarts: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("troupe_consumer_restarts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(restarts, 1.0, "one restart, counted");
+    let log = std::fs::read_to_string(t.log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("the shard's consumer stopped; restarting it"), "logged");
+}

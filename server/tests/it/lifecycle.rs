@@ -214,3 +214,35 @@ async fn troupe_connects_to_a_cluster_it_does_not_run_with_the_user_it_is_given(
     let id = t.publish(webhook_flow(respond(json!({"ok": true})))).await;
     assert_eq!(t.webhook(&id, "/sync", json!({})).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_a_sync_webhook_in_flight_get_its_answer() {
+    // an APP whose run is on a WORKER: only waiting for the connection keeps the answer
+    let nats = troupe_testkit::NatsServer::start().await;
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let env = |role| {
+        [
+            ("AP_CONTAINER_TYPE", role),
+            ("AP_NATS_URL", nats.url.as_str()),
+            ("AP_ENCRYPTION_KEY", key),
+            ("TROUPE_DEBUG_PIECES", "1"),
+        ]
+    };
+    let _worker = Troupe::start_with(&env("WORKER")).await;
+    let mut app = Troupe::start_with(&env("APP")).await;
+    let flow = webhook_flow(chain(vec![debug("slow", "sleep", json!({"ms": 2000})), respond(json!({"done": true}))]));
+    let id = app.publish(flow).await;
+    let (client, url) = (app.client.clone(), app.url(&format!("/api/v1/webhooks/{id}/sync")));
+    let request = tokio::spawn(async move { client.post(url).json(&json!({})).send().await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = app.terminate();
+        (app, status)
+    });
+    let answer = request.await.unwrap().expect("the connection was not cut");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body, json!({"done": true}), "the run finished during the shutdown and was answered");
+    let (_app, status) = exit.await.unwrap();
+    assert!(status.success(), "{status:?}");
+}

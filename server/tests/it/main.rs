@@ -8,6 +8,7 @@ mod support;
 
 mod api;
 mod audit;
+mod chaos;
 mod chart;
 mod cluster;
 mod code;
