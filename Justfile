@@ -69,15 +69,22 @@ check: toolchain
 
 # The fault-injection suite alone (the `faults` module of the integration tests), with its
 # counts printed.
-# The chaos soak: a 3-node NATS cluster, an APP and three WORKERs under steady webhook load,
-# a random process SIGKILLed every 20-60 s; every accepted webhook must run exactly once.
-chaos seconds="1800": nats toolchain
-    cargo build -p troupe
-    TROUPE_CHAOS_SECONDS={{seconds}} cargo nextest run -p troupe --test it --run-ignored only --no-capture chaos::
-
 faults: nats toolchain
     cargo build -p troupe
     cargo nextest run -p troupe --test it --no-capture faults::
+
+# The chaos soak: a 3-node NATS cluster, an APP and three WORKERs under steady webhook load,
+# a random process SIGKILLed every 20-60 s; every accepted webhook must run exactly once.
+chaos seconds="1800": nats toolchain
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -p troupe
+    export TROUPE_CHAOS_SECONDS={{seconds}}
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run -p troupe --test it --run-ignored only --no-capture chaos::
+    else
+        cargo test -p troupe --test it chaos:: -- --ignored --nocapture
+    fi
 
 # Benchmarks: a release troupe, the loadtest scenarios, results into docs/performance.md.
 bench: nats toolchain

@@ -139,38 +139,9 @@ async fn chaos_soak_every_accepted_webhook_runs_exactly_once() {
     assert!(accepted_count as u64 > total / 2, "most webhooks are accepted");
 
     // every accepted webhook: exactly one run, succeeded, with its own n; nothing stuck
-    let app = &procs[0];
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut checked = 0;
-    for id in &flows {
-        let want = accepted.get(id).cloned().unwrap_or_default();
-        let runs = loop {
-            let runs = app.all_runs(id).await;
-            let done = runs.iter().filter(|r| r["status"] == "SUCCEEDED").count();
-            if done >= want.len() {
-                break runs;
-            }
-            if Instant::now() > deadline {
-                let stuck: Vec<String> = runs
-                    .iter()
-                    .filter(|r| r["status"] != "SUCCEEDED")
-                    .map(|r| format!("{} {}", r["id"], r["status"]))
-                    .take(20)
-                    .collect();
-                panic!("flow {id}: {done} of {} runs succeeded within 5 min; not done: {stuck:?}", want.len());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
-        assert_eq!(runs.len(), want.len(), "flow {id}: a webhook made more than one run");
-        let mut seen = BTreeSet::new();
-        for r in &runs {
-            let run = app.run(r["id"].as_str().unwrap()).await;
-            let n = run["steps"]["step_1"]["output"]["n"].as_u64().unwrap_or_else(|| panic!("{run}"));
-            assert!(seen.insert(n), "webhook {n} of flow {id} ran twice");
-            checked += 1;
-        }
-        assert_eq!(seen, want, "flow {id}: runs and accepted webhooks differ");
-    }
+    let workers: Vec<&Troupe> = procs[1..].iter().collect();
+    let checked =
+        crate::cluster::assert_exactly_once(&procs[0], &flows, &accepted, &workers, Duration::from_secs(300)).await;
     let kills: u32 = injections.values().sum();
     eprintln!(
         "CHAOS RESULT: {seconds} s, seed {seed}: {kills} SIGKILLs {injections:?}; {total} webhooks sent, \
