@@ -26,6 +26,13 @@ type Resp = Result<Response<Full<Bytes>>, ApiError>;
 pub const SESSION_TTL: i64 = 7 * 24 * 3600;
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 8;
+/// Failed sign-ins an email may have within [`LOCKOUT`] before it is refused for the rest of it.
+pub const MAX_FAILURES: u32 = 5;
+pub const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Failed sign-ins by email in this process: (count, first failure).
+static FAILURES: std::sync::LazyLock<dashmap::DashMap<String, (u32, std::time::Instant)>> =
+    std::sync::LazyLock::new(Default::default);
 
 fn hash_password(password: &str) -> Result<String, ApiError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -174,10 +181,33 @@ pub async fn authentication(state: &AppState, action: &str, req: Request<Incomin
 
 fn sign_in(state: &AppState, body: &Credentials) -> Result<User, ApiError> {
     let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "invalid email or password");
+    // guessing is slowed down: after MAX_FAILURES an email waits out the LOCKOUT
+    let email = body.email.trim().to_lowercase();
+    if let Some(entry) = FAILURES.get(&email) {
+        let (count, since) = *entry;
+        if count >= MAX_FAILURES && since.elapsed() < LOCKOUT {
+            let wait = (LOCKOUT - since.elapsed()).as_secs();
+            let err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_SIGN_IN_ATTEMPTS",
+                format!("too many failed sign-ins for this email; try again in {wait} s"),
+            );
+            return Err(ApiError { retry_after: Some(wait.max(1)), ..err });
+        }
+    }
     let user = state.store.user_by_email(&body.email)?;
     match user {
-        Some(u) if u.status == "ACTIVE" && password_matches(&body.password, &u.password_hash) => Ok(u),
+        Some(u) if u.status == "ACTIVE" && password_matches(&body.password, &u.password_hash) => {
+            FAILURES.remove(&email);
+            Ok(u)
+        }
         other => {
+            let mut entry = FAILURES.entry(email).or_insert((0, std::time::Instant::now()));
+            if entry.1.elapsed() >= LOCKOUT {
+                *entry = (0, std::time::Instant::now());
+            }
+            entry.0 += 1;
+            drop(entry);
             // the failed attempt is audited too (who tried, never what password)
             let data = json!({"user": other.as_ref().map(user_meta).unwrap_or_else(|| json!({"email": body.email}))});
             let mut failed = event("user.signed.in", None, None, data);

@@ -311,3 +311,15 @@ async fn every_role_meets_the_permission_table_on_every_endpoint() {
     assert!(text.contains("\"FAILED\"") && text.contains("editor@example.com"), "{events}");
     assert!(!text.contains("password-of-8") && !text.contains(ADMIN_PASSWORD), "no password in any event");
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_lock_the_email_out_for_a_while() {
+    let t = Troupe::start_with(&[("AP_ADMIN_EMAIL", ADMIN_EMAIL), ("AP_ADMIN_PASSWORD", ADMIN_PASSWORD)]).await;
+    for _ in 0..5 {
+        assert_eq!(sign(&t, "sign-in", ADMIN_EMAIL, "not the password").await.0, 401);
+    }
+    let (status, body) = sign(&t, "sign-in", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(status, 429, "even the right password waits out the lockout: {body}");
+    assert_eq!(body["code"], "TOO_MANY_SIGN_IN_ATTEMPTS");
+    assert_eq!(sign(&t, "sign-in", "other@example.com", "whatever-1").await.0, 401, "other emails are not locked");
+}
