@@ -466,17 +466,7 @@ async fn projects_are_read_updated_and_deleted_with_their_external_ids() {
 /// `@activepieces/shared` (the version its clients use) installed once per machine under the
 /// target directory, for its zod schemas.
 pub(crate) fn shared_schemas() -> std::path::PathBuf {
-    let dir = std::path::Path::new(BUILD.tmpdir).join("ap-shared-0.96.2");
-    if !dir.join("node_modules/@activepieces/shared").exists() {
-        let out = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg("@activepieces/shared@0.96.2")
-            .output()
-            .expect("npm runs");
-        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    dir
+    npm_installed("ap-shared-0.96.2-v2", &["@activepieces/shared@0.96.2"])
 }
 
 #[tokio::test]

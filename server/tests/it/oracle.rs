@@ -10,22 +10,25 @@ use serde_json::{json, Value};
 /// The libraries the packages call, at the versions Activepieces pins, installed once per
 /// machine beside the oracle's scripts.
 fn oracle() -> std::path::PathBuf {
-    let dir = std::path::Path::new(BUILD.tmpdir).join("ap-oracle");
-    if !dir.join("node_modules/safe-flat").exists() {
-        let out = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .args(["showdown@2.1.0", "slugify@1.6.6", "string-strip-html@8.5.0", "dayjs@1.11.9", "zod@4.3.6"])
-            .args(["@joplin/turndown@4.0.85", "@joplin/turndown-plugin-gfm@1.0.67", "jsdom@24.1.3"])
-            .args(["csv-parse@5.6.0", "csv-stringify@6.5.2", "safe-flat@2.1.0"])
-            .output()
-            .expect("npm runs");
-        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let dir = npm_installed(
+        "ap-oracle-v2",
+        &[
+            "showdown@2.1.0",
+            "slugify@1.6.6",
+            "string-strip-html@8.5.0",
+            "dayjs@1.11.9",
+            "zod@4.3.6",
+            "@joplin/turndown@4.0.85",
+            "@joplin/turndown-plugin-gfm@1.0.67",
+            "jsdom@24.1.3",
+            "csv-parse@5.6.0",
+            "csv-stringify@6.5.2",
+            "safe-flat@2.1.0",
+        ],
+    );
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/oracle");
     for entry in std::fs::read_dir(scripts).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        copy_atomically(&entry.unwrap().path(), &dir);
     }
     dir
 }

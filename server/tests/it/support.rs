@@ -42,3 +42,38 @@ pub fn self_signed_tls(dir: &std::path::Path) -> (String, String, String) {
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
     (cert_path.display().to_string(), key_path.display().to_string(), cert.cert.pem())
 }
+
+/// `packages` installed with npm under the build's temporary folder, once per machine: the
+/// install goes to a folder of this process and is renamed into place when complete, so tests
+/// running at once (nextest runs each in its own process) never see a half-made one.
+pub fn npm_installed(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    let dir = std::path::Path::new(BUILD.tmpdir).join(name);
+    if dir.join(".complete").exists() {
+        return dir;
+    }
+    let tmp = std::path::Path::new(BUILD.tmpdir).join(format!("{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&tmp)
+        .args(packages)
+        .output()
+        .expect("npm runs");
+    assert!(out.status.success(), "npm install {packages:?}: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(tmp.join(".complete"), b"").unwrap();
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // another test finished first: use its folder
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(dir.join(".complete").exists(), "{} is there but incomplete", dir.display());
+    }
+    dir
+}
+
+/// Copies `from` into `dir` under the same name, atomically (a reader sees the old file or the
+/// new one, never half of it).
+pub fn copy_atomically(from: &std::path::Path, dir: &std::path::Path) {
+    let name = from.file_name().unwrap();
+    let tmp = dir.join(format!("{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
