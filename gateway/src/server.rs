@@ -236,6 +236,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full
         }
         ["api", "v1", rest @ ..] => {
             let scope = &http::authenticate(state, &req)?;
+            // push-back: writes wait for the replicated state to catch up
+            if method != Method::GET && state.store.replication_backlog() > troupe_store::db::MAX_REPLICATION_BACKLOG {
+                return Err(ApiError::unavailable("the replicated state is behind; retry shortly"));
+            }
             let scope = &match need(rest, &method) {
                 Need::Permission(p) => scope.needing(p)?,
                 Need::PlatformAdmin => {

@@ -177,6 +177,22 @@ impl Replication {
         }
     }
 
+    /// Writes queued and not yet acknowledged by JetStream.
+    pub fn backlog(&self) -> u64 {
+        self.enqueued.load(Ordering::SeqCst).saturating_sub(*self.acked.borrow())
+    }
+
+    /// Waits until at most `max` writes wait for JetStream; false after `within`.
+    pub async fn wait_backlog(&self, max: u64, within: Duration) -> bool {
+        if self.backlog() <= max {
+            return true;
+        }
+        let mut rx = self.acked.subscribe();
+        let enqueued = &self.enqueued;
+        let drained = rx.wait_for(|acked| enqueued.load(Ordering::SeqCst).saturating_sub(*acked) <= max);
+        tokio::time::timeout(within, drained).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// The stream sequence this process has applied or written through.
     pub fn position(&self) -> u64 {
         (*self.applied.borrow()).max(self.own_max_seq.load(Ordering::SeqCst))

@@ -109,3 +109,22 @@ async fn a_store_that_was_away_catches_up_and_a_new_one_starts_from_the_last_val
     let present = (0..100).filter(|i| c.get_flow(&format!("g{i}")).unwrap().is_some()).count();
     assert_eq!(present, 99);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_jetstream_has_not_acknowledged_hold_new_work_back() {
+    let n = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _js) = join(&n.url, dir.path(), "a").await;
+    store.put_flow(&flow("f0", "x")).unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.replication_backlog(), 0);
+    assert!(store.room(Duration::from_millis(10)).await, "room while JetStream keeps up");
+    // JetStream gone: nothing is acknowledged any more, and the queue may not grow without end
+    drop(n);
+    let mut i = 0;
+    while store.replication_backlog() <= troupe_store::db::MAX_REPLICATION_BACKLOG {
+        i += 1;
+        store.put_flow(&flow(&format!("f{i}"), "x")).unwrap();
+    }
+    assert!(!store.room(Duration::from_millis(200)).await, "no room: new work waits");
+}

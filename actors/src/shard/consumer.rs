@@ -290,6 +290,19 @@ pub(super) async fn consume(
         };
         let mut batches = messages.ready_chunks(BATCH);
         while let Some(batch) = batches.next().await {
+            // push-back: while JetStream has not acknowledged what this process replicated, new
+            // webhooks wait in the stream (a batch held past ack_wait comes back, and is known)
+            let mut warned = false;
+            while !ctx.store.room(Duration::from_secs(1)).await {
+                if !warned {
+                    tracing::warn!(
+                        shard,
+                        backlog = ctx.store.replication_backlog(),
+                        "replication is behind; holding new webhooks"
+                    );
+                    warned = true;
+                }
+            }
             if !ctx.owns(shard) {
                 // fenced (the lease could not be renewed): leave these unacked for the next owner
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -82,6 +82,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// How long a flush waits for JetStream to acknowledge the replicated writes.
 const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Replicated writes that may wait for JetStream before new work waits (see [`Store::room`]).
+pub const MAX_REPLICATION_BACKLOG: u64 = 50_000;
 
 #[derive(Clone)]
 pub struct Store {
@@ -202,6 +204,21 @@ impl Store {
             r.wait_acked(REPLICATION_WAIT).await.map_err(|e| StoreError::Flush(e.into()))?;
         }
         Ok(())
+    }
+
+    /// Replicated writes waiting for JetStream's acknowledgement (0 outside a cluster).
+    pub fn replication_backlog(&self) -> u64 {
+        self.replication.get().map_or(0, |r| r.backlog())
+    }
+
+    /// Waits (up to `within`) until the replication backlog is at most
+    /// [`MAX_REPLICATION_BACKLOG`]: the push-back of new work (a shard consumer takes no new
+    /// webhook meanwhile; the API refuses writes with 503). True when there is room.
+    pub async fn room(&self, within: std::time::Duration) -> bool {
+        match self.replication.get() {
+            Some(r) => r.wait_backlog(MAX_REPLICATION_BACKLOG, within).await,
+            None => true,
+        }
     }
 
     /// Joins a cluster: from now on every write of a replicated tree is published to the
