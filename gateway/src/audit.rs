@@ -28,6 +28,15 @@ fn project(state: &AppState, id: &str) -> Result<Value, ApiError> {
     })
 }
 
+/// Appends `action` on `project_id`'s object: `data` names the project (`data.project`, which
+/// also gives the event its `projectDisplayName`).
+fn append(state: &AppState, scope: &Scope, action: &str, project_id: &str, data: Value) -> Result<(), ApiError> {
+    let mut e = event(action, Some(project_id), Some(&principal(scope)), data);
+    e["projectDisplayName"] = e["data"]["project"]["displayName"].clone();
+    state.store.append_audit(e)?;
+    Ok(())
+}
+
 /// `flow.created`, `flow.updated` (with the operation), `flow.published`, `flow.activated`,
 /// `flow.deactivated` or `flow.deleted`.
 pub fn flow(
@@ -48,8 +57,7 @@ pub fn flow(
     if let Some(request) = request {
         data["request"] = request;
     }
-    state.store.append_audit(event(action, Some(&flow.project_id), Some(&principal(scope)), data))?;
-    Ok(())
+    append(state, scope, action, &flow.project_id, data)
 }
 
 /// `folder.created`, `folder.updated` or `folder.deleted`.
@@ -58,8 +66,7 @@ pub fn folder(state: &AppState, scope: &Scope, action: &str, folder: &Folder) ->
         "folder": {"id": folder.id, "displayName": folder.display_name, "created": folder.created, "updated": folder.updated},
         "project": {"displayName": project(state, &folder.project_id)?["displayName"]},
     });
-    state.store.append_audit(event(action, Some(&folder.project_id), Some(&principal(scope)), data))?;
-    Ok(())
+    append(state, scope, action, &folder.project_id, data)
 }
 
 /// `connection.upserted` or `connection.deleted`: the connection's metadata, never its value.
@@ -70,8 +77,7 @@ pub fn connection(state: &AppState, scope: &Scope, action: &str, conn: &Connecti
             "created": conn.created, "updated": conn.updated},
         "project": {"displayName": project(state, &conn.project_id)?["displayName"]},
     });
-    state.store.append_audit(event(action, Some(&conn.project_id), Some(&principal(scope)), data))?;
-    Ok(())
+    append(state, scope, action, &conn.project_id, data)
 }
 
 /// `GET /api/v1/audit-events`: newest first, seek-paged (`limit`, `cursor`), filtered by
@@ -91,10 +97,13 @@ pub async fn list(
             return Err(ApiError::not_found("project", other));
         }
         if project_ids.is_empty() {
-            project_ids = mine;
-            if project_ids.is_empty() {
-                project_ids.push(String::new());
+            if mine.is_empty() {
+                return Ok(crate::error::json_response(
+                    hyper::StatusCode::OK,
+                    &json!({"data": [], "next": null, "previous": null}),
+                ));
             }
+            project_ids = mine;
         }
     }
     let filter = troupe_store::db::audit::AuditFilter {

@@ -65,11 +65,6 @@ impl Store {
     pub fn append_audit(&self, mut event: Value) -> Result<()> {
         let id = event["id"].as_str().map(String::from).unwrap_or_else(crate::ids::new_ordered_id);
         event["id"] = id.clone().into();
-        if let Some(p) = event.get("projectId").and_then(Value::as_str) {
-            if let Some(project) = self.get_project(p)? {
-                event["projectDisplayName"] = project.display_name.into();
-            }
-        }
         self.audit_events.insert(id.as_bytes(), to_json(&event))?;
         self.audit_order.insert(order_key(crate::ids::now_micros(), &id), &[])?;
         Ok(())
