@@ -60,6 +60,8 @@ pub mod trees {
     pub const SESSIONS: &str = "sessions";
     /// member id → project member (project, user, role).
     pub const MEMBERS: &str = "project_members";
+    /// `user id ‖ 0 ‖ member id` → `()`: a user's memberships, read on each of its requests.
+    pub const MEMBERS_BY_USER: &str = "project_members_by_user";
     /// invitation id → user invitation (email, project, role, status).
     pub const INVITATIONS: &str = "user_invitations";
 }

@@ -119,6 +119,7 @@ pub struct Store {
     user_emails: RTree,
     sessions: RTree,
     members: RTree,
+    members_by_user: RTree,
     invitations: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
@@ -189,6 +190,7 @@ impl Store {
             user_emails: t(trees::USER_EMAILS)?,
             sessions: t(trees::SESSIONS)?,
             members: t(trees::MEMBERS)?,
+            members_by_user: t(trees::MEMBERS_BY_USER)?,
             invitations: t(trees::INVITATIONS)?,
             cipher: Default::default(),
             replication,
@@ -303,6 +305,7 @@ impl Store {
             &self.user_emails,
             &self.sessions,
             &self.members,
+            &self.members_by_user,
             &self.invitations,
         ]
     }

@@ -57,6 +57,13 @@ pub struct Invitation {
     pub status: String,
 }
 
+fn user_member_key(user: &str, member: &str) -> Vec<u8> {
+    let mut k = user.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(member.as_bytes());
+    k
+}
+
 fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }
@@ -109,6 +116,7 @@ impl Store {
     }
 
     pub fn put_member(&self, member: &Member) -> Result<()> {
+        self.members_by_user.insert(user_member_key(&member.user_id, &member.id), &[])?;
         self.members.insert(member.id.as_bytes(), to_json(member))?;
         Ok(())
     }
@@ -118,17 +126,36 @@ impl Store {
     }
 
     pub fn delete_member(&self, id: &str) -> Result<()> {
+        if let Some(m) = self.get_member(id)? {
+            self.members_by_user.remove(user_member_key(&m.user_id, id))?;
+        }
         self.members.remove(id.as_bytes())?;
         Ok(())
     }
 
-    /// Members of a project (`Some`), or every membership of a user (`user`).
+    /// Members of a project (`Some`), or every membership of a user (`user`, from its index:
+    /// this is read on each request a user makes).
     pub fn list_members(&self, project: Option<&str>, user: Option<&str>) -> Result<Vec<Member>> {
         let mut out: Vec<Member> = Vec::new();
-        for v in self.members.iter().values() {
-            let m: Member = from_json(&v?)?;
+        let mut keep = |m: Member| {
             if project.is_none_or(|p| p == m.project_id) && user.is_none_or(|u| u == m.user_id) {
                 out.push(m);
+            }
+        };
+        match user {
+            Some(u) => {
+                for key in self.members_by_user.scan_prefix(user_member_key(u, "")).keys() {
+                    let key = key?;
+                    let id = String::from_utf8_lossy(&key[u.len() + 1..]).into_owned();
+                    if let Some(m) = self.get_member(&id)? {
+                        keep(m);
+                    }
+                }
+            }
+            None => {
+                for v in self.members.iter().values() {
+                    keep(from_json(&v?)?);
+                }
             }
         }
         out.sort_by(|a, b| a.created.cmp(&b.created));
