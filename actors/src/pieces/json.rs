@@ -23,10 +23,7 @@ pub fn execute(action: &str, input: &Map<String, Value>) -> Result<ActionResult,
 pub(crate) fn js_json(value: &Value) -> String {
     fn whole(value: &Value) -> Value {
         match value {
-            Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Value::from(f as i64),
-                _ => value.clone(),
-            },
+            Value::Number(n) if !n.is_i64() && !n.is_u64() => n.as_f64().map_or(Value::Null, super::math::js_number),
             Value::Array(items) => Value::Array(items.iter().map(whole).collect()),
             Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), whole(v))).collect()),
             other => other.clone(),

@@ -13,7 +13,7 @@ fn number(input: &Map<String, Value>, key: &str) -> Result<f64, ActionError> {
 
 /// A whole result stays an integer in JSON, as JavaScript prints it; NaN and the infinities
 /// are `null`, as `JSON.stringify` writes them.
-fn js_number(x: f64) -> Value {
+pub(crate) fn js_number(x: f64) -> Value {
     if !x.is_finite() {
         return Value::Null;
     }

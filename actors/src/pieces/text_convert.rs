@@ -499,7 +499,7 @@ pub(super) fn js_string(value: Option<&Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => js_number(n),
+        Some(Value::Number(n)) => super::json::js_json(&Value::Number(n.clone())),
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| match v {
@@ -509,14 +509,6 @@ pub(super) fn js_string(value: Option<&Value>) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Some(Value::Object(_)) => "[object Object]".into(),
-    }
-}
-
-/// A number as JavaScript writes it: a whole float without `.0`.
-fn js_number(n: &serde_json::Number) -> String {
-    match n.as_f64() {
-        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
-        _ => n.to_string(),
     }
 }
 
