@@ -25,22 +25,13 @@ fn chaos_flow() -> Value {
     ]))
 }
 
-/// A deterministic sequence (the seed is printed, so a failing soak can be replayed).
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "the chaos soak runs with `just chaos` (minutes)"]
 async fn chaos_soak_every_accepted_webhook_runs_exactly_once() {
     let seconds: u64 = std::env::var("TROUPE_CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1800);
     let seed: u64 = std::env::var("TROUPE_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261202);
-    let mut dice = Dice(seed);
+    // a deterministic sequence: the seed is printed, so a failing soak can be replayed
+    let mut dice = Gen(seed);
     let mut nats = troupe_testkit::NatsCluster::start(None).await;
     let env: Vec<(String, String)> = [
         ("AP_NATS_URL", nats.url.as_str()),
@@ -71,7 +62,7 @@ async fn chaos_soak_every_accepted_webhook_runs_exactly_once() {
     let rate = 20u64; // webhooks per second
     let total = seconds * rate;
     let began = Instant::now();
-    let mut next_kill = began + Duration::from_secs(20 + dice.below(41));
+    let mut next_kill = began + Duration::from_secs(20 + dice.below(41) as u64);
     let mut down: Option<(usize, Instant)> = None;
     let mut injections: HashMap<&str, u32> = HashMap::new();
     let mut pending = Vec::new();
@@ -88,7 +79,7 @@ async fn chaos_soak_every_accepted_webhook_runs_exactly_once() {
             }
         }
         if down.is_none() && now >= next_kill {
-            let victim = dice.below(7) as usize;
+            let victim = dice.below(7);
             let kind = match victim {
                 0 => "APP",
                 1..=3 => "WORKER",
@@ -100,8 +91,8 @@ async fn chaos_soak_every_accepted_webhook_runs_exactly_once() {
                 v => nats.kill(v - 4),
             }
             *injections.entry(kind).or_default() += 1;
-            down = Some((victim, now + Duration::from_secs(2 + dice.below(4))));
-            next_kill = now + Duration::from_secs(20 + dice.below(41));
+            down = Some((victim, now + Duration::from_secs(2 + dice.below(4) as u64)));
+            next_kill = now + Duration::from_secs(20 + dice.below(41) as u64);
         }
         let id = flows[n as usize % flows.len()].clone();
         let (client, url) = (procs[0].client.clone(), procs[0].url(&format!("/api/v1/webhooks/{id}")));

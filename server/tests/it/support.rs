@@ -77,3 +77,28 @@ pub fn copy_atomically(from: &std::path::Path, dir: &std::path::Path) {
     std::fs::copy(from, &tmp).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
+
+/// A deterministic generator (a linear congruential sequence).
+pub struct Gen(pub u64);
+
+impl Gen {
+    pub fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        self.next() as usize % n
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    pub fn choose<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+    /// 0 to `max` characters of `alphabet`.
+    pub fn text(&mut self, alphabet: &str, max: usize) -> String {
+        let chars: Vec<char> = alphabet.chars().collect();
+        let n = self.below(max + 1);
+        (0..n).map(|_| *self.pick(&chars)).collect()
+    }
+}
