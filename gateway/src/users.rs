@@ -140,16 +140,12 @@ struct Credentials {
 pub async fn authentication(state: &AppState, action: &str, req: Request<Incoming>) -> Resp {
     match action {
         "sign-out" => {
-            let scope = crate::http::authenticate(state, &req)?;
-            if let Some(token) = req
-                .headers()
-                .get(hyper::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-            {
+            // a valid principal (401 otherwise); only a session has something to end
+            crate::http::authenticate(state, &req)?;
+            let token = req.headers().get(hyper::header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+            if let Some(token) = token.and_then(|h| h.strip_prefix("Bearer ")) {
                 state.store.end_session(token.trim())?;
             }
-            drop(scope);
             state.store.flush().await?;
             Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid"))
         }
