@@ -227,11 +227,14 @@ impl Troupe {
             if done >= n {
                 return runs;
             }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} of {n} runs finished: {:?}",
-                runs.iter().map(|r| r["status"].clone()).collect::<Vec<_>>()
-            );
+            if Instant::now() >= deadline {
+                let unfinished: Vec<_> = runs
+                    .iter()
+                    .filter(|r| matches!(r["status"].as_str(), Some("QUEUED" | "RUNNING" | "PAUSED")))
+                    .map(|r| format!("{} {} (created {})", r["id"], r["status"], r["created"]))
+                    .collect();
+                panic!("only {done} of {n} runs finished; unfinished: {unfinished:?}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
