@@ -44,39 +44,48 @@ struct Keeper {
 }
 
 pub struct LeaseKeeper {
-    stop: tokio::sync::watch::Sender<bool>,
-    done: tokio::sync::oneshot::Receiver<()>,
+    keeper: troupe_store::tasks::Task,
+    fence: troupe_store::tasks::Task,
 }
 
 impl LeaseKeeper {
     /// Starts keeping leases for `node`. Must be called on the actix arbiter (shard actors are
-    /// started from its loop).
+    /// started from its loop). The keeper holds the leases: if it panics, the process stops
+    /// (its leases expire and the other workers take its shards); the fence keeps nothing of
+    /// its own and starts again.
     pub async fn start(ctx: Arc<EngineCtx>, shards: Arc<Shards>, node: String) -> Result<LeaseKeeper, EngineError> {
         let kv = lease::lease_bucket(&ctx.js, ctx.config.nats_replicas).await?;
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let (done_tx, done) = tokio::sync::oneshot::channel();
         tracing::info!(node, "joining the cluster as a worker");
         let renewed = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-        tokio::spawn(fence(ctx.clone(), Arc::downgrade(&renewed)));
-        let mut keeper = Keeper { ctx, shards, node, kv, held: BTreeMap::new(), renewed };
-        actix::spawn(async move {
+        let weak = Arc::downgrade(&renewed);
+        let fence_ctx = ctx.clone();
+        let fence = ctx.tasks.restart("lease fence", move |mut stop| {
+            let (ctx, renewed) = (fence_ctx.clone(), weak.clone());
+            async move {
+                tokio::select! {
+                    _ = fence(ctx, renewed) => {}
+                    _ = stop.wait() => {}
+                }
+            }
+        });
+        let mut keeper = Keeper { ctx: ctx.clone(), shards, node, kv, held: BTreeMap::new(), renewed };
+        let keeper = ctx.tasks.essential_local("lease keeper", move |mut stop| async move {
             loop {
                 keeper.tick().await;
                 tokio::select! {
                     _ = tokio::time::sleep(TICK) => {}
-                    _ = stopped.changed() => break,
+                    _ = stop.wait() => break,
                 }
             }
             keeper.leave().await;
-            let _ = done_tx.send(());
         });
-        Ok(LeaseKeeper { stop, done })
+        Ok(LeaseKeeper { keeper, fence })
     }
 
     /// Stops keeping leases and hands every shard back.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.done.await;
+        self.keeper.stop().await;
+        self.fence.stop().await;
     }
 }
 

@@ -47,6 +47,8 @@ pub struct EngineCtx {
     /// Trigger outputs of runs this process just created, until they start: a new run's
     /// journal is its trigger record only, so it need not be read back from sled.
     pub fresh: FreshRuns,
+    /// Owns the background tasks: shard consumers, the lease keeper and its fence.
+    pub tasks: troupe_store::tasks::Tasks,
 }
 
 impl EngineCtx {
@@ -72,7 +74,14 @@ impl EngineCtx {
             code,
             npm,
             fresh: FreshRuns::default(),
+            tasks: troupe_store::tasks::Tasks::default(),
         })
+    }
+
+    /// The owner of this engine's background tasks (the process's, when it is given one).
+    pub fn with_tasks(mut self, tasks: troupe_store::tasks::Tasks) -> EngineCtx {
+        self.tasks = tasks;
+        self
     }
 
     /// True while this process owns `shard`: runs of a shard it lost stop at their next step.

@@ -8,7 +8,6 @@ use crate::cluster::LeaseKeeper;
 use crate::context::EngineCtx;
 use crate::shard::Shards;
 use std::sync::Arc;
-use troupe_store::{Config, Store};
 
 pub use crate::context::EngineError;
 
@@ -22,18 +21,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine. Outside a cluster (`node` is `None`) this process owns every shard;
-    /// in a cluster it takes its fair share through leases. Call from inside the actix `System`.
-    pub async fn start(
-        config: Config,
-        store: Store,
-        nats: async_nats::Client,
-        code: Arc<crate::code::CodeRunner>,
-        egress: Arc<troupe_pieces::egress::Egress>,
-        npm: Arc<crate::npm::NpmPieces>,
-        node: Option<String>,
-    ) -> Result<Engine, EngineError> {
-        let ctx = Arc::new(EngineCtx::new(config, store, nats, code, egress, npm)?);
+    /// Starts the engine on `ctx` (its tasks are `ctx.tasks`). Outside a cluster (`node` is
+    /// `None`) this process owns every shard; in a cluster it takes its fair share through
+    /// leases. Call from inside the actix `System`.
+    pub async fn start(ctx: EngineCtx, node: Option<String>) -> Result<Engine, EngineError> {
+        let ctx = Arc::new(ctx);
         let shards = Arc::new(Shards::new(ctx.clone()).await?);
         let leases = match node {
             None => {

@@ -24,18 +24,45 @@ pub struct Waiter {
 }
 
 impl Replies {
-    /// Subscribes to this process's reply subjects and routes each reply to its waiter.
-    pub async fn start(nats: &async_nats::Client) -> Result<Arc<Replies>, async_nats::SubscribeError> {
+    /// Subscribes to this process's reply subjects and routes each reply to its waiter: a
+    /// task of `tasks`, started again (subscribing again) if it panics; the callers waiting
+    /// meanwhile keep their places.
+    pub async fn start(
+        nats: &async_nats::Client,
+        tasks: &troupe_store::tasks::Tasks,
+    ) -> Result<Arc<Replies>, async_nats::SubscribeError> {
         let prefix = nats.new_inbox();
-        let mut sub = nats.subscribe(format!("{prefix}.*")).await?;
-        let replies = Arc::new(Replies { prefix, next: AtomicU64::new(1), waiting: DashMap::new() });
+        let first = nats.subscribe(format!("{prefix}.*")).await?;
+        let replies = Arc::new(Replies { prefix: prefix.clone(), next: AtomicU64::new(1), waiting: DashMap::new() });
         let weak = Arc::downgrade(&replies);
-        tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                let Some(replies) = weak.upgrade() else { break };
-                let token = msg.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok());
-                if let Some((_, tx)) = token.and_then(|t| replies.waiting.remove(&t)) {
-                    let _ = tx.send(msg.payload);
+        let (nats, mut first) = (nats.clone(), Some(first));
+        tasks.restart("reply listener", move |mut stop| {
+            let (nats, subject, weak, first) = (nats.clone(), format!("{prefix}.*"), weak.clone(), first.take());
+            async move {
+                let mut sub = match first {
+                    Some(sub) => sub,
+                    None => loop {
+                        match nats.subscribe(subject.clone()).await {
+                            Ok(sub) => break sub,
+                            Err(e) => tracing::warn!(error = %e, "subscribing to sync replies again"),
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                            _ = stop.wait() => return,
+                        }
+                    },
+                };
+                loop {
+                    let msg = tokio::select! {
+                        m = sub.next() => m,
+                        _ = stop.wait() => return,
+                    };
+                    let Some(msg) = msg else { return };
+                    let Some(replies) = weak.upgrade() else { return };
+                    let token = msg.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok());
+                    if let Some((_, tx)) = token.and_then(|t| replies.waiting.remove(&t)) {
+                        let _ = tx.send(msg.payload);
+                    }
                 }
             }
         });
@@ -80,7 +107,8 @@ mod tests {
     async fn each_reply_reaches_its_own_waiter_and_waiters_clean_up() {
         let server = troupe_testkit::NatsServer::start().await;
         let nats = async_nats::connect(&server.url).await.unwrap();
-        let replies = Replies::start(&nats).await.unwrap();
+        let tasks = troupe_store::tasks::Tasks::default();
+        let replies = Replies::start(&nats, &tasks).await.unwrap();
         let mut a = replies.register();
         let mut b = replies.register();
         assert_ne!(a.subject, b.subject);
@@ -91,5 +119,20 @@ mod tests {
         assert_eq!(a.wait(Duration::from_millis(200)).await, None, "a got b's reply");
         drop((a, b));
         assert_eq!(replies.waiting(), 0, "a dropped waiter stays registered");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listener_that_panicked_subscribes_again_and_waiters_keep_their_places() {
+        let server = troupe_testkit::NatsServer::start().await;
+        let nats = async_nats::connect(&server.url).await.unwrap();
+        let other = async_nats::connect(&server.url).await.unwrap();
+        let tasks = troupe_store::tasks::Tasks::default();
+        tasks.inject_panic("reply listener");
+        let replies = Replies::start(&nats, &tasks).await.unwrap();
+        // the listener panics as it starts and comes back after the back-off
+        tokio::time::sleep(troupe_store::tasks::RESTART_MIN + Duration::from_millis(300)).await;
+        let mut a = replies.register();
+        other.publish(a.subject.clone(), "for a".into()).await.unwrap();
+        assert_eq!(a.wait(Duration::from_secs(5)).await.as_deref(), Some(&b"for a"[..]));
     }
 }

@@ -17,8 +17,9 @@ use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use troupe_store::config::ContainerType;
+use troupe_store::tasks::StopSignal;
 
 /// Open connections beyond this wait to be accepted: a flood cannot grow memory unbounded.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -54,7 +55,7 @@ macro_rules! serve_until_stopped {
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
-            _ = async { drop($stop.wait_for(|s| *s).await) } => {
+            _ = $stop.wait() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -62,26 +63,27 @@ macro_rules! serve_until_stopped {
     }};
 }
 
-/// Serves until `shutdown` turns true, then stops accepting and waits (up to
-/// [`SHUTDOWN_GRACE`]) for the open connections to finish what they were answering.
+/// Serves until `shutdown` is set, then stops accepting and waits (up to [`SHUTDOWN_GRACE`])
+/// for the open connections to finish what they were answering. The connections are this
+/// task's own: it waits for them, and a request whose handler panics is answered 500.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: StopSignal,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("never closed"),
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait() => break,
         };
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
             },
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
@@ -122,9 +124,25 @@ pub async fn serve(
 }
 
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match route(state, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    use futures::FutureExt;
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let routed = async {
+        if path.starts_with("/api/") && troupe_store::tasks::fault_injected("http request").is_some() {
+            panic!("TROUPE_FAULT_TASK_PANIC: a request's handler panics");
+        }
+        route(state, req).await
+    };
+    match std::panic::AssertUnwindSafe(routed).catch_unwind().await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => {
+            // the panic's message went to the log through the panic hook; the caller gets no
+            // detail of it (it may hold request data)
+            troupe_store::metric_definitions::TASK_PANICS.with_label_values(&["http request"]).inc();
+            tracing::error!(%method, path, "a request's handler panicked; answered 500");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "the request failed unexpectedly")
+                .into_response()
+        }
     }
 }
 

@@ -195,8 +195,7 @@ pub fn check_trigger(
 }
 
 pub struct Scheduler {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: troupe_store::tasks::Task,
 }
 
 struct Ctx {
@@ -213,6 +212,8 @@ struct Ctx {
 impl Scheduler {
     /// Starts firing timers. With `leader`, only while it is true (in a cluster, the holder of
     /// the scheduler lease fires; the other APP replicas stand by).
+    // the process's wiring, called once from `troupe serve` and from tests
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: Config,
         store: Store,
@@ -221,36 +222,41 @@ impl Scheduler {
         egress: Arc<troupe_pieces::egress::Egress>,
         npm: Option<Arc<dyn PieceTriggers>>,
         leader: Option<Arc<std::sync::atomic::AtomicBool>>,
+        tasks: &troupe_store::tasks::Tasks,
     ) -> Scheduler {
         // retention runs at every start, then hourly
         let _ = store.remove_timers_of(SYSTEM_OWNER);
         let _ = store.add_timer(&Timer::new(SYSTEM_OWNER, ms(clock.now()), TimerKind::Retention));
         let ctx = Arc::new(Ctx { config, store, nats: js.client(), js, egress, clock, npm });
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut passes = 0u64;
-            loop {
-                // counting timers walks the whole tree: sample it, not every 100 ms pass
-                if passes.is_multiple_of(PENDING_SAMPLE_EVERY) {
-                    metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
-                }
-                passes += 1;
-                let leading = leader.as_ref().is_none_or(|l| l.load(std::sync::atomic::Ordering::SeqCst));
-                let fired = if leading { fire_due(&ctx).await } else { 0 };
-                if fired < BATCH {
-                    tokio::select! {
-                        _ = tokio::time::sleep(TICK) => {}
-                        _ = stopped.changed() => return,
+        // what it fires is read from the timers tree at every pass: after a panic it starts again
+        let task = tasks.restart("scheduler", move |mut stop| {
+            let (ctx, leader) = (ctx.clone(), leader.clone());
+            async move {
+                let mut passes = 0u64;
+                loop {
+                    // counting timers walks the whole tree: sample it, not every 100 ms pass
+                    if passes.is_multiple_of(PENDING_SAMPLE_EVERY) {
+                        metric_definitions::PENDING_TIMERS.set(ctx.store.pending_timers() as i64);
+                    }
+                    passes += 1;
+                    let leading = leader.as_ref().is_none_or(|l| l.load(std::sync::atomic::Ordering::SeqCst));
+                    let fired = if leading { fire_due(&ctx).await } else { 0 };
+                    if fired < BATCH {
+                        tokio::select! {
+                            _ = tokio::time::sleep(TICK) => {}
+                            _ = stop.wait() => return,
+                        }
+                    } else if stop.is_set() {
+                        return;
                     }
                 }
             }
         });
-        Scheduler { stop, task }
+        Scheduler { task }
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.task.stop().await;
     }
 }
 

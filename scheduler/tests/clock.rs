@@ -73,8 +73,9 @@ async fn schedule_ticks_follow_the_clock_and_missed_ticks_fire_once() {
     let clock = Arc::new(FakeClock(Mutex::new(at("2026-01-05T10:00:30Z"))));
     sync_flow_triggers(&store, "f1", Some(&flow), clock.as_ref(), None).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
+    let tasks = troupe_store::tasks::Tasks::default();
     let scheduler =
-        Scheduler::start(config.clone(), store.clone(), js.clone(), clock.clone(), egress(&config), None, None);
+        Scheduler::start(config.clone(), store.clone(), js.clone(), clock.clone(), egress(&config), None, None, &tasks);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(queued_ticks(&js).await, 0, "nothing before the first tick");

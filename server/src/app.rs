@@ -6,9 +6,9 @@ use anyhow::Context;
 use rand::Rng;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use troupe_gateway::AppState;
 use troupe_store::config::ContainerType;
+use troupe_store::tasks::Tasks;
 use troupe_store::{Config, Store};
 
 /// Makes sure an admin key exists: `AP_API_KEY`, or one generated on first start, printed once
@@ -82,6 +82,7 @@ async fn join_cluster(
     config: &Config,
     store: &Store,
     js: &async_nats::jetstream::Context,
+    tasks: &Tasks,
 ) -> anyhow::Result<(Option<String>, String)> {
     if config.encryption_key.is_none() {
         anyhow::bail!(
@@ -91,7 +92,7 @@ async fn join_cluster(
     let node = store.node_id()?;
     // a new origin per start: what this node published before a crash is applied again
     let origin = format!("{node}-{}", troupe_store::ids::new_ordered_id().to_lowercase());
-    let replication = store.replicate(js.clone(), origin);
+    let replication = store.replicate(js.clone(), origin, tasks);
     tracing::info!(node, "applying the cluster's replicated state");
     replication.catch_up(js, std::time::Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
     let kv = troupe_store::lease::cluster_bucket(js, config.nats_replicas).await.map_err(anyhow::Error::msg)?;
@@ -121,10 +122,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     troupe_store::metric_definitions::register();
     std::fs::create_dir_all(&config.config_path)
         .with_context(|| format!("creating AP_CONFIG_PATH {}", config.config_path.display()))?;
+    // the one owner of every background task of this process
+    let tasks = Tasks::default();
     let (nats_url, child) = match &config.nats_url {
         Some(url) => (url.clone(), None),
         None => {
-            let child = NatsChild::start(&config.nats_store_dir()).await?;
+            let child = NatsChild::start(&config.nats_store_dir(), &tasks).await?;
             (child.url.clone(), Some(child))
         }
     };
@@ -138,14 +141,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ => (APP_USER.to_string(), child.users.app.clone()),
         });
     }
-    let result = run_with_nats(&config, &nats_url).await;
+    let result = run_with_nats(&config, &nats_url, &tasks).await;
+    // what is left (the replication tasks, in a cluster) stops with everything written; then
+    // the embedded nats-server
+    let late = tasks.shutdown(TASKS_GRACE).await;
     if let Some(child) = child {
         child.stop().await;
     }
-    result
+    result?;
+    if !late.is_empty() {
+        tracing::warn!(?late, "background tasks did not stop within {} s", TASKS_GRACE.as_secs());
+    }
+    match tasks.failure() {
+        Some(why) => anyhow::bail!("stopped because {why}"),
+        None => Ok(()),
+    }
 }
 
-async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
+/// How long the tasks left at the end of a shutdown have to stop.
+const TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn run_with_nats(config: &Config, nats_url: &str, tasks: &Tasks) -> anyhow::Result<()> {
     // AP_NATS_URL may list several servers of one cluster, comma-separated
     let servers = nats_url
         .split(',')
@@ -197,8 +213,11 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
 
     let store = Store::open(&config.data_dir())
         .with_context(|| format!("opening the store in {}", config.data_dir().display()))?;
-    let (node, default_project) =
-        if config.cluster { join_cluster(config, &store, &js).await? } else { (None, store.ensure_default_project()?) };
+    let (node, default_project) = if config.cluster {
+        join_cluster(config, &store, &js, tasks).await?
+    } else {
+        (None, store.ensure_default_project()?)
+    };
     unlock_store(config, &store)?;
     if config.container_type != ContainerType::Worker {
         ensure_api_key(config, &store)?;
@@ -224,12 +243,15 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
     let engine = if config.container_type != ContainerType::App {
         Some(
             troupe_actors::engine::Engine::start(
-                config.clone(),
-                store.clone(),
-                nats.clone(),
-                code.clone(),
-                egress.clone(),
-                npm.clone(),
+                troupe_actors::context::EngineCtx::new(
+                    config.clone(),
+                    store.clone(),
+                    nats.clone(),
+                    code.clone(),
+                    egress.clone(),
+                    npm.clone(),
+                )?
+                .with_tasks(tasks.clone()),
                 node.clone(),
             )
             .await?,
@@ -238,7 +260,6 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         None
     };
 
-    let (scheduler_stop, scheduler_stopped) = watch::channel(false);
     let mut scheduler_lease = None;
     let scheduler = if config.container_type != ContainerType::Worker {
         // in a cluster, one APP at a time fires timers: the holder of the scheduler lease
@@ -250,7 +271,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
                     kv,
                     troupe_store::names::cluster::SCHEDULER_LEASE.into(),
                     node.clone(),
-                    scheduler_stopped,
+                    tasks,
                 );
                 scheduler_lease = Some(task);
                 Some(held)
@@ -265,6 +286,7 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
             egress.clone(),
             Some(triggers.clone() as Arc<dyn troupe_scheduler::PieceTriggers>),
             leader,
+            tasks,
         ))
     } else {
         None
@@ -275,15 +297,18 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
-    let replies = troupe_gateway::replies::Replies::start(&nats).await.context("subscribing to sync replies")?;
-    let tester = Arc::new(troupe_actors::context::EngineCtx::new(
-        config.clone(),
-        store.clone(),
-        nats.clone(),
-        code.clone(),
-        egress.clone(),
-        npm.clone(),
-    )?);
+    let replies = troupe_gateway::replies::Replies::start(&nats, tasks).await.context("subscribing to sync replies")?;
+    let tester = Arc::new(
+        troupe_actors::context::EngineCtx::new(
+            config.clone(),
+            store.clone(),
+            nats.clone(),
+            code.clone(),
+            egress.clone(),
+            npm.clone(),
+        )?
+        .with_tasks(tasks.clone()),
+    );
     let state = Arc::new(AppState {
         tester,
         config: config.clone(),
@@ -298,28 +323,32 @@ async fn run_with_nats(config: &Config, nats_url: &str) -> anyhow::Result<()> {
         triggers,
         handshakes: Default::default(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
     let server = {
         let listener = TcpListener::bind(("0.0.0.0", config.port))
             .await
             .with_context(|| format!("binding port {} (AP_PORT)", config.port))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("troupe listening on {scheme}://127.0.0.1:{}", listener.local_addr()?.port());
-        Some(tokio::spawn(troupe_gateway::server::serve(listener, tls, state, stop_rx)))
+        // without its listener the process serves nothing: a panic stops it
+        tasks.essential("http server", move |stop| troupe_gateway::server::serve(listener, tls, state, stop))
     };
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    if let Some(s) = server {
-        let _ = s.await;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        why = tasks.failed() => Some(why),
+    };
+    match &failed {
+        None => tracing::info!("shutting down"),
+        Some(why) => tracing::error!(why, "shutting down: an essential task failed"),
     }
+    // in order: no new request, no new timer, no new run; the runs in flight finish (up to
+    // the engine's grace), then everything is written
+    server.stop().await;
     if let Some(scheduler) = scheduler {
         scheduler.stop().await;
     }
-    let _ = scheduler_stop.send(true);
     if let Some(task) = scheduler_lease {
-        let _ = task.await;
+        task.stop().await;
     }
     if let Some(engine) = engine {
         engine.stop().await;

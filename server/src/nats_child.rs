@@ -21,8 +21,8 @@ pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 pub struct NatsChild {
     pub url: String,
     pub users: NatsUsers,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    supervisor: tokio::task::JoinHandle<()>,
+    /// Starts the server again when it exits; stops it gracefully when stopped.
+    keeper: troupe_store::tasks::Task,
 }
 
 /// Finds a `nats-server` binary: `$NATS_SERVER_BIN`, then `PATH`, then the project's `.venv`.
@@ -136,7 +136,7 @@ impl NatsUsers {
 }
 
 impl NatsChild {
-    pub async fn start(store_dir: &Path) -> anyhow::Result<NatsChild> {
+    pub async fn start(store_dir: &Path, tasks: &troupe_store::tasks::Tasks) -> anyhow::Result<NatsChild> {
         let Some(bin) = find_nats_server() else {
             bail!(INSTALL_HINT);
         };
@@ -166,11 +166,11 @@ impl NatsChild {
         wait_listening(port).await?;
         let url = format!("nats://127.0.0.1:{port}");
         tracing::info!(%url, bin = %bin.display(), "started embedded nats-server");
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
-        let supervisor = tokio::spawn(async move {
+        // a panic of the keeper would leave the server unwatched: the process stops
+        let keeper = tasks.essential("nats-server keeper", move |mut stop| async move {
             loop {
                 tokio::select! {
-                    _ = &mut stop_rx => return stop_server(child).await,
+                    _ = stop.wait() => return stop_server(child).await,
                     status = child.wait() => {
                         tracing::error!(?status, "embedded nats-server exited; starting it again");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -189,14 +189,11 @@ impl NatsChild {
                 }
             }
         });
-        Ok(NatsChild { url, users, stop: Some(stop_tx), supervisor })
+        Ok(NatsChild { url, users, keeper })
     }
 
     /// Stops the server gracefully (SIGTERM lets JetStream flush), then waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.supervisor).await;
+    pub async fn stop(self) {
+        self.keeper.stop().await;
     }
 }

@@ -117,43 +117,49 @@ pub async fn release(kv: &kv::Store, key: &str, revision: u64) {
 }
 
 /// Holds one lease for as long as it can (the scheduler's): `held` is true while this node
-/// holds it. Stops, releasing the lease, when `stop` turns true.
+/// holds it. A task of `tasks`, started again if it panics (not holding the lease meanwhile);
+/// when stopped it releases the lease.
 pub fn hold(
     kv: kv::Store,
     key: String,
     node: String,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    tasks: &crate::tasks::Tasks,
+) -> (Arc<AtomicBool>, crate::tasks::Task) {
     let held = Arc::new(AtomicBool::new(false));
     let flag = held.clone();
-    let task = tokio::spawn(async move {
-        let mut lease: Option<(u64, Instant)> = None;
-        loop {
-            let sent = Instant::now();
-            lease = match lease {
-                None => take(&kv, &key, &node).await.map(|rev| {
-                    tracing::info!(lease = key, node, "lease taken");
-                    (rev, sent)
-                }),
-                Some((rev, renewed)) => match renew(&kv, &key, &node, rev).await {
-                    Renewal::Renewed(rev) => Some((rev, sent)),
-                    Renewal::Lost => None,
-                    Renewal::Unknown if renewed.elapsed() > FENCE_AFTER => None,
-                    Renewal::Unknown => Some((rev, renewed)),
-                },
-            };
-            if lease.is_none() && flag.swap(false, Ordering::SeqCst) {
-                tracing::warn!(lease = key, node, "lease lost");
-            }
-            flag.store(lease.is_some(), Ordering::SeqCst);
-            tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
-                _ = stop.changed() => {
-                    flag.store(false, Ordering::SeqCst);
-                    if let Some((rev, _)) = lease {
-                        release(&kv, &key, rev).await;
+    let task = tasks.restart(format!("lease {key}"), move |mut stop| {
+        let (kv, key, node, flag) = (kv.clone(), key.clone(), node.clone(), flag.clone());
+        // a new start holds nothing until it has taken the lease again
+        flag.store(false, Ordering::SeqCst);
+        async move {
+            let mut lease: Option<(u64, Instant)> = None;
+            loop {
+                let sent = Instant::now();
+                lease = match lease {
+                    None => take(&kv, &key, &node).await.map(|rev| {
+                        tracing::info!(lease = key, node, "lease taken");
+                        (rev, sent)
+                    }),
+                    Some((rev, renewed)) => match renew(&kv, &key, &node, rev).await {
+                        Renewal::Renewed(rev) => Some((rev, sent)),
+                        Renewal::Lost => None,
+                        Renewal::Unknown if renewed.elapsed() > FENCE_AFTER => None,
+                        Renewal::Unknown => Some((rev, renewed)),
+                    },
+                };
+                if lease.is_none() && flag.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(lease = key, node, "lease lost");
+                }
+                flag.store(lease.is_some(), Ordering::SeqCst);
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = stop.wait() => {
+                        flag.store(false, Ordering::SeqCst);
+                        if let Some((rev, _)) = lease {
+                            release(&kv, &key, rev).await;
+                        }
+                        return;
                     }
-                    return;
                 }
             }
         }

@@ -25,6 +25,7 @@ pub mod publish;
 pub mod replication;
 pub mod run;
 pub mod streams;
+pub mod tasks;
 pub mod timer;
 
 pub use config::Config;

@@ -32,11 +32,26 @@ pub static STATE_CONSUMER_STARTS: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+pub static TASK_PANICS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("troupe_task_panics_total", "Panics of background tasks, by task", &["task"]).unwrap()
+});
+
+pub static TASK_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "troupe_task_restarts_total",
+        "Background tasks started again after a panic, by task",
+        &["task"]
+    )
+    .unwrap()
+});
+
 /// Touches every metric so that each is exported from the start.
 pub fn register() {
     LazyLock::force(&STATE_APPLIED_SEQUENCE);
     LazyLock::force(&STATE_LAG);
     LazyLock::force(&STATE_CONSUMER_STARTS);
+    LazyLock::force(&TASK_PANICS);
+    LazyLock::force(&TASK_RESTARTS);
     for outcome in ["published", "applied", "skipped", "retried"] {
         STATE_WRITES.with_label_values(&[outcome]);
     }

@@ -128,6 +128,7 @@ impl Replication {
         origin: String,
         trees: HashMap<&'static str, sled::Tree>,
         meta: sled::Tree,
+        tasks: &crate::tasks::Tasks,
     ) -> Arc<Replication> {
         let (tx, rx) = mpsc::unbounded_channel();
         let start: u64 = meta
@@ -147,8 +148,28 @@ impl Replication {
             own: Mutex::default(),
             acks: tokio::sync::Notify::new(),
         });
-        tokio::spawn(publish_loop(Arc::downgrade(&repl), js.clone(), rx));
-        tokio::spawn(apply_loop(Arc::downgrade(&repl), js, trees, meta, start));
+        // the publisher owns the queue of writes not yet in JetStream: a panic loses them, so
+        // the process stops (and its next start applies the stream again); the applier starts
+        // again from the position it reached
+        let weak = Arc::downgrade(&repl);
+        let publisher_js = js.clone();
+        tasks.essential("replication publisher", move |mut stop| async move {
+            tokio::select! {
+                _ = publish_loop(weak, publisher_js, rx) => {}
+                _ = stop.wait() => {}
+            }
+        });
+        let weak = Arc::downgrade(&repl);
+        tasks.restart("replication applier", move |mut stop| {
+            let start = weak.upgrade().map_or(start, |r| *r.applied.borrow());
+            let applier = apply_loop(weak.clone(), js.clone(), trees.clone(), meta.clone(), start);
+            async move {
+                tokio::select! {
+                    _ = applier => {}
+                    _ = stop.wait() => {}
+                }
+            }
+        });
         repl
     }
 
@@ -169,7 +190,14 @@ impl Replication {
     pub(crate) async fn wait_acked(&self, within: Duration) -> Result<(), ReplicationError> {
         let ticket = self.enqueued.load(Ordering::SeqCst);
         let mut rx = self.acked.subscribe();
-        let result = tokio::time::timeout(within, rx.wait_for(|a| *a >= ticket)).await.map(|r| r.is_ok());
+        let acked = async {
+            tokio::select! {
+                r = rx.wait_for(|a| *a >= ticket) => r.is_ok(),
+                // the publisher is gone (it panicked): what it had not published never will be
+                _ = self.queue.closed() => *self.acked.borrow() >= ticket,
+            }
+        };
+        let result = tokio::time::timeout(within, acked).await;
         match result {
             Ok(true) => Ok(()),
             Ok(false) => Err(ReplicationError::PublisherStopped),

@@ -5,15 +5,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use troupe_store::flow::{Flow, FlowStatus};
+use troupe_store::tasks::Tasks;
 use troupe_store::Store;
 use troupe_testkit::NatsServer;
 
 async fn join(url: &str, dir: &Path, origin: &str) -> (Store, async_nats::jetstream::Context) {
+    join_with(url, dir, origin, &Tasks::default()).await
+}
+
+async fn join_with(url: &str, dir: &Path, origin: &str, tasks: &Tasks) -> (Store, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
     troupe_store::streams::ensure_streams(&js, 1 << 24, 1, true).await.unwrap();
     let store = Store::open(dir).unwrap();
-    let r = store.replicate(js.clone(), origin.to_string());
+    let r = store.replicate(js.clone(), origin.to_string(), tasks);
     r.catch_up(&js, Duration::from_secs(10)).await.unwrap();
     (store, js)
 }
@@ -127,4 +132,35 @@ async fn writes_jetstream_has_not_acknowledged_hold_new_work_back() {
         store.put_flow(&flow(&format!("f{i}"), "x")).unwrap();
     }
     assert!(!store.room(Duration::from_millis(200)).await, "no room: new work waits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_applier_starts_again_and_a_panicking_publisher_stops_the_process() {
+    use troupe_store::metric_definitions::TASK_RESTARTS;
+    let n = NatsServer::start().await;
+    let (da, db, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, _) = join(&n.url, da.path(), "a").await;
+
+    // the applier reads where it was from the store: started again, it goes on applying
+    let tasks = Tasks::default();
+    tasks.inject_panic("replication applier");
+    let (b, _) = join_with(&n.url, db.path(), "b", &tasks).await;
+    a.put_flow(&flow("f1", "one")).unwrap();
+    a.flush().await.unwrap();
+    until("B's restarted applier applies A's flow", || b.get_flow("f1").unwrap()).await;
+    assert_eq!(TASK_RESTARTS.with_label_values(&["replication applier"]).get(), 1);
+    assert!(tasks.failure().is_none(), "a restartable task does not stop the process");
+
+    // the publisher holds the writes not yet in JetStream: its panic stops the process, and
+    // no flush claims a durability the cluster does not have
+    let tasks = Tasks::default();
+    tasks.inject_panic("replication publisher");
+    let (c, _) = join_with(&n.url, dc.path(), "c", &tasks).await;
+    let why = tokio::time::timeout(Duration::from_secs(5), tasks.failed()).await.expect("the process is told to stop");
+    assert!(why.contains("replication publisher"), "{why}");
+    c.put_flow(&flow("f2", "two")).unwrap();
+    let flushed = tokio::time::timeout(Duration::from_secs(2), c.flush()).await.expect("flush answers at once");
+    assert!(flushed.is_err(), "a write no publisher will send was called durable");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.get_flow("f2").unwrap().is_none());
 }

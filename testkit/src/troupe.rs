@@ -149,6 +149,19 @@ impl Troupe {
         c.wait().unwrap()
     }
 
+    /// Waits (up to `within`) for troupe to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "troupe did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// kill -9, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

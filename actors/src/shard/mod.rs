@@ -29,11 +29,6 @@ pub use consumer::{shard_consumer, ACK_WAIT};
 pub const LAG_EVERY: Duration = Duration::from_secs(2);
 /// How often each shard sweeps its unfinished runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
-/// How often a shard looks at its consumer task, and the bounds of the back-off between
-/// restarts of a consumer that ended (a panic, a bug): the shard is never left silent.
-pub const WATCH_EVERY: Duration = Duration::from_millis(500);
-pub const RESTART_MIN: Duration = Duration::from_millis(500);
-pub const RESTART_MAX: Duration = Duration::from_secs(30);
 /// Slack past the flow timeout before the sweeper ends a run, and the age after which a
 /// queued run that is nowhere is handed out again.
 pub const SWEEP_MARGIN: Duration = Duration::from_secs(60);
@@ -42,11 +37,7 @@ pub struct ShardActor {
     intake: Intake,
     flows: Arc<FlowRegistry>,
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    /// The consumer's supervision: when it last started, and how long to wait before the
-    /// next restart if it ends again (doubling up to [`RESTART_MAX`]).
-    started_at: std::time::Instant,
-    restart_after: Duration,
+    task: Option<troupe_store::tasks::Task>,
     /// The first stream sequence the last orphan sweep saw undelivered (0: none).
     orphan_suspect: Arc<std::sync::atomic::AtomicU64>,
     /// Runs this actor started that have not ended yet: a stopped shard's actor lives on until
@@ -67,8 +58,6 @@ impl ShardActor {
             flows,
             consumer,
             task: None,
-            started_at: std::time::Instant::now(),
-            restart_after: RESTART_MIN,
             orphan_suspect: Default::default(),
             in_flight: 0,
             stopping: false,
@@ -158,33 +147,26 @@ impl ShardActor {
 }
 
 impl ShardActor {
+    /// Starts the consumer, a task of the engine's owner: restarted with back-off if it panics
+    /// (the shard is never left silent), stopped with the shard.
     fn start_consumer(&mut self, ctx: &mut Context<Self>) {
-        let task = tokio::spawn(consumer::consume(self.intake.clone(), self.consumer.clone(), ctx.address()));
+        let (intake, consumer, addr) = (self.intake.clone(), self.consumer.clone(), ctx.address());
+        let shard = self.shard();
+        let mut starts = 0u32;
+        let task = self.ctx().tasks.restart(format!("shard consumer {shard}"), move |mut stop| {
+            starts += 1;
+            if starts > 1 {
+                crate::metric_definitions::CONSUMER_RESTARTS.with_label_values(&[&shard.to_string()]).inc();
+            }
+            let consume = consumer::consume(intake.clone(), consumer.clone(), addr.clone());
+            async move {
+                tokio::select! {
+                    _ = consume => {}
+                    _ = stop.wait() => {}
+                }
+            }
+        });
         self.task = Some(task);
-        self.started_at = std::time::Instant::now();
-    }
-
-    /// Restarts the consumer task when it has ended (it only ends by a panic or a bug): after
-    /// the back-off, which doubles while it keeps ending and resets once it has run a minute.
-    fn watch_consumer(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || !self.task.as_ref().is_some_and(|t| t.is_finished()) {
-            return;
-        }
-        if self.started_at.elapsed() > Duration::from_secs(60) {
-            self.restart_after = RESTART_MIN;
-        }
-        if self.started_at.elapsed() < self.restart_after {
-            return;
-        }
-        let ended = self.task.take().expect("checked");
-        let why = match futures::FutureExt::now_or_never(ended) {
-            Some(Err(e)) if e.is_panic() => "it panicked",
-            _ => "it ended",
-        };
-        tracing::error!(shard = self.shard(), why, "the shard's consumer stopped; restarting it");
-        crate::metric_definitions::CONSUMER_RESTARTS.with_label_values(&[&self.shard().to_string()]).inc();
-        self.restart_after = (self.restart_after * 2).min(RESTART_MAX);
-        self.start_consumer(ctx);
     }
 }
 
@@ -209,7 +191,6 @@ impl Actor for ShardActor {
             }
         }
         self.start_consumer(ctx);
-        ctx.run_interval(WATCH_EVERY, |act, ctx| act.watch_consumer(ctx));
         ctx.run_interval(SWEEP_EVERY, |act, ctx| {
             if act.stopping {
                 return;
@@ -237,7 +218,7 @@ impl Actor for ShardActor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(t) = self.task.take() {
-            t.abort();
+            t.ask_to_stop();
         }
     }
 }
@@ -272,7 +253,7 @@ impl Handler<StopShard> for ShardActor {
 
     fn handle(&mut self, _: StopShard, ctx: &mut Context<Self>) {
         if let Some(t) = self.task.take() {
-            t.abort();
+            t.ask_to_stop();
         }
         self.stopping = true;
         if self.in_flight == 0 {

@@ -239,13 +239,99 @@ async fn a_shard_consumer_that_panics_is_started_again_and_loses_no_webhook() {
         assert!(seen.insert(run["steps"]["step_1"]["output"]["n"].as_u64().unwrap()), "a webhook ran twice");
     }
     assert_eq!(seen.len(), 20);
-    let metrics = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let restarts: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("troupe_consumer_restarts_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(restarts, 1.0, "one restart, counted");
+    // counted when the consumer starts again, after its back-off
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&t, "troupe_consumer_restarts_total", "shard=").await < 1.0 {
+        assert!(Instant::now() < deadline, "the consumer was not started again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&t, "troupe_consumer_restarts_total", "shard=").await, 1.0, "one restart, counted");
     let log = std::fs::read_to_string(t.log.as_ref().unwrap()).unwrap();
-    assert!(log.contains("the shard's consumer stopped; restarting it"), "logged");
+    assert!(log.contains("a task panicked; restarting it") && log.contains("shard consumer"), "logged");
+}
+
+/// The sum of a metric's samples whose labels contain `labels`.
+async fn metric(t: &Troupe, name: &str, labels: &str) -> f64 {
+    let text = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn background_tasks_that_panic_are_started_again_and_troupe_serves_on() {
+    // each panics once, at its start; a request's handler panics on the first API call
+    let t = Troupe::start_logged(&[("TROUPE_FAULT_TASK_PANIC", "reply listener,scheduler,http request")]).await;
+    let (status, body) = t.get("/flows").await;
+    assert_eq!((status, body["code"].as_str()), (500, Some("INTERNAL_ERROR")), "{body}");
+    assert_eq!(body["message"], "the request failed unexpectedly", "no detail of the panic");
+    assert_eq!(t.get("/flows").await.0, 200, "the next request is served");
+
+    // the reply listener, started again, routes a sync webhook's response (a reply sent during
+    // its back-off is lost: that caller gets the 202 with its run's location after the timeout)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&t, "troupe_task_restarts_total", "task=\"reply listener\"").await < 1.0 {
+        assert!(Instant::now() < deadline, "the reply listener was not started again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = t.publish(webhook_flow(respond(json!({"echo": "{{trigger.body.n}}"})))).await;
+    let r = t.webhook(&id, "/sync", json!({"n": 7})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["echo"], 7);
+
+    // the scheduler, started again, ends a delay
+    let delayed = t
+        .publish(webhook_flow(chain(vec![
+            piece("wait", "delay", "delayFor", json!({"unit": "seconds", "delayFor": 1})),
+            piece("step_1", "data-mapper", "advanced_mapping", json!({"mapping": {"n": "{{trigger.body.n}}"}})),
+        ])))
+        .await;
+    assert!(t.webhook(&delayed, "", json!({"n": 1})).await.status().is_success());
+    let runs = t.wait_runs(&delayed, 1).await;
+    assert_eq!(runs[0]["status"], "SUCCEEDED");
+
+    for task in ["reply listener", "scheduler"] {
+        let label = format!("task=\"{task}\"");
+        assert_eq!(metric(&t, "troupe_task_restarts_total", &label).await, 1.0, "{task} restarted once");
+    }
+    assert_eq!(metric(&t, "troupe_task_panics_total", "task=\"http request\"").await, 1.0);
+    let log = std::fs::read_to_string(t.log.as_ref().unwrap()).unwrap();
+    assert_eq!(log.matches("a task panicked; restarting it").count(), 2, "{log}");
+}
+
+#[tokio::test]
+async fn an_essential_task_that_panics_stops_troupe_in_order_and_nothing_accepted_is_lost() {
+    // the HTTP server holds the listener: its panic stops the process (here 3 s after start)
+    let mut t = Troupe::start_logged(&[("TROUPE_FAULT_TASK_PANIC", "http server@3")]).await;
+    let id = t.publish(counting_flow()).await;
+    let mut accepted = HashSet::new();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in 0u64.. {
+        let sent = client.post(t.url(&format!("/api/v1/webhooks/{id}"))).json(&json!({"n": n})).send().await;
+        match sent {
+            Ok(r) if r.status().is_success() => assert!(accepted.insert(n)),
+            _ => break,
+        }
+        assert!(Instant::now() < deadline, "the server never stopped");
+    }
+    assert!(!accepted.is_empty());
+    let status = t.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(1), "a failed essential task is an error exit");
+    let log = std::fs::read_to_string(t.log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("an essential task panicked; stopping the process"), "{log}");
+    assert!(log.contains("stopped because the task \"http server\" panicked"), "{log}");
+    // started again (as its supervisor would), it has every accepted webhook's run, once
+    t.env.clear();
+    t.spawn().await;
+    let runs = t.wait_runs(&id, accepted.len()).await;
+    let mut seen = HashSet::new();
+    for r in &runs {
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        let run = t.run(r["id"].as_str().unwrap()).await;
+        assert!(seen.insert(run["steps"]["step_1"]["output"]["n"].as_u64().unwrap()), "a webhook ran twice");
+    }
+    assert_eq!(seen, accepted);
 }

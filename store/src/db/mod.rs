@@ -226,9 +226,15 @@ impl Store {
     /// Joins a cluster: from now on every write of a replicated tree is published to the
     /// `AP_STATE` stream, and the other processes' writes are applied here. Call once, before
     /// anything is written, from inside a tokio runtime.
-    pub fn replicate(&self, js: async_nats::jetstream::Context, origin: String) -> Arc<Replication> {
+    /// Its publisher and applier are tasks of `tasks`.
+    pub fn replicate(
+        &self,
+        js: async_nats::jetstream::Context,
+        origin: String,
+        tasks: &crate::tasks::Tasks,
+    ) -> Arc<Replication> {
         let trees = self.replicated_trees().into_iter().map(|t| (t.name, t.tree.clone())).collect();
-        let r = Replication::start(js, origin, trees, self.meta.clone());
+        let r = Replication::start(js, origin, trees, self.meta.clone(), tasks);
         let _ = self.replication.set(r.clone());
         r
     }
