@@ -12,7 +12,13 @@ const SHARDS: u16 = 16;
 const ENCRYPTION_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 async fn start(nats: &NatsServer, role: &str) -> Troupe {
+    start_faulty(nats, role, "").await
+}
+
+/// A process of the cluster whose tasks named in `faults` panic (`TROUPE_FAULT_TASK_PANIC`).
+async fn start_faulty(nats: &NatsServer, role: &str, faults: &str) -> Troupe {
     Troupe::start_logged(&[
+        ("TROUPE_FAULT_TASK_PANIC", faults),
         ("AP_CONTAINER_TYPE", role),
         ("AP_NATS_URL", &nats.url),
         ("AP_ENCRYPTION_KEY", ENCRYPTION_KEY),
@@ -318,4 +324,64 @@ async fn on_a_three_node_nats_cluster_with_r3_streams_a_worker_and_a_nats_node_c
     assert_exactly_once(&app, &flows, &accepted, &[&w0, &w1], Duration::from_secs(120)).await;
     eprintln!("checked at {:?}", started.elapsed());
     eprintln!("{total} accepted, {refused} refused while a NATS node died");
+}
+
+/// The sum of a metric's samples whose labels contain `labels`.
+async fn metric(t: &Troupe, name: &str, labels: &str) -> f64 {
+    let text = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_cluster_panicking_tasks_start_again_and_a_worker_whose_lease_keeper_panics_stops_and_hands_over() {
+    let nats = NatsServer::start().await;
+    // restartable: the APP's scheduler lease and state applier, a worker's fence and applier;
+    // essential: the other worker's lease keeper (it holds the leases), 10 s after it starts
+    let steady = start_faulty(&nats, "WORKER", "lease fence,replication applier").await;
+    let mut doomed = start_faulty(&nats, "WORKER", "lease keeper@10").await;
+    let app = start_faulty(&nats, "APP", "lease scheduler,replication applier").await;
+    // shards move one per tick: the doomed worker holds some when its keeper panics
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while owned(&doomed).await.unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the second worker took no shard");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut flows = Vec::new();
+    for i in 0..8 {
+        flows.push(app.publish(if i % 4 == 3 { delayed_flow() } else { sleepy_flow() }).await);
+    }
+    // 40 webhooks/s for 6 s, round robin: the keeper panics meanwhile or just after
+    let mut accepted: HashMap<String, BTreeSet<u64>> = HashMap::new();
+    let started = Instant::now();
+    for n in 0..240u64 {
+        tokio::time::sleep_until((started + Duration::from_millis(n * 25)).into()).await;
+        let id = &flows[n as usize % flows.len()];
+        let r = app.webhook(id, "", json!({"n": n})).await;
+        assert!(r.status().is_success(), "webhook {n}: {}", r.status());
+        accepted.entry(id.clone()).or_default().insert(n);
+    }
+
+    // the doomed worker stops by itself, with an error; the steady one takes every shard
+    let status = doomed.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = std::fs::read_to_string(doomed.log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("an essential task panicked; stopping the process") && log.contains("lease keeper"));
+    let owned = wait_balanced(&[&steady], Duration::from_secs(30)).await;
+    assert_eq!(owned[0].len(), SHARDS as usize);
+    assert_exactly_once(&app, &flows, &accepted, &[&steady, &doomed], Duration::from_secs(90)).await;
+
+    // the restartable ones were started again once each, and their processes served on
+    for (t, task) in [
+        (&app, "lease scheduler"),
+        (&app, "replication applier"),
+        (&steady, "lease fence"),
+        (&steady, "replication applier"),
+    ] {
+        let label = format!("task=\"{task}\"");
+        assert_eq!(metric(t, "troupe_task_restarts_total", &label).await, 1.0, "{task}");
+    }
 }
