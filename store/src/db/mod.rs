@@ -123,6 +123,9 @@ pub struct Store {
     invitations: RTree,
     cipher: std::sync::Arc<std::sync::OnceLock<crate::connection::Cipher>>,
     replication: Repl,
+    /// Run creations of one webhook, one at a time (striped by webhook id): the consumer and
+    /// the orphan sweep may both hold a webhook's message.
+    creating: std::sync::Arc<[std::sync::Mutex<()>; 64]>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -194,6 +197,7 @@ impl Store {
             invitations: t(trees::INVITATIONS)?,
             cipher: Default::default(),
             replication,
+            creating: std::sync::Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
             group_commit: GroupCommit::start(db),
         })
     }

@@ -58,7 +58,15 @@ impl Store {
     /// The webhook → run mapping is written first. sled keeps a prefix of writes across a
     /// crash, so a run record never exists without its mapping; a mapping whose run was lost
     /// gets its run recreated under the same id (`run.id` is updated).
+    ///
+    /// Two creations for one webhook (its consumer and the orphan sweep) take turns: otherwise
+    /// the second could find the mapping before the first wrote its header, and record the run
+    /// again.
     pub fn create_run(&self, run: &mut FlowRun, trigger: &StepRecord) -> Result<RunCreation> {
+        let _turn = run.webhook_id.as_ref().map(|w| {
+            let stripe = w.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            self.creating[stripe % self.creating.len()].lock().unwrap_or_else(|e| e.into_inner())
+        });
         if let Some(webhook_id) = &run.webhook_id {
             let prev = self.webhook_runs.compare_and_swap(
                 webhook_id.as_bytes(),
@@ -73,6 +81,12 @@ impl Store {
                     let key = shard_run_key(stored.shard, &stored.id);
                     if !stored.status().is_terminal() && !self.active_runs.contains_key(&key)? {
                         self.active_runs.insert(key, &[])?;
+                    }
+                    // a crash between the header and its place in the listing (the message was
+                    // not acked, so it comes back here): list it, finished or not
+                    let order = order_key(stored.created_micros, &stored.id);
+                    if !self.run_order.contains_key(&order)? {
+                        self.run_order.insert(order, &[])?;
                     }
                     return Ok(RunCreation::Existing(id));
                 }
@@ -241,6 +255,48 @@ mod tests {
         let mut again = queued_run("r2", 3);
         assert_eq!(store.create_run(&mut again, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
         assert_eq!(store.active_runs(3).unwrap()[0].id, "r1", "recovery and the sweeper see it again");
+    }
+
+    #[test]
+    fn a_run_that_lost_its_place_in_the_listing_in_a_crash_is_listed_at_the_redelivery() {
+        let (_d, store) = temp_store();
+        let mut run = queued_run("r1", 3);
+        store.create_run(&mut run, &trigger_record()).unwrap();
+        // a crash between the header and the listing: recovery ran the run to its end, and the
+        // message, never acked, comes back
+        store.run_order.remove(order_key(run.created_micros, "r1")).unwrap();
+        store.transition_run("r1", RunStatus::Succeeded, |_| Ok(())).unwrap();
+        let listed = |store: &Store| store.list_runs(&RunFilter::default(), 10, None).unwrap().data.len();
+        assert_eq!(listed(&store), 0);
+        let mut again = queued_run("r2", 3);
+        assert_eq!(store.create_run(&mut again, &trigger_record()).unwrap(), RunCreation::Existing("r1".into()));
+        assert_eq!(listed(&store), 1, "the run is listed again");
+        store.create_run(&mut again, &trigger_record()).unwrap();
+        assert_eq!(listed(&store), 1, "and once");
+    }
+
+    #[test]
+    fn two_creations_of_one_webhook_at_once_make_one_run() {
+        let (_d, store) = temp_store();
+        for i in 0..300 {
+            let webhook = format!("w{i}");
+            let created: Vec<RunCreation> = std::thread::scope(|s| {
+                let tries: Vec<_> = (0..2)
+                    .map(|t| {
+                        let (store, webhook) = (&store, webhook.clone());
+                        s.spawn(move || {
+                            let mut run = queued_run(&format!("r{i}-{t}"), 1);
+                            run.webhook_id = Some(webhook);
+                            store.create_run(&mut run, &trigger_record()).unwrap()
+                        })
+                    })
+                    .collect();
+                tries.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let made = created.iter().filter(|c| **c == RunCreation::Created).count();
+            assert_eq!(made, 1, "webhook {i}: {created:?}");
+        }
+        assert_eq!(store.list_runs(&RunFilter::default(), 1000, None).unwrap().data.len(), 300);
     }
 
     #[test]
