@@ -246,3 +246,74 @@ async fn a_shutdown_lets_a_sync_webhook_in_flight_get_its_answer() {
     let (_app, status) = exit.await.unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A NATS JWT: `claims` signed by `issuer` (decentralized authentication's operator → account
+/// → user chain).
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = json!({
+        "jti": format!("{:x}", rand::random::<u128>()), "iat": 1_700_000_000, "iss": issuer.public_key(),
+        "name": name, "sub": subject, "nats": nats,
+    });
+    let payload = b64.encode(claims.to_string());
+    let signature = issuer.sign(format!("{header}.{payload}").as_bytes()).unwrap();
+    format!("{header}.{payload}.{}", b64.encode(signature))
+}
+
+#[tokio::test]
+async fn troupe_connects_with_a_standard_creds_file_and_its_permissions_hold() {
+    let (operator, account, user) =
+        (nkeys::KeyPair::new_operator(), nkeys::KeyPair::new_account(), nkeys::KeyPair::new_user());
+    let operator_jwt = nats_jwt(&operator, &operator.public_key(), "op", json!({"type": "operator", "version": 2}));
+    let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1});
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "troupe",
+        json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    // the user may do what Troupe does, not delete streams (as docs/deployment.md configures)
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "troupe-app",
+        json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1,
+            "pub": {"deny": ["$JS.API.STREAM.DELETE.>"]}, "sub": {}}),
+    );
+    // JetStream needs the server's own (system) account
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt =
+        nats_jwt(&operator, &system.public_key(), "SYS", json!({"type": "account", "version": 2, "limits": {}}));
+    let config = format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {sys}: {system_jwt}\n  {}: {account_jwt}\n}}\n",
+        account.public_key(),
+        sys = system.public_key(),
+    );
+    let nats = troupe_testkit::NatsServer::with_config(&config).await;
+    assert!(async_nats::connect(&nats.url).await.is_err(), "the server admits no anonymous client");
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("troupe.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+
+    let t = Troupe::start_with(&[("AP_NATS_URL", &nats.url), ("AP_NATS_CREDS", creds.to_str().unwrap())]).await;
+    let id = t.publish(webhook_flow(respond(json!({"ok": true})))).await;
+    assert_eq!(t.webhook(&id, "/sync", json!({})).await.status(), 200, "a run end to end through the creds' user");
+    // the user's permissions are the server's to enforce: a stolen creds file cannot delete
+    let client = async_nats::ConnectOptions::with_credentials_file(&creds).await.unwrap().connect(&nats.url).await;
+    let mut js = async_nats::jetstream::new(client.unwrap());
+    js.set_timeout(std::time::Duration::from_secs(1));
+    assert!(js.delete_stream("AP_WEBHOOKS").await.is_err(), "the creds' user cannot delete a stream");
+    assert!(js.get_stream("AP_WEBHOOKS").await.is_ok(), "the stream is still there");
+}
