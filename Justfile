@@ -47,6 +47,12 @@ chart-tools:
 chart: chart-tools
     "{{venv}}/bin/python" scripts/check_chart.py charts/troupe store/src/config.rs
 
+# Render the chart with the real NATS subchart and check its NATS authorization end to end.
+# `dir` holds helm/charts/nats of github.com/nats-io/k8s at a nats-1.3.x tag (the helm
+# repository is not reachable from every machine, so it is not fetched here).
+chart-nats dir: chart-tools
+    "{{venv}}/bin/python" scripts/check_nats_subchart.py charts/troupe {{dir}}
+
 # What building the sandbox's guests needs: the wasm32-wasip1 Rust target, and a C compiler for
 # WebAssembly with WASI's libc (QuickJS is C). Debian packages, installed when missing.
 toolchain:
