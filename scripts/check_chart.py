@@ -48,6 +48,21 @@ def dig(obj, path):
     return obj
 
 
+def problems(path, obj):
+    """What is wrong with one rendered manifest: the fields a CRD needs, or the Kubernetes
+    schema's complaint (strict)."""
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    if key in CRDS:
+        return [f"{path}: {key[1]} lacks {field}" for field in CRDS[key] if not dig(obj, field)]
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{path}: {obj.get('kind')} {dig(obj, 'metadata.name')}: {e.message} at {list(e.path)}"]
+    except Exception as e:  # a kind without a schema, a malformed object
+        return [f"{path}: {obj.get('kind')}: {e}"]
+    return []
+
+
 def settings_read_by_troupe(config_rs):
     names = set(re.findall(r'"(AP_[A-Z_]+)"', open(config_rs).read()))
     # Activepieces' names read as alternatives to settings the chart sets under Troupe's
@@ -71,18 +86,7 @@ def check(name, values, chart, ap_settings):
             if doc:
                 objects.append((path, doc))
     for path, obj in objects:
-        key = (obj.get("apiVersion"), obj.get("kind"))
-        if key in CRDS:
-            for field in CRDS[key]:
-                if not dig(obj, field):
-                    errors.append(f"{path}: {key[1]} lacks {field}")
-            continue
-        try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            errors.append(f"{path}: {obj.get('kind')} {dig(obj, 'metadata.name')}: {e.message} at {list(e.path)}")
-        except Exception as e:  # a kind without a schema, a malformed object
-            errors.append(f"{path}: {obj.get('kind')}: {e}")
+        errors.extend(problems(path, obj))
     kinds = {(o["kind"], o["metadata"]["name"]): o for _, o in objects}
     app = kinds.get(("Deployment", "rel-troupe-app"))
     worker = kinds.get(("StatefulSet", "rel-troupe-worker"))

@@ -25,12 +25,11 @@ import shutil
 import sys
 import tempfile
 
-import kubernetes_validate
 import yaml
 from helm_python import Chart
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_chart import CRDS, K8S_VERSION, dig, env_of  # noqa: E402
+from check_chart import K8S_VERSION, dig, env_of, problems  # noqa: E402
 
 RELEASE, NAMESPACE = "rel", "troupe"
 # values on top of the chart's defaults: the bundled NATS with auth (the defaults already, but
@@ -125,21 +124,9 @@ def main():
     # (d) every manifest is a valid Kubernetes object
     invalid = 0
     for path, obj in objects:
-        key = (obj.get("apiVersion"), obj.get("kind"))
-        if key in CRDS:
-            for field in CRDS[key]:
-                if not dig(obj, field):
-                    errors.append(f"{path}: {key[1]} lacks {field}")
-            continue
-        try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            invalid += 1
-            errors.append(f"{path}: {obj.get('kind')} {dig(obj, 'metadata.name')}: {e.message} "
-                          f"at {list(e.path)}")
-        except Exception as e:
-            invalid += 1
-            errors.append(f"{path}: {obj.get('kind')}: {e}")
+        found = problems(path, obj)
+        invalid += bool(found)
+        errors.extend(found)
     done.append(f"(d) {len(objects)} manifests ({len(sub)} from the nats subchart) validated "
                 f"against Kubernetes {K8S_VERSION} (strict): {invalid} invalid")
 

@@ -240,22 +240,20 @@ async fn run_with_nats(config: &Config, nats_url: &str, tasks: &Tasks) -> anyhow
         store: store.clone(),
         config: config.clone(),
     });
-    let engine = if config.container_type != ContainerType::App {
-        Some(
-            troupe_actors::engine::Engine::start(
-                troupe_actors::context::EngineCtx::new(
-                    config.clone(),
-                    store.clone(),
-                    nats.clone(),
-                    code.clone(),
-                    egress.clone(),
-                    npm.clone(),
-                )?
-                .with_tasks(tasks.clone()),
-                node.clone(),
-            )
-            .await?,
+    // the engine's context, and the APP's own for test runs (the same parts, its own state)
+    let engine_ctx = || {
+        troupe_actors::context::EngineCtx::new(
+            config.clone(),
+            store.clone(),
+            nats.clone(),
+            code.clone(),
+            egress.clone(),
+            npm.clone(),
         )
+        .map(|ctx| ctx.with_tasks(tasks.clone()))
+    };
+    let engine = if config.container_type != ContainerType::App {
+        Some(troupe_actors::engine::Engine::start(engine_ctx()?, node.clone()).await?)
     } else {
         None
     };
@@ -298,17 +296,7 @@ async fn run_with_nats(config: &Config, nats_url: &str, tasks: &Tasks) -> anyhow
         _ => anyhow::bail!("set both AP_TLS_CERT and AP_TLS_KEY to serve HTTPS, or neither"),
     };
     let replies = troupe_gateway::replies::Replies::start(&nats, tasks).await.context("subscribing to sync replies")?;
-    let tester = Arc::new(
-        troupe_actors::context::EngineCtx::new(
-            config.clone(),
-            store.clone(),
-            nats.clone(),
-            code.clone(),
-            egress.clone(),
-            npm.clone(),
-        )?
-        .with_tasks(tasks.clone()),
-    );
+    let tester = Arc::new(engine_ctx()?);
     let state = Arc::new(AppState {
         tester,
         config: config.clone(),

@@ -326,15 +326,6 @@ async fn on_a_three_node_nats_cluster_with_r3_streams_a_worker_and_a_nats_node_c
     eprintln!("{total} accepted, {refused} refused while a NATS node died");
 }
 
-/// The sum of a metric's samples whose labels contain `labels`.
-async fn metric(t: &Troupe, name: &str, labels: &str) -> f64 {
-    let text = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_a_cluster_panicking_tasks_start_again_and_a_worker_whose_lease_keeper_panics_stops_and_hands_over() {
     let nats = NatsServer::start().await;

@@ -250,15 +250,6 @@ async fn a_shard_consumer_that_panics_is_started_again_and_loses_no_webhook() {
     assert!(log.contains("a task panicked; restarting it") && log.contains("shard consumer"), "logged");
 }
 
-/// The sum of a metric's samples whose labels contain `labels`.
-async fn metric(t: &Troupe, name: &str, labels: &str) -> f64 {
-    let text = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn background_tasks_that_panic_are_started_again_and_troupe_serves_on() {
     // each panics once, at its start; a request's handler panics on the first API call

@@ -102,3 +102,12 @@ impl Gen {
         (0..n).map(|_| *self.pick(&chars)).collect()
     }
 }
+
+/// The sum of a metric's samples (from `/metrics`) whose labels contain `labels`.
+pub async fn metric(t: &Troupe, name: &str, labels: &str) -> f64 {
+    let text = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
