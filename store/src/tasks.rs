@@ -57,13 +57,6 @@ impl StopSignal {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|s| *s).await;
     }
-
-    /// A signal that is never set (for code run outside an owner, as in benchmarks).
-    pub fn never() -> StopSignal {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        StopSignal(rx)
-    }
 }
 
 struct Entry {
@@ -306,18 +299,23 @@ where
 /// `TROUPE_FAULT_TASK_PANIC=<name>[@<seconds>],…` names it (at once, or that long after it
 /// started).
 pub fn fault_injected(name: &str) -> Option<Duration> {
-    let names = std::env::var("TROUPE_FAULT_TASK_PANIC").ok()?;
-    let after = names.split(',').find_map(|n| {
-        let (n, after) = n.trim().split_once('@').map_or((n.trim(), None), |(n, a)| (n, Some(a)));
-        (n == name).then(|| Duration::from_secs_f64(after.and_then(|a| a.parse().ok()).unwrap_or(0.0)))
-    })?;
-    static FIRED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut fired = FIRED.lock().expect("fault lock");
-    if fired.iter().any(|f| f == name) {
-        return None;
-    }
-    fired.push(name.to_string());
-    Some(after)
+    // read once: a request's handler asks at every API request
+    static FAULTS: std::sync::OnceLock<Vec<(String, Duration, AtomicBool)>> = std::sync::OnceLock::new();
+    let faults = FAULTS.get_or_init(|| {
+        let names = std::env::var("TROUPE_FAULT_TASK_PANIC").unwrap_or_default();
+        names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                let (n, after) = n.split_once('@').map_or((n, None), |(n, a)| (n, Some(a)));
+                let after = Duration::from_secs_f64(after.and_then(|a| a.parse().ok()).unwrap_or(0.0));
+                (n.to_string(), after, AtomicBool::new(false))
+            })
+            .collect()
+    });
+    let (_, after, fired) = faults.iter().find(|(n, _, _)| n == name)?;
+    (!fired.swap(true, Ordering::SeqCst)).then_some(*after)
 }
 
 /// A task's future, made to panic at a set time when a fault is injected.
