@@ -48,6 +48,17 @@ def dig(obj, path):
     return obj
 
 
+def manifests(rendered):
+    """The rendered chart's manifests, as (template path, object), NOTES.txt left out."""
+    return [
+        (path, doc)
+        for path, text in rendered.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
 def problems(path, obj):
     """What is wrong with one rendered manifest: the fields a CRD needs, or the Kubernetes
     schema's complaint (strict)."""
@@ -78,13 +89,7 @@ def env_of(container):
 def check(name, values, chart, ap_settings):
     errors = []
     rendered = chart.render(values, name="rel", namespace="troupe")
-    objects = []
-    for path, text in rendered.items():
-        if path.endswith("NOTES.txt"):
-            continue
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                objects.append((path, doc))
+    objects = manifests(rendered)
     for path, obj in objects:
         errors.extend(problems(path, obj))
     kinds = {(o["kind"], o["metadata"]["name"]): o for _, o in objects}

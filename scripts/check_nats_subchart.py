@@ -29,7 +29,7 @@ import yaml
 from helm_python import Chart
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_chart import K8S_VERSION, dig, env_of, problems  # noqa: E402
+from check_chart import K8S_VERSION, dig, env_of, manifests, problems  # noqa: E402
 
 RELEASE, NAMESPACE = "rel", "troupe"
 # values on top of the chart's defaults: the bundled NATS with auth (the defaults already, but
@@ -109,13 +109,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="troupe-nats-") as tmp:
         rendered = render(troupe_dir, nats_dir, tmp)
-    objects = []
-    for path, text in rendered.items():
-        if path.endswith("NOTES.txt"):
-            continue
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                objects.append((path, doc))
+    objects = manifests(rendered)
     sub = [p for p, _ in objects if "/charts/nats/" in p]
     if not sub:
         fail([f"the nats subchart rendered nothing (templates: {sorted(rendered)})"])
